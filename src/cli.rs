@@ -1,0 +1,195 @@
+//! The command line of SPEC §4, and the choice between login mode and subcommands.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::ConfigSource;
+use crate::error::{EXIT_OK, Failure};
+use crate::{check, explain, standalone};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rolesh",
+    version,
+    args_conflicts_with_subcommands = true,
+    about = "Login shell for SSH bastions in front of Amazon EKS",
+    long_about = "rolesh maps the Unix user to an IAM role, has the local broker assume it through STS \
+                  with the user's own name as session name, and starts an isolated, audited session \
+                  with an in-memory kubeconfig."
+)]
+pub struct Cli {
+    /// Run COMMAND without a shell, as `ssh bastion COMMAND` does (login mode)
+    #[arg(short = 'c', value_name = "COMMAND")]
+    pub run: Option<String>,
+
+    /// Start an interactive login session (login mode)
+    #[arg(short = 'l', long = "login")]
+    pub login: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print an EKS ExecCredential (what kubectl's exec plugin calls)
+    Token(TokenArgs),
+    /// Print AWS credential_process JSON for your own role
+    Credentials,
+    /// Exec into a container; a picker asks for what is missing
+    Exec {
+        /// [[CLUSTER/]NAMESPACE/POD[/CONTAINER]]
+        target: Option<String>,
+        /// Command to run in the container
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Print the session's kubeconfig
+    Kubeconfig,
+    /// Run the credential broker in the foreground
+    Broker(ConfigArg),
+    /// Validate the configuration
+    Check(ConfigArg),
+    /// Explain the mapping decision for a user
+    Explain {
+        /// Unix user name
+        user: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print Kubernetes RBAC, aws-auth/access entries and IAM policies for the config
+    Rbac {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: RbacFormat,
+    },
+    /// Play back a session recording
+    Replay { file: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RbacFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Configuration file, or a directory holding config.toml and config.d/
+    /// [default: /etc/rolesh]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    pub fn source(&self) -> ConfigSource {
+        match &self.config {
+            Some(path) => ConfigSource::Path(path.clone()),
+            None => ConfigSource::System,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["cluster", "cluster_name"]))]
+pub struct TokenArgs {
+    /// Cluster from the configuration; the broker signs with your own role
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// Standalone `aws eks get-token`: any cluster, default AWS credential chain
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+
+    /// Region of the STS endpoint to sign for [default: AWS_REGION, the profile's region]
+    #[arg(long, requires = "cluster_name")]
+    pub region: Option<String>,
+
+    /// Assume this role first (session name EKSGetTokenAuth, like awscli)
+    #[arg(long, value_name = "ARN", requires = "cluster_name")]
+    pub role_arn: Option<String>,
+
+    /// `legacy` signs for sts.amazonaws.com in the regions that had it [default:
+    /// AWS_STS_REGIONAL_ENDPOINTS, else regional]
+    #[arg(long, value_enum, requires = "cluster_name")]
+    pub sts_regional_endpoints: Option<EndpointsArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EndpointsArg {
+    Legacy,
+    Regional,
+}
+
+/// Login mode: sshd started rolesh as a login shell (`-rolesh`), with `-l`, or with `-c`.
+/// In it no flag or variable may change the config or socket path (SPEC §1).
+pub fn is_login(argv0: &OsString, cli: &Cli) -> bool {
+    argv0.to_string_lossy().starts_with('-') || cli.login || cli.run.is_some()
+}
+
+/// Parses the command line, runs the command and returns the exit code.
+pub fn main() -> u8 {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = argv.first().cloned().unwrap_or_default();
+    // A login shell is started with no arguments but a leading '-' in argv[0].
+    let cli = if argv0.to_string_lossy().starts_with('-') && argv.len() == 1 {
+        Cli { run: None, login: true, command: None }
+    } else {
+        Cli::parse_from(&argv)
+    };
+    match run(&argv0, cli) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("{failure}");
+            failure.code
+        }
+    }
+}
+
+fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
+    if is_login(argv0, &cli) {
+        return Err(Failure::not_implemented(if cli.run.is_some() { "-c" } else { "login" }));
+    }
+    let Some(command) = cli.command else {
+        return Err(Failure::usage(
+            "no command given; run 'rolesh --help' (as a login shell, sshd starts rolesh with -c or as -rolesh)",
+        ));
+    };
+    match command {
+        Command::Token(args) => standalone::run_token(&args).map(|()| EXIT_OK),
+        Command::Check(config) => check::run(&config.source()),
+        Command::Explain { user, json, config } => explain::run(&config.source(), &user, json),
+        Command::Credentials => Err(Failure::not_implemented("credentials")),
+        Command::Exec { .. } => Err(Failure::not_implemented("exec")),
+        Command::Kubeconfig => Err(Failure::not_implemented("kubeconfig")),
+        Command::Broker(_) => Err(Failure::not_implemented("broker")),
+        Command::Rbac { .. } => Err(Failure::not_implemented("rbac")),
+        Command::Replay { .. } => Err(Failure::not_implemented("replay")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn dash_argv0_and_c_are_login_mode() {
+        let cli = Cli::parse_from(["rolesh", "-c", "kubectl get pods"]);
+        assert!(is_login(&"rolesh".into(), &cli));
+        let cli = Cli::parse_from(["rolesh", "check"]);
+        assert!(!is_login(&"rolesh".into(), &cli));
+        assert!(is_login(&"-rolesh".into(), &cli));
+    }
+}

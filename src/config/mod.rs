@@ -1,0 +1,401 @@
+//! `/etc/rolesh/config.toml` and `/etc/rolesh/config.d/*.toml`: loading, merging,
+//! validating, and the typed configuration the rest of rolesh reads.
+//!
+//! Errors name the file, line and column (`PATH:LINE:COL: message`) and all of them are
+//! reported at once, so an administrator fixes a file in one pass.
+
+mod diag;
+mod schema;
+pub mod selector;
+pub mod template;
+mod tree;
+pub mod values;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use diag::{ConfigErrors, Diagnostic};
+use diag::SourceFile;
+pub use selector::Selector;
+pub use template::{Template, Vars};
+
+use crate::paths;
+use crate::system;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub aws: Aws,
+    pub mapping: Mapping,
+    pub clusters: Vec<Cluster>,
+    pub session: SessionSettings,
+    pub overrides: Vec<SessionOverride>,
+    pub broker: Broker,
+    pub audit: Audit,
+    /// The files this configuration was read from, in the order they were applied.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub region: String,
+    pub sts_endpoint: StsEndpoint,
+    pub session_duration: Duration,
+    pub session_name: Template,
+    pub source_identity: Template,
+    pub expose_credentials: bool,
+    pub tags: Vec<(String, Template)>,
+}
+
+/// Where the broker sends AssumeRole. Tokens always name the public STS host whatever
+/// this says (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StsEndpoint {
+    Regional,
+    Legacy,
+    Url(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub deny_users: Vec<String>,
+    pub users: Vec<UserRule>,
+    pub groups: Vec<GroupRule>,
+    pub default_role: Option<RoleRule>,
+}
+
+/// A role ARN (possibly a template such as `…:role/bastion-{user}`) and where it was set.
+#[derive(Debug, Clone)]
+pub struct RoleRule {
+    pub role: Template,
+    pub origin: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRule {
+    pub user: String,
+    pub rule: RoleRule,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupRule {
+    pub group: String,
+    pub rule: RoleRule,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub certificate_authority: Option<CertificateAuthority>,
+    pub default_namespace: Option<String>,
+    /// Who sees this cluster; `None` means every mapped user.
+    pub groups: Option<Vec<String>>,
+    pub namespaces: Vec<Namespace>,
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateAuthority {
+    /// Base64 PEM, as in a kubeconfig's `certificate-authority-data`.
+    Data(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    pub name: String,
+    /// Pods matching ANY of these are offered; empty means every pod.
+    pub selectors: Vec<Selector>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Shell,
+    Restricted,
+    Picker,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Shell => "shell",
+            Mode::Restricted => "restricted",
+            Mode::Picker => "picker",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Off,
+    Interactive,
+    All,
+}
+
+impl Record {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Record::Off => "off",
+            Record::Interactive => "interactive",
+            Record::All => "all",
+        }
+    }
+}
+
+/// `[session]`, and what a user ends up with after overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSettings {
+    pub mode: Mode,
+    pub shell: String,
+    pub path: String,
+    pub allowed_commands: Vec<String>,
+    pub file_transfer: bool,
+    pub idle_timeout: Duration,
+    pub max_duration: Duration,
+    pub banner: Option<String>,
+    pub record: Record,
+    /// The command `rolesh exec` runs when none is given; `None`: bash if present, else sh.
+    pub exec_command: Option<Vec<String>>,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            mode: Mode::Shell,
+            shell: "/bin/bash".into(),
+            path: "/usr/local/bin:/usr/bin:/bin".into(),
+            allowed_commands: vec!["kubectl".into(), "helm".into(), "k9s".into()],
+            file_transfer: false,
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_duration: Duration::from_secs(12 * 3600),
+            banner: None,
+            record: Record::Off,
+            exec_command: None,
+        }
+    }
+}
+
+/// The session keys an override sets; `None` leaves the `[session]` value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionPatch {
+    pub mode: Option<Mode>,
+    pub shell: Option<String>,
+    pub path: Option<String>,
+    pub allowed_commands: Option<Vec<String>>,
+    pub file_transfer: Option<bool>,
+    pub idle_timeout: Option<Duration>,
+    pub max_duration: Option<Duration>,
+    pub banner: Option<String>,
+    pub record: Option<Record>,
+    pub exec_command: Option<Vec<String>>,
+}
+
+impl SessionPatch {
+    pub fn apply(&self, base: &mut SessionSettings) {
+        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *target = v.clone();
+            }
+        }
+        set(&mut base.mode, &self.mode);
+        set(&mut base.shell, &self.shell);
+        set(&mut base.path, &self.path);
+        set(&mut base.allowed_commands, &self.allowed_commands);
+        set(&mut base.file_transfer, &self.file_transfer);
+        set(&mut base.idle_timeout, &self.idle_timeout);
+        set(&mut base.max_duration, &self.max_duration);
+        if self.banner.is_some() {
+            base.banner = self.banner.clone();
+        }
+        set(&mut base.record, &self.record);
+        if self.exec_command.is_some() {
+            base.exec_command = self.exec_command.clone();
+        }
+    }
+}
+
+/// `[[session.override]]`: applies to the listed users and members of the listed groups.
+#[derive(Debug, Clone)]
+pub struct SessionOverride {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub patch: SessionPatch,
+    pub origin: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Broker {
+    pub refresh_before: Duration,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub journald: bool,
+    pub file: Option<PathBuf>,
+    pub recordings_dir: PathBuf,
+}
+
+/// Which configuration to read.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// `/etc/rolesh/config.toml` + `config.d`: must be root-owned and not writable by group
+    /// or others. The only source in login mode.
+    System,
+    /// `--config PATH`: a file, or a directory holding `config.toml` and `config.d/`.
+    /// Not being owned by root is a warning (the broker would refuse it), not an error.
+    Path(PathBuf),
+}
+
+/// A configuration and the warnings loading it produced.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Loads, merges and validates the configuration.
+    pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigErrors> {
+        let (files, strict) = match source {
+            ConfigSource::System => (config_files(&paths::sysconf_dir())?, true),
+            ConfigSource::Path(p) if p.is_dir() => (config_files(p)?, false),
+            ConfigSource::Path(p) => (vec![p.clone()], false),
+        };
+        let mut warnings = Vec::new();
+        let mut errors = Vec::new();
+        let mut sources = Vec::new();
+        for path in &files {
+            match read_checked(path, strict, &mut warnings) {
+                Ok(text) => sources.push(Arc::new(SourceFile {
+                    path: path.clone(),
+                    text,
+                })),
+                Err(d) => errors.push(d),
+            }
+        }
+        let mut merged = tree::Table::default();
+        for file in &sources {
+            match tree::parse(file) {
+                Ok(table) => merged.merge(table),
+                Err(d) => errors.push(d),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors::sorted(errors));
+        }
+        let config = schema::build(&merged, &sources, files)?;
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Parses one configuration text, as the fuzzer and unit tests do: no file system.
+    pub fn from_text(path: &str, text: &str) -> Result<Config, ConfigErrors> {
+        let file = Arc::new(SourceFile {
+            path: path.into(),
+            text: text.into(),
+        });
+        let table = tree::parse(&file).map_err(|d| ConfigErrors(vec![d]))?;
+        schema::build(&table, &[file], vec![path.into()])
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
+
+/// `DIR/config.toml`, then `DIR/config.d/*.toml` in lexical (byte) order; dotfiles and
+/// other extensions (`.dpkg-old`, editor backups) are skipped.
+fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
+    let mut files = vec![dir.join("config.toml")];
+    let drop_in_dir = dir.join("config.d");
+    let entries = match std::fs::read_dir(&drop_in_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => {
+            return Err(ConfigErrors(vec![Diagnostic::file(
+                &drop_in_dir,
+                format!("cannot read directory: {}", io_reason(&e)),
+            )]));
+        }
+    };
+    let mut drop_ins: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.') && name.ends_with(".toml")
+        })
+        .collect();
+    drop_ins.sort();
+    files.extend(drop_ins);
+    Ok(files)
+}
+
+/// Reads a config file after the StrictModes-style checks: the file must not be writable
+/// by group or others, and (strictly) must be owned by root, as must its directory.
+fn read_checked(path: &Path, strict: bool, warnings: &mut Vec<String>) -> Result<String, Diagnostic> {
+    let owner = system::ownership(path)
+        .map_err(|e| Diagnostic::file(path, format!("cannot read config: {}", io_reason(&e))))?;
+    if owner.writable_by_group_or_others() {
+        return Err(Diagnostic::file(
+            path,
+            format!(
+                "refusing a config writable by group or others (mode {:04o}); run: chmod go-w {}",
+                owner.mode & 0o7777,
+                path.display()
+            ),
+        ));
+    }
+    if owner.uid != 0 {
+        let message = format!(
+            "config is owned by uid {}, not root; run: chown root {}",
+            owner.uid,
+            path.display()
+        );
+        if strict {
+            return Err(Diagnostic::file(path, format!("refusing it: {message}")));
+        }
+        warnings.push(format!(
+            "warning: {}: {message} (the broker and login shell refuse such a file)",
+            path.display()
+        ));
+    }
+    if strict {
+        check_parent_dir(path)?;
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::file(path, format!("cannot read config: {}", io_reason(&e))))?;
+    String::from_utf8(bytes).map_err(|e| {
+        Diagnostic::file(
+            path,
+            format!("config is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()),
+        )
+    })
+}
+
+fn check_parent_dir(path: &Path) -> Result<(), Diagnostic> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let owner = system::ownership(dir)
+        .map_err(|e| Diagnostic::file(dir, format!("cannot inspect directory: {}", io_reason(&e))))?;
+    if owner.uid != 0 || owner.writable_by_group_or_others() {
+        return Err(Diagnostic::file(
+            dir,
+            "refusing config in a directory not owned by root or writable by group or others",
+        ));
+    }
+    Ok(())
+}
+
+/// `std::io::Error` without the "(os error 2)" suffix.
+pub fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}

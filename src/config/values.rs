@@ -1,0 +1,227 @@
+//! Rules for single values: durations, ARNs, STS names, regions, cluster names, URLs.
+//! Each returns the reason a value is wrong, to be placed at its position.
+
+use std::time::Duration;
+
+/// `15m`, `1h`, `1h30m`, `90s` within `[min, max]`.
+pub fn duration(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?} ({e}); write it like \"15m\" or \"1h\""))?;
+    if d < min || d > max {
+        return Err(format!(
+            "duration {text:?} is out of range: it must be between {} and {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+const PARTITIONS: [&str; 5] = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"];
+
+/// `arn:PARTITION:iam::ACCOUNT:role[/PATH/]NAME`, the only kind of ARN rolesh assumes.
+pub fn role_arn(arn: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "invalid role ARN {arn:?}: {why} (expected arn:aws:iam::123456789012:role/NAME)"
+        ))
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" {
+        return bad("not an ARN");
+    }
+    if !PARTITIONS.contains(&parts[1]) {
+        return bad("unknown partition");
+    }
+    if parts[2] != "iam" || !parts[3].is_empty() {
+        return bad("not an IAM ARN");
+    }
+    if parts[4].len() != 12 || !parts[4].bytes().all(|b| b.is_ascii_digit()) {
+        return bad("the account must be 12 digits");
+    }
+    let Some(path_and_name) = parts[5].strip_prefix("role/") else {
+        return bad("not a role");
+    };
+    let name = path_and_name.rsplit('/').next().unwrap_or("");
+    if name.is_empty() || name.len() > 64 || !name.chars().all(is_iam_name_char) {
+        return bad("the role name must be 1-64 characters of letters, digits and +=,.@_-");
+    }
+    if path_and_name.len() > 512 + 64 || !path_and_name.chars().all(|c| c == '/' || is_iam_name_char(c)) {
+        return bad("the role path may hold only letters, digits, / and +=,.@_-");
+    }
+    Ok(())
+}
+
+/// The role name from a role ARN (`…:role/path/NAME` → `NAME`).
+pub fn role_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+fn is_iam_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
+}
+
+/// STS's rule for RoleSessionName and SourceIdentity: 2-64 of `[A-Za-z0-9+=,.@_-]`.
+pub fn sts_name(what: &str, value: &str) -> Result<(), String> {
+    if !(2..=64).contains(&value.len()) {
+        return Err(format!(
+            "{what} {value:?} must be 2-64 characters long (it is {})",
+            value.chars().count()
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| !is_iam_name_char(*c)) {
+        return Err(format!(
+            "{what} {value:?} contains {c:?}; STS allows only letters, digits and +=,.@_-"
+        ));
+    }
+    if value.to_ascii_lowercase().starts_with("aws:") {
+        return Err(format!("{what} {value:?} must not start with \"aws:\""));
+    }
+    Ok(())
+}
+
+/// Characters STS allows in session tag keys and values.
+pub fn is_tag_char(c: char) -> bool {
+    c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c)
+}
+
+/// A session tag key: 1-128 characters, not under the reserved `aws:` prefix.
+pub fn tag_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.chars().count() > 128 {
+        return Err(format!("tag key {key:?} must be 1-128 characters"));
+    }
+    if let Some(c) = key.chars().find(|c| !is_tag_char(*c)) {
+        return Err(format!(
+            "tag key {key:?} contains {c:?}; STS allows letters, digits, spaces and _.:/=+-@"
+        ));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(format!("tag key {key:?} uses the reserved prefix \"aws:\""));
+    }
+    Ok(())
+}
+
+/// `us-east-1`, `eu-west-2`, `us-gov-west-1`, `cn-north-1`, …
+pub fn region(region: &str) -> Result<(), String> {
+    let mut parts = region.split('-');
+    let ok = region.len() <= 32
+        && parts.next().is_some_and(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts.next_back().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && region.split('-').count() >= 3
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid AWS region {region:?} (expected something like \"us-east-1\")"))
+    }
+}
+
+/// EKS cluster names: 1-100 characters, a letter or digit first, then letters, digits,
+/// `-` and `_`.
+pub fn cluster_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 100
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid cluster name {name:?}: EKS names are 1-100 letters, digits, `-` and `_`, starting with a letter or digit"
+        ))
+    }
+}
+
+/// An `https://` URL, or `http://` to a loopback host (a stand-in in tests).
+pub fn endpoint_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("invalid URL {url:?}: expected https://HOST[:PORT]"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host_of(authority);
+    if host.is_empty() || authority.contains('@') || url.chars().any(char::is_whitespace) {
+        return Err(format!("invalid URL {url:?}: expected https://HOST[:PORT]"));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if is_loopback(host) => Ok(()),
+        "http" => Err(format!(
+            "plain http is allowed only to a loopback address, not {host:?}; use https"
+        )),
+        _ => Err(format!("invalid URL {url:?}: the scheme must be https")),
+    }
+}
+
+fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Linux user and group names as NSS can return them: no whitespace, `:` or `/`.
+pub fn account_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_whitespace() || c == ':' || c == '/' || c.is_control()) {
+        return Err(format!("invalid {what} name {name:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_range() {
+        let min = Duration::from_secs(900);
+        let max = Duration::from_secs(12 * 3600);
+        assert_eq!(duration("1h", min, max), Ok(Duration::from_secs(3600)));
+        assert_eq!(duration("1h30m", min, max), Ok(Duration::from_secs(5400)));
+        assert_eq!(
+            duration("5m", min, max).unwrap_err(),
+            "duration \"5m\" is out of range: it must be between 15m and 12h"
+        );
+        assert!(duration("soon", min, max).unwrap_err().starts_with("invalid duration \"soon\""));
+    }
+
+    #[test]
+    fn role_arns() {
+        assert!(role_arn("arn:aws:iam::123456789012:role/alice").is_ok());
+        assert!(role_arn("arn:aws-us-gov:iam::123456789012:role/path/to/x").is_ok());
+        assert!(role_arn("arn:aws:iam::12345:role/alice").unwrap_err().contains("12 digits"));
+        assert!(role_arn("arn:aws:iam::123456789012:user/alice").unwrap_err().contains("not a role"));
+        assert!(role_arn("arn:aws:s3:::bucket").is_err());
+        assert!(role_arn("alice").unwrap_err().contains("not an ARN"));
+        assert!(role_arn("arn:aws:iam::123456789012:role/a b").is_err());
+        assert_eq!(role_name("arn:aws:iam::123456789012:role/p/q/name"), "name");
+    }
+
+    #[test]
+    fn sts_names() {
+        assert!(sts_name("session name", "alice").is_ok());
+        assert!(sts_name("session name", "a").unwrap_err().contains("2-64"));
+        assert!(sts_name("session name", &"a".repeat(70)).unwrap_err().contains("it is 70"));
+        assert!(sts_name("session name", "al ice").unwrap_err().contains("' '"));
+    }
+
+    #[test]
+    fn regions_and_urls() {
+        assert!(region("us-east-1").is_ok());
+        assert!(region("us-gov-west-1").is_ok());
+        assert!(region("useast1").is_err());
+        assert!(region("US-EAST-1").is_err());
+        assert!(endpoint_url("https://sts.example.com").is_ok());
+        assert!(endpoint_url("http://127.0.0.1:4566").is_ok());
+        assert!(endpoint_url("http://[::1]:4566/").is_ok());
+        assert!(endpoint_url("http://sts.example.com").unwrap_err().contains("loopback"));
+        assert!(endpoint_url("ftp://x").is_err());
+    }
+}

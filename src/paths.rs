@@ -1,0 +1,25 @@
+//! Compile-time paths. In login mode rolesh honours no flag or variable that changes them
+//! (SPEC §1); distributions and tests change them at build time with the environment
+//! variables `ROLESH_SYSCONFDIR` and `ROLESH_RUNDIR`.
+
+use std::path::PathBuf;
+
+const SYSCONF_DIR: &str = match option_env!("ROLESH_SYSCONFDIR") {
+    Some(dir) => dir,
+    None => "/etc/rolesh",
+};
+
+const RUN_DIR: &str = match option_env!("ROLESH_RUNDIR") {
+    Some(dir) => dir,
+    None => "/run/rolesh",
+};
+
+/// `/etc/rolesh`: `config.toml` and `config.d/`.
+pub fn sysconf_dir() -> PathBuf {
+    PathBuf::from(SYSCONF_DIR)
+}
+
+/// `/run/rolesh/broker.sock`.
+pub fn broker_socket() -> PathBuf {
+    PathBuf::from(RUN_DIR).join("broker.sock")
+}

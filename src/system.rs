@@ -1,0 +1,101 @@
+//! Every call into the operating system that is not plain `std` lives here, so that what
+//! rolesh asks of the kernel and of NSS can be audited in one place (the sudo-rs rule).
+//!
+//! Nothing in this module is `unsafe`: `nix` wraps the libc calls. Later work that needs raw
+//! libc (memfd sealing, prctl, SO_PEERCRED) adds it here with a `// SAFETY:` comment.
+
+use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
+
+/// A Unix account as NSS reports it, with the names of all its groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    /// Primary group first, then supplementary groups (names; a gid without a name is
+    /// kept as its number so that it can still never match a named rule by accident).
+    pub groups: Vec<String>,
+}
+
+/// Looks up a user by name through NSS (`getpwnam_r`, `getgrouplist`).
+pub fn account_by_name(name: &str) -> Result<Option<Account>, String> {
+    let user = User::from_name(name).map_err(|e| format!("cannot look up user {name:?}: {e}"))?;
+    user.map(account_from_user).transpose()
+}
+
+/// Looks up a user by uid through NSS (`getpwuid_r`, `getgrouplist`).
+pub fn account_by_uid(uid: u32) -> Result<Option<Account>, String> {
+    let user = User::from_uid(Uid::from_raw(uid))
+        .map_err(|e| format!("cannot look up uid {uid}: {e}"))?;
+    user.map(account_from_user).transpose()
+}
+
+fn account_from_user(user: User) -> Result<Account, String> {
+    let cname = CString::new(user.name.as_str())
+        .map_err(|_| format!("user name {:?} contains a NUL byte", user.name))?;
+    let gids = getgrouplist(&cname, user.gid)
+        .map_err(|e| format!("cannot list the groups of {}: {e}", user.name))?;
+    let mut groups = Vec::with_capacity(gids.len());
+    for gid in std::iter::once(user.gid).chain(gids) {
+        let name = group_name(gid)?;
+        if !groups.contains(&name) {
+            groups.push(name);
+        }
+    }
+    Ok(Account {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        home: user.dir.to_string_lossy().into_owned(),
+        groups,
+    })
+}
+
+fn group_name(gid: Gid) -> Result<String, String> {
+    let group = Group::from_gid(gid).map_err(|e| format!("cannot look up gid {gid}: {e}"))?;
+    Ok(group.map_or_else(|| gid.to_string(), |g| g.name))
+}
+
+/// The uid this process runs as.
+pub fn current_uid() -> u32 {
+    Uid::current().as_raw()
+}
+
+/// The host name, for the `{hostname}` template (short form, as `hostname -s` prints).
+pub fn hostname() -> String {
+    let full = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match full.split_once('.') {
+        Some((short, _)) => short.to_string(),
+        None => full,
+    }
+}
+
+/// Who owns a file and who may write it: what StrictModes-style checks need.
+#[derive(Debug, Clone, Copy)]
+pub struct FileOwnership {
+    pub uid: u32,
+    pub mode: u32,
+}
+
+impl FileOwnership {
+    pub fn writable_by_group_or_others(self) -> bool {
+        self.mode & 0o022 != 0
+    }
+}
+
+/// `stat` without following a final symlink's target ownership being trusted: the link
+/// target is what is read, so its owner and mode are what count (like sshd).
+pub fn ownership(path: &Path) -> std::io::Result<FileOwnership> {
+    let meta = std::fs::metadata(path)?;
+    Ok(FileOwnership {
+        uid: meta.uid(),
+        mode: meta.mode(),
+    })
+}
