@@ -13,7 +13,7 @@ pub fn run(source: &ConfigSource) -> Result<u8, Failure> {
             }
             let n = errors.0.len();
             eprintln!(
-                "rolesh: {n} error{} in the configuration; nothing was changed",
+                "rolesh: {n} error{} in the configuration",
                 if n == 1 { "" } else { "s" }
             );
             return Ok(EXIT_USAGE);

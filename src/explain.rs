@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::config::{Config, ConfigSource, SessionSettings};
+use crate::config::{Config, ConfigSource, SessionSettings, values};
 use crate::error::{EXIT_DENIED, EXIT_OK, EXIT_USAGE, Failure};
 use crate::mapping::{self, Decision, DenialKind, Grant};
 use crate::system;
@@ -81,8 +81,8 @@ fn grant_text(g: &Grant) -> String {
         s.mode.as_str(),
         s.shell,
         s.record.as_str(),
-        humantime::format_duration(s.idle_timeout),
-        humantime::format_duration(s.max_duration),
+        values::short(s.idle_timeout),
+        values::short(s.max_duration),
         g.session_override.as_deref().map(|o| format!(" (override at {o})")).unwrap_or_default()
     ));
     out.push_str(&format!("allowed:         {}\n", s.allowed_commands.join(" ")));

@@ -93,7 +93,7 @@ fn credentials_from_chain(
                 provider.provide_credentials().await.map_err(|e| {
                     Failure::runtime(format!(
                         "cannot assume role {arn}: {}",
-                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                        error_chain(&e)
                     ))
                 })?
             }
@@ -102,7 +102,7 @@ fn credentials_from_chain(
                 provider.provide_credentials().await.map_err(|e| {
                     Failure::runtime(format!(
                         "no usable AWS credentials (environment, profile, SSO, web identity, IMDS): {}",
-                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                        error_chain(&e)
                     ))
                 })?
             }
@@ -113,4 +113,20 @@ fn credentials_from_chain(
 
 fn no_credentials() -> Failure {
     Failure::runtime("no AWS credentials provider is configured")
+}
+
+/// An error and its sources, "outer: inner: innermost", each message once, on one line.
+/// (The SDK's own context printer appends a Debug dump, too much for a one-line message.)
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string().replace('\n', " ");
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }

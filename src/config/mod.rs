@@ -260,11 +260,22 @@ pub struct Loaded {
 impl Config {
     /// Loads, merges and validates the configuration.
     pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigErrors> {
-        let (files, strict) = match source {
-            ConfigSource::System => (config_files(&paths::sysconf_dir())?, true),
-            ConfigSource::Path(p) if p.is_dir() => (config_files(p)?, false),
-            ConfigSource::Path(p) => (vec![p.clone()], false),
-        };
+        match source {
+            ConfigSource::System => Self::load_files(config_files(&paths::sysconf_dir())?, true),
+            ConfigSource::Path(p) if p.is_dir() => Self::load_files(config_files(p)?, false),
+            ConfigSource::Path(p) => Self::load_files(vec![p.clone()], false),
+        }
+    }
+
+    /// Loads `DIR/config.toml` and `DIR/config.d/*.toml` with the checks the system
+    /// configuration gets (root-owned files and directories). For tests of those checks;
+    /// rolesh itself uses [`ConfigSource::System`].
+    #[doc(hidden)]
+    pub fn load_strict(dir: &Path) -> Result<Loaded, ConfigErrors> {
+        Self::load_files(config_files(dir)?, true)
+    }
+
+    fn load_files(files: Vec<PathBuf>, strict: bool) -> Result<Loaded, ConfigErrors> {
         let mut warnings = Vec::new();
         let mut errors = Vec::new();
         let mut sources = Vec::new();

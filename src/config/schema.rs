@@ -141,7 +141,7 @@ impl Walker {
 
     fn required_string(&mut self, f: &Fields<'_>, key: &str) -> Option<At<String>> {
         if f.get(key).is_none() {
-            self.error(&f.loc, format!("missing required key `{}`", f.key_path(key)));
+            self.error(&f.loc, format!("missing required key `{key}` in [{}]", f.path));
         }
         self.string(f, key)
     }
@@ -214,20 +214,29 @@ impl Walker {
     }
 
     /// A template whose rendering must be an STS name: its literal text must already obey
-    /// the character rules, and the shortest rendering must fit in 64 characters.
+    /// the character rules, and its shortest rendering (one character a variable) must
+    /// fit; the rendered name is checked again for each user.
     fn sts_name_template(&mut self, f: &Fields<'_>, key: &str, what: &str) -> Option<Template> {
         let text = self.string(f, key)?;
         let template = self.template(&text)?;
-        let sample = template.render(&Vars { user: "u", uid: 0, hostname: "h" });
-        let check = values::sts_name(what, &sample).map_err(|_| {
-            let literal = template.literal_text();
-            match literal.chars().find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c))) {
-                Some(c) => format!("{what} template {:?} contains {c:?}; STS allows only letters, digits and +=,.@_-", text.value),
-                None => format!("{what} template {:?} can never be a valid STS name (2-64 characters)", text.value),
+        let literal = template.literal_text();
+        let shortest = template.render(&Vars { user: "x", uid: 0, hostname: "x" });
+        let problem = if let Some(c) = literal.chars().find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c))) {
+            Some(format!("contains {c:?}; STS allows only letters, digits and +=,.@_-"))
+        } else if shortest.len() > 64 {
+            Some("is longer than 64 characters before any substitution".to_string())
+        } else if !template.has_vars() {
+            values::sts_name(what, &shortest).err().map(|e| format!("is invalid: {e}"))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.error(&text.loc, format!("{what} template {:?} {p}", text.value));
+                None
             }
-        });
-        self.checked(&text.loc, check)?;
-        Some(template)
+            None => Some(template),
+        }
     }
 
     fn role_template(&mut self, text: &At<String>) -> Option<RoleRule> {
@@ -383,12 +392,16 @@ impl Walker {
             if self.checked(&name.loc, values::cluster_name(&name)).is_none() {
                 continue;
             }
-            if let Some((_, first)) = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            let duplicate = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)).map(|(_, first)| first.clone());
+            if let Some(first) = &duplicate {
                 self.error(&name.loc, format!("cluster name {:?} is already used at {first}; cluster names must be unique (ignoring case)", name.value));
-                continue;
+            } else {
+                seen.push((name.value.clone(), name.loc.clone()));
             }
-            seen.push((name.value.clone(), name.loc.clone()));
-            if let Some(cluster) = self.cluster(&f, name, aws) {
+            // A duplicate is still read, so that its other errors are reported too.
+            if let Some(cluster) = self.cluster(&f, name, aws)
+                && duplicate.is_none()
+            {
                 clusters.push(cluster);
             }
         }

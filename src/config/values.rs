@@ -10,11 +10,25 @@ pub fn duration(text: &str, min: Duration, max: Duration) -> Result<Duration, St
     if d < min || d > max {
         return Err(format!(
             "duration {text:?} is out of range: it must be between {} and {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
+            short(min),
+            short(max)
         ));
     }
     Ok(d)
+}
+
+/// `1h30m`, `24h`, `90s`: how rolesh writes durations back (hours are the largest unit, as
+/// in the configuration).
+pub fn short(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
 }
 
 const PARTITIONS: [&str; 5] = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"];
@@ -190,6 +204,13 @@ mod tests {
             "duration \"5m\" is out of range: it must be between 15m and 12h"
         );
         assert!(duration("soon", min, max).unwrap_err().starts_with("invalid duration \"soon\""));
+    }
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(short(Duration::from_secs(86400)), "24h");
+        assert_eq!(short(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(short(Duration::from_secs(59)), "59s");
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! Helpers shared by the integration tests: the built binary, config files, and the
+//! root-or-skip rule (a test may skip only when not root; under ROLESH_REQUIRE_ALL=1,
+//! which CI sets, a skip is a failure).
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine;
+
+pub fn rolesh() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rolesh"))
+}
+
+/// Writes a config file with mode 0644 (what `rolesh check` accepts).
+pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let Output { status, stdout, stderr } = cmd.output().expect("run rolesh");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Returns false (after printing why) when the test must be skipped; panics instead when
+/// ROLESH_REQUIRE_ALL=1.
+pub fn can_run(requirement: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var("ROLESH_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("ROLESH_REQUIRE_ALL=1 but this test needs {requirement}");
+    }
+    eprintln!("SKIP: this test needs {requirement}");
+    false
+}
+
+pub fn need_root() -> bool {
+    can_run("root (CI runs as root)", is_root())
+}
+
+/// A minimal valid configuration, to which tests append.
+pub const MINIMAL: &str = "[aws]\nregion = \"us-east-1\"\n\n[mapping]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{user}\"\n";
+
+/// A Unix account (and its groups) made with useradd/groupadd for one test, removed on drop.
+pub struct TestUser {
+    pub name: String,
+    groups: Vec<String>,
+}
+
+impl TestUser {
+    /// Creates `name` with supplementary `groups` (created as needed). Root only.
+    pub fn create(name: &str, groups: &[&str]) -> TestUser {
+        let _ = Command::new("userdel").arg("-r").arg(name).output();
+        for g in groups {
+            let out = Command::new("groupadd").arg("-f").arg(g).output().unwrap();
+            assert!(out.status.success(), "groupadd {g}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut cmd = Command::new("useradd");
+        cmd.args(["-M", "-s", "/usr/sbin/nologin"]);
+        if !groups.is_empty() {
+            cmd.args(["-G", &groups.join(",")]);
+        }
+        let out = cmd.arg(name).output().unwrap();
+        assert!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
+        TestUser { name: name.into(), groups: groups.iter().map(|g| g.to_string()).collect() }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+        for g in &self.groups {
+            let _ = Command::new("groupdel").arg(g).output();
+        }
+    }
+}
+
+/// libnss_wrapper (Debian libnss-wrapper): fake passwd/group databases for one process,
+/// for names useradd refuses (spaces, 70 characters) and for many users without root.
+pub const NSS_WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so";
+
+pub fn nss_wrapped(cmd: &mut Command, dir: &Path, passwd: &str, group: &str) {
+    let p = dir.join("passwd");
+    let g = dir.join("group");
+    std::fs::write(&p, passwd).unwrap();
+    std::fs::write(&g, group).unwrap();
+    cmd.env("LD_PRELOAD", NSS_WRAPPER)
+        .env("NSS_WRAPPER_PASSWD", p)
+        .env("NSS_WRAPPER_GROUP", g);
+}
+
+// --- AWS and the awscli reference -----------------------------------------------------
+
+pub const KEY: &str = "AKIDEXAMPLE";
+pub const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+pub fn botocore_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import awscli, botocore"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A clean environment with credentials only from the environment (no profile, no IMDS).
+pub fn aws_env(cmd: &mut Command, session_token: Option<&str>, extra: &[(&str, &str)]) {
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    if let Some(t) = session_token {
+        cmd.env("AWS_SESSION_TOKEN", t);
+    }
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+}
+
+pub fn presigned_url(token: &str) -> String {
+    let b64 = token.strip_prefix("k8s-aws-v1.").expect("token prefix");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).expect("base64url");
+    String::from_utf8(bytes).unwrap()
+}
+
+pub fn x_amz_date(token: &str) -> String {
+    let url = presigned_url(token);
+    let start = url.find("X-Amz-Date=").expect("X-Amz-Date") + "X-Amz-Date=".len();
+    url[start..start + 16].to_string()
+}
+
+/// awscli's own `aws eks get-token` with its clock pinned to `x_amz_date`
+/// (tests/interop/eks_get_token.py); add the get-token arguments.
+pub fn aws_eks_get_token_at(x_amz_date: &str) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/eks_get_token.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg(x_amz_date);
+    cmd
+}
