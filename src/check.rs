@@ -29,7 +29,11 @@ pub fn run(source: &ConfigSource) -> Result<u8, Failure> {
 
 /// `PATH (+N drop-ins): N users, M group rules, K clusters, L namespaces`.
 pub fn summary(config: &Config) -> String {
-    let first = config.files.first().map(|p| p.display().to_string()).unwrap_or_default();
+    let first = config
+        .files
+        .first()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let drop_ins = match config.files.len().saturating_sub(1) {
         0 => String::new(),
         1 => " (+1 drop-in)".to_string(),
@@ -41,7 +45,11 @@ pub fn summary(config: &Config) -> String {
         config.mapping.users.len(),
         config.mapping.groups.len(),
         config.clusters.len(),
-        if config.mapping.default_role.is_some() { ", default role set" } else { ", no default role" },
+        if config.mapping.default_role.is_some() {
+            ", default role set"
+        } else {
+            ", no default role"
+        },
     )
 }
 
@@ -50,6 +58,9 @@ fn broker_status() -> String {
     if socket.exists() {
         format!("broker socket: {} present", socket.display())
     } else {
-        format!("broker socket: {} absent (is rolesh-broker running?)", socket.display())
+        format!(
+            "broker socket: {} absent (is rolesh-broker running?)",
+            socket.display()
+        )
     }
 }

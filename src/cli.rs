@@ -139,7 +139,11 @@ pub fn main() -> u8 {
     let argv0 = argv.first().cloned().unwrap_or_default();
     // A login shell is started with no arguments but a leading '-' in argv[0].
     let cli = if argv0.to_string_lossy().starts_with('-') && argv.len() == 1 {
-        Cli { run: None, login: true, command: None }
+        Cli {
+            run: None,
+            login: true,
+            command: None,
+        }
     } else {
         Cli::parse_from(&argv)
     };
@@ -154,7 +158,11 @@ pub fn main() -> u8 {
 
 fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
     if is_login(argv0, &cli) {
-        return Err(Failure::not_implemented(if cli.run.is_some() { "-c" } else { "login" }));
+        return Err(Failure::not_implemented(if cli.run.is_some() {
+            "-c"
+        } else {
+            "login"
+        }));
     }
     let Some(command) = cli.command else {
         return Err(Failure::usage(

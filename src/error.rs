@@ -22,15 +22,24 @@ pub struct Failure {
 
 impl Failure {
     pub fn runtime(message: impl Into<String>) -> Self {
-        Failure { code: EXIT_RUNTIME, message: message.into() }
+        Failure {
+            code: EXIT_RUNTIME,
+            message: message.into(),
+        }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
-        Failure { code: EXIT_USAGE, message: message.into() }
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+        }
     }
 
     pub fn denied(message: impl Into<String>) -> Self {
-        Failure { code: EXIT_DENIED, message: message.into() }
+        Failure {
+            code: EXIT_DENIED,
+            message: message.into(),
+        }
     }
 
     /// What a subcommand that is not built yet says: never fake output.

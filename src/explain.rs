@@ -8,13 +8,18 @@ use crate::mapping::{self, Decision, DenialKind, Grant};
 use crate::system;
 
 pub fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8, Failure> {
-    let loaded = Config::load(source).map_err(|e| Failure::usage(format!("invalid configuration:\n{e}")))?;
+    let loaded =
+        Config::load(source).map_err(|e| Failure::usage(format!("invalid configuration:\n{e}")))?;
     for w in &loaded.warnings {
         eprintln!("rolesh: {w}");
     }
     let account = system::account_by_name(user)
         .map_err(Failure::runtime)?
-        .ok_or_else(|| Failure::denied(format!("no such user: {user} (explain looks users up through NSS)")))?;
+        .ok_or_else(|| {
+            Failure::denied(format!(
+                "no such user: {user} (explain looks users up through NSS)"
+            ))
+        })?;
     let decision = mapping::decide(&loaded.config, &account, &system::hostname());
     if as_json {
         println!("{:#}", to_json(&decision));
@@ -35,7 +40,12 @@ pub fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8, Failu
 
 fn to_text(d: &Decision) -> String {
     let a = &d.account;
-    let mut out = format!("user:            {} (uid {}; groups {})\n", a.name, a.uid, a.groups.join(", "));
+    let mut out = format!(
+        "user:            {} (uid {}; groups {})\n",
+        a.name,
+        a.uid,
+        a.groups.join(", ")
+    );
     out.push_str("decision:\n");
     for (i, step) in d.trace.iter().enumerate() {
         out.push_str(&format!("  {}. {step}\n", i + 1));
@@ -56,7 +66,11 @@ fn grant_text(g: &Grant) -> String {
         g.role_arn,
         g.session_name,
         g.source_identity,
-        if tags.is_empty() { "(none)".into() } else { tags.join(", ") }
+        if tags.is_empty() {
+            "(none)".into()
+        } else {
+            tags.join(", ")
+        }
     );
     out.push_str("clusters:");
     if g.clusters.is_empty() {
@@ -64,14 +78,22 @@ fn grant_text(g: &Grant) -> String {
     }
     out.push('\n');
     for c in &g.clusters {
-        let default_ns = c.default_namespace.as_deref().map(|n| format!(", default namespace {n}")).unwrap_or_default();
+        let default_ns = c
+            .default_namespace
+            .as_deref()
+            .map(|n| format!(", default namespace {n}"))
+            .unwrap_or_default();
         out.push_str(&format!("  {} ({}){default_ns}\n", c.name, c.region));
         if c.namespaces.is_empty() {
             out.push_str("    all namespaces (RBAC decides)\n");
         }
         for ns in &c.namespaces {
             let selectors: Vec<String> = ns.selectors.iter().map(ToString::to_string).collect();
-            let pods = if selectors.is_empty() { "all pods".to_string() } else { selectors.join("  OR  ") };
+            let pods = if selectors.is_empty() {
+                "all pods".to_string()
+            } else {
+                selectors.join("  OR  ")
+            };
             out.push_str(&format!("    {}: {pods}\n", ns.name));
         }
     }
@@ -83,9 +105,15 @@ fn grant_text(g: &Grant) -> String {
         s.record.as_str(),
         values::short(s.idle_timeout),
         values::short(s.max_duration),
-        g.session_override.as_deref().map(|o| format!(" (override at {o})")).unwrap_or_default()
+        g.session_override
+            .as_deref()
+            .map(|o| format!(" (override at {o})"))
+            .unwrap_or_default()
     ));
-    out.push_str(&format!("allowed:         {}\n", s.allowed_commands.join(" ")));
+    out.push_str(&format!(
+        "allowed:         {}\n",
+        s.allowed_commands.join(" ")
+    ));
     out
 }
 
@@ -109,7 +137,12 @@ fn to_json(d: &Decision) -> Value {
             v["role_arn"] = json!(g.role_arn);
             v["session_name"] = json!(g.session_name);
             v["source_identity"] = json!(g.source_identity);
-            v["tags"] = g.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>().into();
+            v["tags"] = g
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
             v["clusters"] = g
                 .clusters
                 .iter()

@@ -2,9 +2,7 @@
 //! `groups` (file order) > `default_role` > deny. The decision keeps a trace of every rule
 //! it looked at, which `rolesh explain` prints and the broker logs on denial.
 
-use crate::config::{
-    Cluster, Config, Namespace, RoleRule, SessionSettings, Vars, values,
-};
+use crate::config::{Cluster, Config, Namespace, RoleRule, SessionSettings, Vars, values};
 use crate::system::Account;
 
 /// What the mapping decided for one account, and why.
@@ -108,7 +106,9 @@ fn match_rule<'c>(
     trace.push("default_role: not set: denied".into());
     Err(Denial {
         kind: DenialKind::Unmapped,
-        reason: format!("user {name} is not mapped to any role (no users, groups or default_role rule matches)"),
+        reason: format!(
+            "user {name} is not mapped to any role (no users, groups or default_role rule matches)"
+        ),
     })
 }
 
@@ -170,12 +170,18 @@ fn render_tags(config: &Config, vars: &Vars<'_>) -> Result<Vec<(String, String)>
         .collect()
 }
 
-/// `[session]` with the first `[[session.override]]` that names the user or one of the
-/// user's groups laid over it.
+/// `[session]` with one `[[session.override]]` laid over it: the first that names the
+/// user, else the first that names one of the user's groups. A user's own override wins
+/// over a group's wherever it is written, so a per-user drop-in in `config.d` is not
+/// shadowed by a group override in `config.toml`.
 pub fn session_for(config: &Config, account: &Account) -> (SessionSettings, Option<String>) {
     let mut settings = config.session.clone();
-    let hit = config.overrides.iter().find(|o| {
-        o.users.contains(&account.name) || o.groups.iter().any(|g| account.groups.contains(g))
+    let by_user = config.overrides.iter().find(|o| o.users.contains(&account.name));
+    let hit = by_user.or_else(|| {
+        config
+            .overrides
+            .iter()
+            .find(|o| o.groups.iter().any(|g| account.groups.contains(g)))
     });
     if let Some(o) = hit {
         o.patch.apply(&mut settings);
@@ -263,10 +269,15 @@ mode = "picker"
 
     #[test]
     fn first_group_rule_in_file_order_wins() {
-        let g = decide_for("bob", &["bob", "web-devs", "sre"]).outcome.unwrap();
+        let g = decide_for("bob", &["bob", "web-devs", "sre"])
+            .outcome
+            .unwrap();
         assert_eq!(g.role_arn, "arn:aws:iam::123456789012:role/sre");
         assert_eq!(
-            g.clusters.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            g.clusters
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
             ["prod", "dev"]
         );
     }
@@ -280,7 +291,23 @@ mode = "picker"
         assert_eq!(g.clusters.len(), 1, "prod is for sre only");
         assert_eq!(g.session.mode, crate::config::Mode::Picker);
         assert!(g.session_override.is_some());
-        assert!(d.trace.iter().any(|t| t.starts_with("default_role applies")));
+        assert!(
+            d.trace
+                .iter()
+                .any(|t| t.starts_with("default_role applies"))
+        );
+    }
+
+    #[test]
+    fn a_users_own_override_wins_over_an_earlier_group_override() {
+        let text = format!("{CONFIG}[[session.override]]\nusers = [\"carol\"]\nmode = \"restricted\"\n");
+        let config = Config::from_text("t.toml", &text).unwrap();
+        let (settings, origin) = session_for(&config, &account("carol", &["contractors"]));
+        assert_eq!(settings.mode, crate::config::Mode::Restricted);
+        let origin = origin.unwrap();
+        assert!(origin.starts_with("t.toml:28:"), "{origin}");
+        let (settings, _) = session_for(&config, &account("dave", &["contractors"]));
+        assert_eq!(settings.mode, crate::config::Mode::Picker);
     }
 
     #[test]
@@ -298,9 +325,17 @@ mode = "picker"
         let d = decide_for("bad name", &[]);
         let denial = d.outcome.unwrap_err();
         assert_eq!(denial.kind, DenialKind::Invalid);
-        assert!(denial.reason.starts_with("user bad name: "), "{}", denial.reason);
+        assert!(
+            denial.reason.starts_with("user bad name: "),
+            "{}",
+            denial.reason
+        );
         let long = "x".repeat(70);
         let denial = decide_for(&long, &[]).outcome.unwrap_err();
-        assert!(denial.reason.contains("2-64 characters"), "{}", denial.reason);
+        assert!(
+            denial.reason.contains("2-64 characters"),
+            "{}",
+            denial.reason
+        );
     }
 }

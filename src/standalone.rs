@@ -29,8 +29,14 @@ pub fn run_token(args: &TokenArgs) -> Result<(), Failure> {
         (_, role_arn, region) => credentials_from_chain(region, role_arn.as_deref())?,
     };
     let (host, signing_region) = token::sts_host(region.as_deref(), endpoints);
-    let token = token::presign(&credentials, cluster, &host, &signing_region, SystemTime::now())
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+    let token = token::presign(
+        &credentials,
+        cluster,
+        &host,
+        &signing_region,
+        SystemTime::now(),
+    )
+    .map_err(|e| Failure::runtime(e.to_string()))?;
     let exec_info = env::var("KUBERNETES_EXEC_INFO").ok();
     let api_version = token::api_version(exec_info.as_deref());
     println!("{}", token::exec_credential(&token, &api_version));

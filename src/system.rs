@@ -30,8 +30,8 @@ pub fn account_by_name(name: &str) -> Result<Option<Account>, String> {
 
 /// Looks up a user by uid through NSS (`getpwuid_r`, `getgrouplist`).
 pub fn account_by_uid(uid: u32) -> Result<Option<Account>, String> {
-    let user = User::from_uid(Uid::from_raw(uid))
-        .map_err(|e| format!("cannot look up uid {uid}: {e}"))?;
+    let user =
+        User::from_uid(Uid::from_raw(uid)).map_err(|e| format!("cannot look up uid {uid}: {e}"))?;
     user.map(account_from_user).transpose()
 }
 

@@ -209,7 +209,12 @@ mod tests {
 
     fn presigned_url(token: &Token) -> String {
         let b64 = token.token.strip_prefix(TOKEN_PREFIX).unwrap();
-        String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap()
+        String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     fn signature(token: &Token) -> String {
@@ -253,7 +258,11 @@ mod tests {
 
     #[test]
     fn regional_with_session_token() {
-        let t = vector(Some("us-east-1"), StsEndpoints::Regional, Some("FQoGZXIvYXdzEXAMPLE/TOKEN+x=="));
+        let t = vector(
+            Some("us-east-1"),
+            StsEndpoints::Regional,
+            Some("FQoGZXIvYXdzEXAMPLE/TOKEN+x=="),
+        );
         assert_eq!(
             signature(&t),
             "27f022ffe088c94b27f10175f07017636160c112cfd3ab7456d62df3b21102ec"
@@ -274,22 +283,42 @@ mod tests {
 
     #[test]
     fn hosts_for_every_endpoint_kind() {
-        assert_eq!(sts_host(Some("eu-west-1"), StsEndpoints::Regional).0, "sts.eu-west-1.amazonaws.com");
-        assert_eq!(sts_host(Some("eu-west-1"), StsEndpoints::Legacy), ("sts.amazonaws.com".into(), "us-east-1".into()));
-        assert_eq!(sts_host(Some("ap-east-1"), StsEndpoints::Legacy).0, "sts.ap-east-1.amazonaws.com");
-        assert_eq!(sts_host(Some("cn-north-1"), StsEndpoints::Regional).0, "sts.cn-north-1.amazonaws.com.cn");
-        assert_eq!(sts_host(None, StsEndpoints::Regional).0, "sts.amazonaws.com");
+        assert_eq!(
+            sts_host(Some("eu-west-1"), StsEndpoints::Regional).0,
+            "sts.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            sts_host(Some("eu-west-1"), StsEndpoints::Legacy),
+            ("sts.amazonaws.com".into(), "us-east-1".into())
+        );
+        assert_eq!(
+            sts_host(Some("ap-east-1"), StsEndpoints::Legacy).0,
+            "sts.ap-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            sts_host(Some("cn-north-1"), StsEndpoints::Regional).0,
+            "sts.cn-north-1.amazonaws.com.cn"
+        );
+        assert_eq!(
+            sts_host(None, StsEndpoints::Regional).0,
+            "sts.amazonaws.com"
+        );
     }
 
     #[test]
     fn api_version_follows_kubernetes_exec_info() {
         assert_eq!(api_version(None), DEFAULT_API_VERSION);
         assert_eq!(
-            api_version(Some(r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential"}"#)),
+            api_version(Some(
+                r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential"}"#
+            )),
             "client.authentication.k8s.io/v1"
         );
         assert_eq!(api_version(Some("not json")), DEFAULT_API_VERSION);
-        assert_eq!(api_version(Some(r#"{"apiVersion":"bogus/v9"}"#)), DEFAULT_API_VERSION);
+        assert_eq!(
+            api_version(Some(r#"{"apiVersion":"bogus/v9"}"#)),
+            DEFAULT_API_VERSION
+        );
     }
 
     #[test]

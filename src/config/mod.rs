@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use diag::{ConfigErrors, Diagnostic};
 use diag::SourceFile;
+pub use diag::{ConfigErrors, Diagnostic};
 pub use selector::Selector;
 pub use template::{Template, Vars};
 
@@ -347,7 +347,11 @@ fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
 
 /// Reads a config file after the StrictModes-style checks: the file must not be writable
 /// by group or others, and (strictly) must be owned by root, as must its directory.
-fn read_checked(path: &Path, strict: bool, warnings: &mut Vec<String>) -> Result<String, Diagnostic> {
+fn read_checked(
+    path: &Path,
+    strict: bool,
+    warnings: &mut Vec<String>,
+) -> Result<String, Diagnostic> {
     let owner = system::ownership(path)
         .map_err(|e| Diagnostic::file(path, format!("cannot read config: {}", io_reason(&e))))?;
     if owner.writable_by_group_or_others() {
@@ -382,7 +386,10 @@ fn read_checked(path: &Path, strict: bool, warnings: &mut Vec<String>) -> Result
     String::from_utf8(bytes).map_err(|e| {
         Diagnostic::file(
             path,
-            format!("config is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()),
+            format!(
+                "config is not valid UTF-8 (at byte {})",
+                e.utf8_error().valid_up_to()
+            ),
         )
     })
 }
@@ -391,8 +398,9 @@ fn check_parent_dir(path: &Path) -> Result<(), Diagnostic> {
     let Some(dir) = path.parent() else {
         return Ok(());
     };
-    let owner = system::ownership(dir)
-        .map_err(|e| Diagnostic::file(dir, format!("cannot inspect directory: {}", io_reason(&e))))?;
+    let owner = system::ownership(dir).map_err(|e| {
+        Diagnostic::file(dir, format!("cannot inspect directory: {}", io_reason(&e)))
+    })?;
     if owner.uid != 0 || owner.writable_by_group_or_others() {
         return Err(Diagnostic::file(
             dir,

@@ -13,7 +13,11 @@ use super::*;
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
-pub fn build(root: &Table, sources: &[Arc<SourceFile>], files: Vec<PathBuf>) -> Result<Config, ConfigErrors> {
+pub fn build(
+    root: &Table,
+    sources: &[Arc<SourceFile>],
+    files: Vec<PathBuf>,
+) -> Result<Config, ConfigErrors> {
     let Some(first) = sources.first() else {
         return Err(ConfigErrors(vec![]));
     };
@@ -29,9 +33,15 @@ pub fn build(root: &Table, sources: &[Arc<SourceFile>], files: Vec<PathBuf>) -> 
         );
         return Err(ConfigErrors::sorted(w.errors));
     }
-    let top = Fields::new(root, start.clone(), "", &mut w, &["aws", "mapping", "cluster", "session", "broker", "audit"]);
-    let aws = w.required_table(&top, "aws").map(|t| w.aws(&t));
-    let mapping = w.required_table(&top, "mapping").map(|t| w.mapping(&t));
+    let top = Fields::new(
+        root,
+        start.clone(),
+        "",
+        &mut w,
+        &["aws", "mapping", "cluster", "session", "broker", "audit"],
+    );
+    let aws = w.required_table(&top, "aws").map(|t| w.aws(t));
+    let mapping = w.required_table(&top, "mapping").map(|t| w.mapping(t));
     let clusters = w.clusters(top.get("cluster"), aws.as_ref().and_then(|a| a.as_ref()));
     let (session, overrides) = w.session_section(top.get("session"));
     let broker = w.broker(top.get("broker"), aws.as_ref().and_then(|a| a.as_ref()));
@@ -71,7 +81,11 @@ impl<'a> Fields<'a> {
     fn new(table: &'a Table, loc: Loc, path: &str, w: &mut Walker, known: &[&str]) -> Self {
         for (key, _) in &table.entries {
             if !known.contains(&key.value.as_str()) {
-                let place = if path.is_empty() { "at the top level".to_string() } else { format!("in [{path}]") };
+                let place = if path.is_empty() {
+                    "at the top level".to_string()
+                } else {
+                    format!("in [{path}]")
+                };
                 w.error(
                     &key.loc,
                     format!(
@@ -90,11 +104,19 @@ impl<'a> Fields<'a> {
     }
 
     fn get(&self, key: &str) -> Option<&'a Node> {
-        self.table.entries.iter().find(|(k, _)| k.value == key).map(|(_, v)| v)
+        self.table
+            .entries
+            .iter()
+            .find(|(k, _)| k.value == key)
+            .map(|(_, v)| v)
     }
 
     fn key_path(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 }
 
@@ -106,7 +128,10 @@ impl Walker {
     fn type_error(&mut self, node: &Node, path: &str, expected: &str) {
         self.error(
             &node.loc,
-            format!("`{path}` must be {expected}, not {}", node.value.type_name()),
+            format!(
+                "`{path}` must be {expected}, not {}",
+                node.value.type_name()
+            ),
         );
     }
 
@@ -141,7 +166,10 @@ impl Walker {
 
     fn required_string(&mut self, f: &Fields<'_>, key: &str) -> Option<At<String>> {
         if f.get(key).is_none() {
-            self.error(&f.loc, format!("missing required key `{key}` in [{}]", f.path));
+            self.error(
+                &f.loc,
+                format!("missing required key `{key}` in [{}]", f.path),
+            );
         }
         self.string(f, key)
     }
@@ -162,7 +190,13 @@ impl Walker {
         match node.value {
             Value::Integer(n) if (min..=max).contains(&n) => Some(n),
             Value::Integer(n) => {
-                self.error(&node.loc, format!("`{}` = {n} is out of range ({min}..={max})", f.key_path(key)));
+                self.error(
+                    &node.loc,
+                    format!(
+                        "`{}` = {n} is out of range ({min}..={max})",
+                        f.key_path(key)
+                    ),
+                );
                 None
             }
             _ => {
@@ -204,7 +238,13 @@ impl Walker {
         result.map_err(|e| self.error(loc, e)).ok()
     }
 
-    fn duration(&mut self, f: &Fields<'_>, key: &str, min: Duration, max: Duration) -> Option<Duration> {
+    fn duration(
+        &mut self,
+        f: &Fields<'_>,
+        key: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
         let text = self.string(f, key)?;
         self.checked(&text.loc, values::duration(&text, min, max))
     }
@@ -220,13 +260,24 @@ impl Walker {
         let text = self.string(f, key)?;
         let template = self.template(&text)?;
         let literal = template.literal_text();
-        let shortest = template.render(&Vars { user: "x", uid: 0, hostname: "x" });
-        let problem = if let Some(c) = literal.chars().find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c))) {
-            Some(format!("contains {c:?}; STS allows only letters, digits and +=,.@_-"))
+        let shortest = template.render(&Vars {
+            user: "x",
+            uid: 0,
+            hostname: "x",
+        });
+        let problem = if let Some(c) = literal
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c)))
+        {
+            Some(format!(
+                "contains {c:?}; STS allows only letters, digits and +=,.@_-"
+            ))
         } else if shortest.len() > 64 {
             Some("is longer than 64 characters before any substitution".to_string())
         } else if !template.has_vars() {
-            values::sts_name(what, &shortest).err().map(|e| format!("is invalid: {e}"))
+            values::sts_name(what, &shortest)
+                .err()
+                .map(|e| format!("is invalid: {e}"))
         } else {
             None
         };
@@ -241,7 +292,11 @@ impl Walker {
 
     fn role_template(&mut self, text: &At<String>) -> Option<RoleRule> {
         let template = self.template(text)?;
-        let sample = template.render(&Vars { user: "user", uid: 1000, hostname: "host" });
+        let sample = template.render(&Vars {
+            user: "user",
+            uid: 1000,
+            hostname: "host",
+        });
         self.checked(&text.loc, values::role_arn(&sample))?;
         Some(RoleRule {
             role: template,
@@ -250,15 +305,19 @@ impl Walker {
     }
 
     fn aws(&mut self, node: &Node) -> Option<Aws> {
-        let f = self.table(node, "aws", &[
-            "region",
-            "sts_endpoint",
-            "session_duration",
-            "session_name",
-            "source_identity",
-            "expose_credentials",
-            "tags",
-        ])?;
+        let f = self.table(
+            node,
+            "aws",
+            &[
+                "region",
+                "sts_endpoint",
+                "session_duration",
+                "session_name",
+                "source_identity",
+                "expose_credentials",
+                "tags",
+            ],
+        )?;
         let region = self.required_string(&f, "region").and_then(|r| {
             let ok = self.checked(&r.loc, values::region(&r));
             ok.map(|_| r.value)
@@ -267,9 +326,9 @@ impl Walker {
             None => Some(StsEndpoint::Regional),
             Some(s) if s.value == "regional" => Some(StsEndpoint::Regional),
             Some(s) if s.value == "legacy" => Some(StsEndpoint::Legacy),
-            Some(s) if s.value.contains("://") => {
-                self.checked(&s.loc, values::endpoint_url(&s)).map(|_| StsEndpoint::Url(s.value.trim_end_matches('/').to_string()))
-            }
+            Some(s) if s.value.contains("://") => self
+                .checked(&s.loc, values::endpoint_url(&s))
+                .map(|_| StsEndpoint::Url(s.value.trim_end_matches('/').to_string())),
             Some(s) => {
                 self.error(&s.loc, format!("`aws.sts_endpoint` must be \"regional\", \"legacy\" or an https URL, not {:?}", s.value));
                 None
@@ -309,7 +368,13 @@ impl Walker {
             return vec![];
         };
         if table.entries.len() > 50 {
-            self.error(&node.loc, format!("STS allows at most 50 session tags; [aws.tags] has {}", table.entries.len()));
+            self.error(
+                &node.loc,
+                format!(
+                    "STS allows at most 50 session tags; [aws.tags] has {}",
+                    table.entries.len()
+                ),
+            );
         }
         let mut tags = Vec::new();
         for (key, value) in &table.entries {
@@ -332,14 +397,26 @@ impl Walker {
     }
 
     fn mapping(&mut self, node: &Node) -> Option<Mapping> {
-        let f = self.table(node, "mapping", &["deny_users", "default_role", "users", "groups"])?;
+        let f = self.table(
+            node,
+            "mapping",
+            &["deny_users", "default_role", "users", "groups"],
+        )?;
         let deny_users = self.strings(&f, "deny_users").unwrap_or_default();
         for user in &deny_users {
             self.checked(&user.loc, values::account_name("user", user));
         }
-        let default_role = self.string(&f, "default_role").and_then(|t| self.role_template(&t));
-        let users = f.get("users").map(|n| self.user_rules(n)).unwrap_or_default();
-        let groups = f.get("groups").map(|n| self.group_rules(n)).unwrap_or_default();
+        let default_role = self
+            .string(&f, "default_role")
+            .and_then(|t| self.role_template(&t));
+        let users = f
+            .get("users")
+            .map(|n| self.user_rules(n))
+            .unwrap_or_default();
+        let groups = f
+            .get("groups")
+            .map(|n| self.group_rules(n))
+            .unwrap_or_default();
         Some(Mapping {
             deny_users: deny_users.into_iter().map(|u| u.value).collect(),
             users,
@@ -357,11 +434,18 @@ impl Walker {
         for (user, role) in &table.entries {
             self.checked(&user.loc, values::account_name("user", user));
             let Value::String(text) = &role.value else {
-                self.type_error(role, &format!("mapping.users.{}", user.value), "a role ARN string");
+                self.type_error(
+                    role,
+                    &format!("mapping.users.{}", user.value),
+                    "a role ARN string",
+                );
                 continue;
             };
             if let Some(rule) = self.role_template(&At::new(text.clone(), role.loc.clone())) {
-                rules.push(UserRule { user: user.value.clone(), rule });
+                rules.push(UserRule {
+                    user: user.value.clone(),
+                    rule,
+                });
             }
         }
         rules
@@ -374,9 +458,14 @@ impl Walker {
             if let Some(g) = &group {
                 self.checked(&g.loc, values::account_name("group", g));
             }
-            let rule = self.required_string(&f, "role").and_then(|r| self.role_template(&r));
+            let rule = self
+                .required_string(&f, "role")
+                .and_then(|r| self.role_template(&r));
             if let (Some(group), Some(rule)) = (group, rule) {
-                rules.push(GroupRule { group: group.value, rule });
+                rules.push(GroupRule {
+                    group: group.value,
+                    rule,
+                });
             }
         }
         rules
@@ -384,15 +473,32 @@ impl Walker {
 
     fn clusters(&mut self, node: Option<&Node>, aws: Option<&Aws>) -> Vec<Cluster> {
         let Some(node) = node else { return vec![] };
-        let known = ["name", "region", "endpoint", "certificate_authority_data", "ca_file", "default_namespace", "groups", "namespace"];
+        let known = [
+            "name",
+            "region",
+            "endpoint",
+            "certificate_authority_data",
+            "ca_file",
+            "default_namespace",
+            "groups",
+            "namespace",
+        ];
         let mut clusters: Vec<Cluster> = Vec::new();
         let mut seen: Vec<(String, Loc)> = Vec::new();
         for f in self.tables(node, "cluster", &known) {
-            let Some(name) = self.required_string(&f, "name") else { continue };
-            if self.checked(&name.loc, values::cluster_name(&name)).is_none() {
+            let Some(name) = self.required_string(&f, "name") else {
+                continue;
+            };
+            if self
+                .checked(&name.loc, values::cluster_name(&name))
+                .is_none()
+            {
                 continue;
             }
-            let duplicate = seen.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)).map(|(_, first)| first.clone());
+            let duplicate = seen
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .map(|(_, first)| first.clone());
             if let Some(first) = &duplicate {
                 self.error(&name.loc, format!("cluster name {:?} is already used at {first}; cluster names must be unique (ignoring case)", name.value));
             } else {
@@ -418,7 +524,10 @@ impl Walker {
             self.checked(&e.loc, values::endpoint_url(e));
         }
         let ca = self.certificate_authority(f, endpoint.as_ref());
-        let namespaces = f.get("namespace").map(|n| self.namespaces(n, &f.path)).unwrap_or_default();
+        let namespaces = f
+            .get("namespace")
+            .map(|n| self.namespaces(n, &f.path))
+            .unwrap_or_default();
         let default_namespace = self.string(f, "default_namespace");
         if let Some(ns) = &default_namespace
             && !namespaces.is_empty()
@@ -428,7 +537,10 @@ impl Walker {
         }
         let groups = self.strings(f, "groups").map(|gs| {
             gs.into_iter()
-                .filter(|g| self.checked(&g.loc, values::account_name("group", g)).is_some())
+                .filter(|g| {
+                    self.checked(&g.loc, values::account_name("group", g))
+                        .is_some()
+                })
                 .map(|g| g.value)
                 .collect()
         });
@@ -444,19 +556,29 @@ impl Walker {
         })
     }
 
-    fn certificate_authority(&mut self, f: &Fields<'_>, endpoint: Option<&At<String>>) -> Option<CertificateAuthority> {
+    fn certificate_authority(
+        &mut self,
+        f: &Fields<'_>,
+        endpoint: Option<&At<String>>,
+    ) -> Option<CertificateAuthority> {
         let data = self.string(f, "certificate_authority_data");
         let file = self.string(f, "ca_file");
         let ca = match (&data, &file) {
             (Some(d), Some(_)) => {
-                self.error(&d.loc, "set either `certificate_authority_data` or `ca_file`, not both");
+                self.error(
+                    &d.loc,
+                    "set either `certificate_authority_data` or `ca_file`, not both",
+                );
                 None
             }
             (Some(d), None) => {
                 use base64::Engine;
                 let decoded = base64::engine::general_purpose::STANDARD.decode(d.value.trim());
                 match decoded {
-                    Ok(bytes) if String::from_utf8_lossy(&bytes).contains("-----BEGIN CERTIFICATE-----") => {
+                    Ok(bytes)
+                        if String::from_utf8_lossy(&bytes)
+                            .contains("-----BEGIN CERTIFICATE-----") =>
+                    {
                         Some(CertificateAuthority::Data(d.value.trim().to_string()))
                     }
                     _ => {
@@ -465,7 +587,9 @@ impl Walker {
                     }
                 }
             }
-            (None, Some(p)) if p.value.starts_with('/') => Some(CertificateAuthority::File(PathBuf::from(&p.value))),
+            (None, Some(p)) if p.value.starts_with('/') => {
+                Some(CertificateAuthority::File(PathBuf::from(&p.value)))
+            }
             (None, Some(p)) => {
                 self.error(&p.loc, "`ca_file` must be an absolute path");
                 None
@@ -484,13 +608,18 @@ impl Walker {
         let path = format!("{cluster_path}.namespace");
         let mut out: Vec<Namespace> = Vec::new();
         for f in self.tables(node, &path, &["name", "selectors"]) {
-            let Some(name) = self.required_string(&f, "name") else { continue };
+            let Some(name) = self.required_string(&f, "name") else {
+                continue;
+            };
             if !selector::is_dns_label(&name) {
                 self.error(&name.loc, format!("invalid namespace name {:?}: lowercase letters, digits and `-`, at most 63", name.value));
                 continue;
             }
             if out.iter().any(|n| n.name == name.value) {
-                self.error(&name.loc, format!("namespace {:?} is listed twice in this cluster", name.value));
+                self.error(
+                    &name.loc,
+                    format!("namespace {:?} is listed twice in this cluster", name.value),
+                );
                 continue;
             }
             let selectors = self
@@ -498,11 +627,15 @@ impl Walker {
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|s| {
-                    let parsed = Selector::parse(s).map_err(|e| format!("invalid selector {:?}: {e}", s.value));
+                    let parsed = Selector::parse(s)
+                        .map_err(|e| format!("invalid selector {:?}: {e}", s.value));
                     self.checked(&s.loc, parsed)
                 })
                 .collect();
-            out.push(Namespace { name: name.value, selectors });
+            out.push(Namespace {
+                name: name.value,
+                selectors,
+            });
         }
         out
     }
@@ -522,14 +655,19 @@ impl Walker {
 
     fn session_section(&mut self, node: Option<&Node>) -> (SessionSettings, Vec<SessionOverride>) {
         let mut settings = SessionSettings::default();
-        let Some(node) = node else { return (settings, vec![]) };
+        let Some(node) = node else {
+            return (settings, vec![]);
+        };
         let mut known = Self::SESSION_KEYS.to_vec();
         known.push("override");
         let Some(f) = self.table(node, "session", &known) else {
             return (settings, vec![]);
         };
         self.session_patch(&f).apply(&mut settings);
-        let overrides = f.get("override").map(|n| self.overrides(n)).unwrap_or_default();
+        let overrides = f
+            .get("override")
+            .map(|n| self.overrides(n))
+            .unwrap_or_default();
         (settings, overrides)
     }
 
@@ -538,13 +676,31 @@ impl Walker {
         known.extend(["users", "groups"]);
         let mut out = Vec::new();
         for f in self.tables(node, "session.override", &known) {
-            let users: Vec<String> = self.strings(&f, "users").unwrap_or_default().into_iter().map(|u| u.value).collect();
-            let groups: Vec<String> = self.strings(&f, "groups").unwrap_or_default().into_iter().map(|g| g.value).collect();
+            let users: Vec<String> = self
+                .strings(&f, "users")
+                .unwrap_or_default()
+                .into_iter()
+                .map(|u| u.value)
+                .collect();
+            let groups: Vec<String> = self
+                .strings(&f, "groups")
+                .unwrap_or_default()
+                .into_iter()
+                .map(|g| g.value)
+                .collect();
             if users.is_empty() && groups.is_empty() {
-                self.error(&f.loc, "a [[session.override]] needs `users` or `groups` to say whom it applies to");
+                self.error(
+                    &f.loc,
+                    "a [[session.override]] needs `users` or `groups` to say whom it applies to",
+                );
             }
             let patch = self.session_patch(&f);
-            out.push(SessionOverride { users, groups, patch, origin: f.loc.to_string() });
+            out.push(SessionOverride {
+                users,
+                groups,
+                patch,
+                origin: f.loc.to_string(),
+            });
         }
         out
     }
@@ -555,7 +711,9 @@ impl Walker {
                 "shell" => Ok(Mode::Shell),
                 "restricted" => Ok(Mode::Restricted),
                 "picker" => Ok(Mode::Picker),
-                other => Err(format!("`mode` must be \"shell\", \"restricted\" or \"picker\", not {other:?}")),
+                other => Err(format!(
+                    "`mode` must be \"shell\", \"restricted\" or \"picker\", not {other:?}"
+                )),
             };
             self.checked(&m.loc, mode)
         });
@@ -564,17 +722,28 @@ impl Walker {
                 "off" => Ok(Record::Off),
                 "interactive" => Ok(Record::Interactive),
                 "all" => Ok(Record::All),
-                other => Err(format!("`record` must be \"off\", \"interactive\" or \"all\", not {other:?}")),
+                other => Err(format!(
+                    "`record` must be \"off\", \"interactive\" or \"all\", not {other:?}"
+                )),
             };
             self.checked(&r.loc, record)
         });
         let shell = self.string(f, "shell").and_then(|s| {
-            let ok = if s.starts_with('/') { Ok(()) } else { Err(format!("`shell` must be an absolute path, not {:?}", s.value)) };
+            let ok = if s.starts_with('/') {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`shell` must be an absolute path, not {:?}",
+                    s.value
+                ))
+            };
             self.checked(&s.loc, ok).map(|_| s.value)
         });
         let path = self.string(f, "path").and_then(|p| {
             let ok = match p.split(':').find(|d| !d.starts_with('/')) {
-                Some(d) => Err(format!("every `path` entry must be an absolute directory; {d:?} is not")),
+                Some(d) => Err(format!(
+                    "every `path` entry must be an absolute directory; {d:?} is not"
+                )),
                 None => Ok(()),
             };
             self.checked(&p.loc, ok).map(|_| p.value)
@@ -582,8 +751,12 @@ impl Walker {
         let allowed_commands = self.strings(f, "allowed_commands").map(|cmds| {
             cmds.into_iter()
                 .filter(|c| {
-                    let ok = if c.is_empty() || c.chars().any(|ch| ch.is_whitespace() || ch == '/') {
-                        Err(format!("allowed command {:?} must be a plain command name (found on `path`)", c.value))
+                    let ok = if c.is_empty() || c.chars().any(|ch| ch.is_whitespace() || ch == '/')
+                    {
+                        Err(format!(
+                            "allowed command {:?} must be a plain command name (found on `path`)",
+                            c.value
+                        ))
                     } else {
                         Ok(())
                     };
@@ -594,7 +767,10 @@ impl Walker {
         });
         let exec_command = self.strings(f, "exec_command").and_then(|argv| {
             if argv.is_empty() {
-                self.error(&f.get("exec_command").expect("present").loc, "`exec_command` must not be empty");
+                self.error(
+                    &f.get("exec_command").expect("present").loc,
+                    "`exec_command` must not be empty",
+                );
                 return None;
             }
             Some(argv.into_iter().map(|a| a.value).collect())
@@ -614,8 +790,13 @@ impl Walker {
     }
 
     fn broker(&mut self, node: Option<&Node>, aws: Option<&Aws>) -> Broker {
-        let mut broker = Broker { refresh_before: 10 * MINUTE, max_connections: 1024 };
-        let Some(f) = node.and_then(|n| self.table(n, "broker", &["refresh_before", "max_connections"])) else {
+        let mut broker = Broker {
+            refresh_before: 10 * MINUTE,
+            max_connections: 1024,
+        };
+        let Some(f) =
+            node.and_then(|n| self.table(n, "broker", &["refresh_before", "max_connections"]))
+        else {
             return broker;
         };
         if let Some(d) = self.duration(&f, "refresh_before", MINUTE, HOUR) {
@@ -623,7 +804,10 @@ impl Walker {
                 && d >= aws.session_duration
             {
                 let loc = f.get("refresh_before").expect("present").loc.clone();
-                self.error(&loc, "`broker.refresh_before` must be shorter than `aws.session_duration`");
+                self.error(
+                    &loc,
+                    "`broker.refresh_before` must be shorter than `aws.session_duration`",
+                );
             }
             broker.refresh_before = d;
         }
@@ -639,14 +823,18 @@ impl Walker {
             file: None,
             recordings_dir: PathBuf::from("/var/log/rolesh/sessions"),
         };
-        let Some(f) = node.and_then(|n| self.table(n, "audit", &["journald", "file", "recordings_dir"])) else {
+        let Some(f) =
+            node.and_then(|n| self.table(n, "audit", &["journald", "file", "recordings_dir"]))
+        else {
             return audit;
         };
         if let Some(j) = self.bool(&f, "journald") {
             audit.journald = j;
         }
         for key in ["file", "recordings_dir"] {
-            let Some(p) = self.string(&f, key) else { continue };
+            let Some(p) = self.string(&f, key) else {
+                continue;
+            };
             if !p.starts_with('/') {
                 self.error(&p.loc, format!("`audit.{key}` must be an absolute path"));
             } else if key == "file" {

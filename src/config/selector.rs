@@ -195,7 +195,11 @@ fn parse_requirement(lexer: &mut Lexer<'_>) -> Result<Requirement, String> {
             let not = w == "notin";
             lexer.next()?;
             let values = parse_set(lexer)?;
-            if not { Op::NotIn(values) } else { Op::In(values) }
+            if not {
+                Op::NotIn(values)
+            } else {
+                Op::In(values)
+            }
         }
         Some(t) => {
             return Err(format!(
@@ -240,7 +244,11 @@ fn parse_set(lexer: &mut Lexer<'_>) -> Result<Vec<String>, String> {
         match lexer.next()? {
             Some(Token::Comma) => continue,
             Some(Token::Close) => break,
-            Some(t) => return Err(format!("expected `,` or `)` in the set of values, found {t}")),
+            Some(t) => {
+                return Err(format!(
+                    "expected `,` or `)` in the set of values, found {t}"
+                ));
+            }
             None => return Err("unclosed `(` in the set of values".into()),
         }
     }
@@ -301,8 +309,7 @@ pub fn is_dns_label(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
@@ -319,11 +326,25 @@ mod tests {
 
     #[test]
     fn equality_and_set_based_forms() {
-        let s = Selector::parse("app=frontend, tier in (web,edge),!legacy,env!=prod,track").unwrap();
+        let s =
+            Selector::parse("app=frontend, tier in (web,edge),!legacy,env!=prod,track").unwrap();
         assert_eq!(s.requirements.len(), 5);
-        assert!(s.matches(&labels(&[("app", "frontend"), ("tier", "edge"), ("track", "")])));
-        assert!(!s.matches(&labels(&[("app", "frontend"), ("tier", "db"), ("track", "")])));
-        assert!(!s.matches(&labels(&[("app", "frontend"), ("tier", "web"), ("track", ""), ("legacy", "1")])));
+        assert!(s.matches(&labels(&[
+            ("app", "frontend"),
+            ("tier", "edge"),
+            ("track", "")
+        ])));
+        assert!(!s.matches(&labels(&[
+            ("app", "frontend"),
+            ("tier", "db"),
+            ("track", "")
+        ])));
+        assert!(!s.matches(&labels(&[
+            ("app", "frontend"),
+            ("tier", "web"),
+            ("track", ""),
+            ("legacy", "1")
+        ])));
         assert!(!s.matches(&labels(&[("app", "frontend"), ("tier", "web")])));
     }
 
@@ -354,12 +375,21 @@ mod tests {
         let cases = [
             ("", "expected a label key, found the end of the selector"),
             ("app=", ""),
-            ("tier in web", "expected `(` to start a set of values, found `web`"),
+            (
+                "tier in web",
+                "expected `(` to start a set of values, found `web`",
+            ),
             ("tier in (web", "unclosed `(` in the set of values"),
             ("app=a b", "expected `,` or end of selector, found `b`"),
             ("-bad=x", "invalid label key `-bad`"),
-            ("app=frontend,", "expected a label key, found the end of the selector"),
-            ("app gt 3", "expected `=`, `==`, `!=`, `in` or `notin` after `app`, found `gt`"),
+            (
+                "app=frontend,",
+                "expected a label key, found the end of the selector",
+            ),
+            (
+                "app gt 3",
+                "expected `=`, `==`, `!=`, `in` or `notin` after `app`, found `gt`",
+            ),
             ("a=(", "expected a label value, found `(`"),
         ];
         for (input, want) in cases {

@@ -47,7 +47,9 @@ impl Template {
         let mut rest = source;
         while let Some(open) = rest.find(['{', '}']) {
             if rest[open..].starts_with('}') {
-                return Err(format!("`}}` without a matching `{{` in template {source:?}"));
+                return Err(format!(
+                    "`}}` without a matching `{{` in template {source:?}"
+                ));
             }
             if open > 0 {
                 parts.push(Part::Literal(rest[..open].to_string()));

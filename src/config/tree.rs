@@ -94,7 +94,10 @@ fn convert_table(
     let mut entries = Vec::with_capacity(table.len());
     for (key, value) in table.iter() {
         let key = At::new(key.get_ref().to_string(), loc(key.span()));
-        let node = At::new(convert_value(value.get_ref(), value.span(), loc)?, loc(value.span()));
+        let node = At::new(
+            convert_value(value.get_ref(), value.span(), loc)?,
+            loc(value.span()),
+        );
         entries.push((key, node));
     }
     Ok(Table { entries })
@@ -127,7 +130,12 @@ fn convert_value(
         DeValue::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| Ok(At::new(convert_value(v.get_ref(), v.span(), loc)?, loc(v.span()))))
+                .map(|v| {
+                    Ok(At::new(
+                        convert_value(v.get_ref(), v.span(), loc)?,
+                        loc(v.span()),
+                    ))
+                })
                 .collect::<Result<_, Diagnostic>>()?,
         ),
         DeValue::Table(t) => Value::Table(convert_table(t, loc)?),
@@ -147,20 +155,33 @@ mod tests {
     }
 
     fn get<'a>(t: &'a Table, key: &str) -> &'a Value {
-        &t.entries.iter().find(|(k, _)| k.value == key).unwrap().1.value
+        &t.entries
+            .iter()
+            .find(|(k, _)| k.value == key)
+            .unwrap()
+            .1
+            .value
     }
 
     #[test]
     fn merge_overrides_scalars_and_appends_arrays_of_tables() {
         let mut base = doc("a = 1\nlist = [1, 2]\n[t]\nx = 1\ny = 2\n[[c]]\nname = \"one\"\n");
-        base.merge(doc("a = 2\nlist = [3]\n[t]\ny = 3\n[[c]]\nname = \"two\"\n"));
+        base.merge(doc(
+            "a = 2\nlist = [3]\n[t]\ny = 3\n[[c]]\nname = \"two\"\n",
+        ));
         assert!(matches!(get(&base, "a"), Value::Integer(2)));
-        let Value::Array(list) = get(&base, "list") else { panic!() };
+        let Value::Array(list) = get(&base, "list") else {
+            panic!()
+        };
         assert_eq!(list.len(), 1, "plain arrays are replaced, not appended");
-        let Value::Table(t) = get(&base, "t") else { panic!() };
+        let Value::Table(t) = get(&base, "t") else {
+            panic!()
+        };
         assert!(matches!(get(t, "x"), Value::Integer(1)));
         assert!(matches!(get(t, "y"), Value::Integer(3)));
-        let Value::Array(c) = get(&base, "c") else { panic!() };
+        let Value::Array(c) = get(&base, "c") else {
+            panic!()
+        };
         assert_eq!(c.len(), 2);
     }
 

@@ -60,7 +60,11 @@ pub fn role_arn(arn: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 64 || !name.chars().all(is_iam_name_char) {
         return bad("the role name must be 1-64 characters of letters, digits and +=,.@_-");
     }
-    if path_and_name.len() > 512 + 64 || !path_and_name.chars().all(|c| c == '/' || is_iam_name_char(c)) {
+    if path_and_name.len() > 512 + 64
+        || !path_and_name
+            .chars()
+            .all(|c| c == '/' || is_iam_name_char(c))
+    {
         return bad("the role path may hold only letters, digits, / and +=,.@_-");
     }
     Ok(())
@@ -119,14 +123,22 @@ pub fn tag_key(key: &str) -> Result<(), String> {
 pub fn region(region: &str) -> Result<(), String> {
     let mut parts = region.split('-');
     let ok = region.len() <= 32
-        && parts.next().is_some_and(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts.next_back().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .next()
+            .is_some_and(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .next_back()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         && region.split('-').count() >= 3
-        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid AWS region {region:?} (expected something like \"us-east-1\")"))
+        Err(format!(
+            "invalid AWS region {region:?} (expected something like \"us-east-1\")"
+        ))
     }
 }
 
@@ -137,7 +149,8 @@ pub fn cluster_name(name: &str) -> Result<(), String> {
     let ok = !b.is_empty()
         && b.len() <= 100
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_');
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_');
     if ok {
         Ok(())
     } else {
@@ -183,7 +196,12 @@ fn is_loopback(host: &str) -> bool {
 
 /// Linux user and group names as NSS can return them: no whitespace, `:` or `/`.
 pub fn account_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_whitespace() || c == ':' || c == '/' || c.is_control()) {
+    if name.is_empty()
+        || name.len() > 256
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c == ':' || c == '/' || c.is_control())
+    {
         return Err(format!("invalid {what} name {name:?}"));
     }
     Ok(())
@@ -203,7 +221,11 @@ mod tests {
             duration("5m", min, max).unwrap_err(),
             "duration \"5m\" is out of range: it must be between 15m and 12h"
         );
-        assert!(duration("soon", min, max).unwrap_err().starts_with("invalid duration \"soon\""));
+        assert!(
+            duration("soon", min, max)
+                .unwrap_err()
+                .starts_with("invalid duration \"soon\"")
+        );
     }
 
     #[test]
@@ -217,8 +239,16 @@ mod tests {
     fn role_arns() {
         assert!(role_arn("arn:aws:iam::123456789012:role/alice").is_ok());
         assert!(role_arn("arn:aws-us-gov:iam::123456789012:role/path/to/x").is_ok());
-        assert!(role_arn("arn:aws:iam::12345:role/alice").unwrap_err().contains("12 digits"));
-        assert!(role_arn("arn:aws:iam::123456789012:user/alice").unwrap_err().contains("not a role"));
+        assert!(
+            role_arn("arn:aws:iam::12345:role/alice")
+                .unwrap_err()
+                .contains("12 digits")
+        );
+        assert!(
+            role_arn("arn:aws:iam::123456789012:user/alice")
+                .unwrap_err()
+                .contains("not a role")
+        );
         assert!(role_arn("arn:aws:s3:::bucket").is_err());
         assert!(role_arn("alice").unwrap_err().contains("not an ARN"));
         assert!(role_arn("arn:aws:iam::123456789012:role/a b").is_err());
@@ -229,8 +259,16 @@ mod tests {
     fn sts_names() {
         assert!(sts_name("session name", "alice").is_ok());
         assert!(sts_name("session name", "a").unwrap_err().contains("2-64"));
-        assert!(sts_name("session name", &"a".repeat(70)).unwrap_err().contains("it is 70"));
-        assert!(sts_name("session name", "al ice").unwrap_err().contains("' '"));
+        assert!(
+            sts_name("session name", &"a".repeat(70))
+                .unwrap_err()
+                .contains("it is 70")
+        );
+        assert!(
+            sts_name("session name", "al ice")
+                .unwrap_err()
+                .contains("' '")
+        );
     }
 
     #[test]
@@ -242,7 +280,11 @@ mod tests {
         assert!(endpoint_url("https://sts.example.com").is_ok());
         assert!(endpoint_url("http://127.0.0.1:4566").is_ok());
         assert!(endpoint_url("http://[::1]:4566/").is_ok());
-        assert!(endpoint_url("http://sts.example.com").unwrap_err().contains("loopback"));
+        assert!(
+            endpoint_url("http://sts.example.com")
+                .unwrap_err()
+                .contains("loopback")
+        );
         assert!(endpoint_url("ftp://x").is_err());
     }
 }

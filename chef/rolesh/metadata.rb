@@ -1,0 +1,17 @@
+name              'rolesh'
+maintainer        'rolesh maintainers'
+maintainer_email  'rolesh@example.com'
+license           'Apache-2.0'
+description       'Installs and configures rolesh, the login shell for SSH bastions in front of Amazon EKS'
+version           '0.1.0'
+chef_version      '>= 16.0'
+
+supports 'debian', '>= 11.0'
+supports 'ubuntu', '>= 20.04'
+supports 'redhat', '>= 9.0'
+supports 'rocky', '>= 9.0'
+supports 'almalinux', '>= 9.0'
+supports 'amazon', '>= 2023.0'
+
+source_url 'https://github.com/rolesh/rolesh/tree/main/chef/rolesh'
+issues_url 'https://github.com/rolesh/rolesh/issues'
