@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::ConfigSource;
 use crate::error::{EXIT_OK, Failure};
-use crate::{check, explain, standalone};
+use crate::{broker, check, client, explain, standalone, token};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,7 +49,13 @@ pub enum Command {
     /// Print the session's kubeconfig
     Kubeconfig,
     /// Run the credential broker in the foreground
-    Broker(ConfigArg),
+    Broker {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listen here instead of /run/rolesh/broker.sock (when systemd passes no socket)
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     /// Validate the configuration
     Check(ConfigArg),
     /// Explain the mapping decision for a user
@@ -170,16 +176,43 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
         ));
     };
     match command {
-        Command::Token(args) => standalone::run_token(&args).map(|()| EXIT_OK),
+        Command::Token(args) => match &args.cluster {
+            Some(cluster) => broker_token(cluster).map(|()| EXIT_OK),
+            None => standalone::run_token(&args).map(|()| EXIT_OK),
+        },
         Command::Check(config) => check::run(&config.source()),
         Command::Explain { user, json, config } => explain::run(&config.source(), &user, json),
-        Command::Credentials => Err(Failure::not_implemented("credentials")),
+        Command::Credentials => {
+            let answer = client::request(&client::socket_path(false), "credentials", &[])?;
+            println!("{answer}");
+            Ok(EXIT_OK)
+        }
         Command::Exec { .. } => Err(Failure::not_implemented("exec")),
         Command::Kubeconfig => Err(Failure::not_implemented("kubeconfig")),
-        Command::Broker(_) => Err(Failure::not_implemented("broker")),
+        Command::Broker { config, socket } => broker::run(config.source(), socket),
         Command::Rbac { .. } => Err(Failure::not_implemented("rbac")),
         Command::Replay { .. } => Err(Failure::not_implemented("replay")),
     }
+}
+
+/// `rolesh token --cluster NAME`: the broker signs with the user's own role; this prints
+/// the ExecCredential kubectl reads.
+fn broker_token(cluster: &str) -> Result<(), Failure> {
+    let answer = client::request(&client::socket_path(false), "token", &[("cluster", cluster)])?;
+    let field = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let (Some(token), Some(expiration)) = (field("token"), field("expirationTimestamp")) else {
+        return Err(Failure::runtime("the credential broker sent an incomplete token"));
+    };
+    let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
+    let api_version = token::api_version(exec_info.as_deref());
+    let credential = serde_json::json!({
+        "kind": "ExecCredential",
+        "apiVersion": api_version,
+        "spec": {},
+        "status": {"expirationTimestamp": expiration, "token": token},
+    });
+    println!("{credential}");
+    Ok(())
 }
 
 #[cfg(test)]

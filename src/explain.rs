@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::config::{Config, ConfigSource, SessionSettings, values};
+use crate::config::{Config, ConfigSource, values};
 use crate::error::{EXIT_DENIED, EXIT_OK, EXIT_USAGE, Failure};
 use crate::mapping::{self, Decision, DenialKind, Grant};
 use crate::system;
@@ -131,51 +131,12 @@ fn to_json(d: &Decision) -> Value {
             v["reason"] = json!(denial.reason);
         }
         Ok(g) => {
+            for (k, value) in g.to_json().as_object().into_iter().flatten() {
+                v[k] = value.clone();
+            }
             v["outcome"] = json!("mapped");
-            v["rule"] = json!(g.rule);
-            v["origin"] = json!(g.origin);
-            v["role_arn"] = json!(g.role_arn);
-            v["session_name"] = json!(g.session_name);
-            v["source_identity"] = json!(g.source_identity);
-            v["tags"] = g
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect::<serde_json::Map<_, _>>()
-                .into();
-            v["clusters"] = g
-                .clusters
-                .iter()
-                .map(|c| {
-                    json!({
-                        "name": c.name,
-                        "region": c.region,
-                        "default_namespace": c.default_namespace,
-                        "namespaces": c.namespaces.iter().map(|n| json!({
-                            "name": n.name,
-                            "selectors": n.selectors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            v["session"] = session_json(&g.session);
-            v["session_override"] = json!(g.session_override);
         }
     }
     v
 }
 
-fn session_json(s: &SessionSettings) -> Value {
-    json!({
-        "mode": s.mode.as_str(),
-        "shell": s.shell,
-        "path": s.path,
-        "allowed_commands": s.allowed_commands,
-        "file_transfer": s.file_transfer,
-        "idle_timeout_secs": s.idle_timeout.as_secs(),
-        "max_duration_secs": s.max_duration.as_secs(),
-        "banner": s.banner,
-        "record": s.record.as_str(),
-        "exec_command": s.exec_command,
-    })
-}

@@ -1,8 +1,13 @@
 //! rolesh: a login shell for SSH bastions in front of Amazon EKS.
 //!
 //! The binary is a thin `main` over [`cli::main`]; the modules are named for what they do.
+//! `unsafe` is allowed in [`system`] alone.
 
+#![deny(unsafe_code)]
+
+pub mod broker;
 pub mod check;
+pub mod client;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -10,5 +15,6 @@ pub mod explain;
 pub mod mapping;
 pub mod paths;
 pub mod standalone;
+#[allow(unsafe_code)]
 pub mod system;
 pub mod token;

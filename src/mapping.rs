@@ -2,6 +2,8 @@
 //! `groups` (file order) > `default_role` > deny. The decision keeps a trace of every rule
 //! it looked at, which `rolesh explain` prints and the broker logs on denial.
 
+use serde_json::{Value, json};
+
 use crate::config::{Cluster, Config, Namespace, RoleRule, SessionSettings, Vars, values};
 use crate::system::Account;
 
@@ -28,6 +30,47 @@ pub struct Grant {
     pub session: SessionSettings,
     /// Where the `[[session.override]]` that applied is written, if one did.
     pub session_override: Option<String>,
+}
+
+impl Grant {
+    /// The grant as `explain --json` and the broker's `whoami` show it. Holds no secret.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "rule": self.rule,
+            "origin": self.origin,
+            "role_arn": self.role_arn,
+            "session_name": self.session_name,
+            "source_identity": self.source_identity,
+            "tags": self.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "clusters": self.clusters.iter().map(|c| json!({
+                "name": c.name,
+                "region": c.region,
+                "default_namespace": c.default_namespace,
+                "namespaces": c.namespaces.iter().map(|n| json!({
+                    "name": n.name,
+                    "selectors": n.selectors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "mode": self.session.mode.as_str(),
+            "session": session_json(&self.session),
+            "session_override": self.session_override,
+        })
+    }
+}
+
+fn session_json(s: &SessionSettings) -> Value {
+    json!({
+        "mode": s.mode.as_str(),
+        "shell": s.shell,
+        "path": s.path,
+        "allowed_commands": s.allowed_commands,
+        "file_transfer": s.file_transfer,
+        "idle_timeout_secs": s.idle_timeout.as_secs(),
+        "max_duration_secs": s.max_duration.as_secs(),
+        "banner": s.banner,
+        "record": s.record.as_str(),
+        "exec_command": s.exec_command,
+    })
 }
 
 #[derive(Debug, Clone)]

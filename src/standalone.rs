@@ -20,7 +20,7 @@ const ASSUME_ROLE_SESSION_NAME: &str = "EKSGetTokenAuth";
 
 pub fn run_token(args: &TokenArgs) -> Result<(), Failure> {
     let Some(cluster) = &args.cluster_name else {
-        return Err(Failure::not_implemented("token --cluster"));
+        return Err(Failure::usage("--cluster-name is required"));
     };
     let endpoints = endpoints(args.sts_regional_endpoints)?;
     let region = args.region.clone().or_else(region_from_env);

@@ -1,8 +1,9 @@
 //! Every call into the operating system that is not plain `std` lives here, so that what
 //! rolesh asks of the kernel and of NSS can be audited in one place (the sudo-rs rule).
 //!
-//! Nothing in this module is `unsafe`: `nix` wraps the libc calls. Later work that needs raw
-//! libc (memfd sealing, prctl, SO_PEERCRED) adds it here with a `// SAFETY:` comment.
+//! This is the only module with `unsafe` (each block says why it is sound in a `// SAFETY:`
+//! comment); `nix` and `std` wrap the rest. SO_PEERCRED comes through tokio's
+//! `UnixStream::peer_cred`.
 
 use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
@@ -98,4 +99,44 @@ pub fn ownership(path: &Path) -> std::io::Result<FileOwnership> {
         uid: meta.uid(),
         mode: meta.mode(),
     })
+}
+
+/// The listening Unix socket systemd passed (socket activation, `LISTEN_FDS`), if any.
+pub fn systemd_socket() -> Result<Option<std::os::unix::net::UnixListener>, String> {
+    use std::os::fd::FromRawFd;
+    let mut fds = sd_notify::listen_fds().map_err(|e| format!("bad LISTEN_FDS from systemd: {e}"))?;
+    let Some(fd) = fds.next() else {
+        return Ok(None);
+    };
+    // SAFETY: sd_notify::listen_fds checked LISTEN_PID is this process and yields the fds
+    // systemd passed (starting at 3), which nothing else in this process owns or closes;
+    // ownership moves into the listener exactly once.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot use the socket from systemd: {e}"))?;
+    Ok(Some(listener))
+}
+
+/// Binds a Unix socket at `path` with `mode`, replacing a stale socket file left by a
+/// previous run (but never another kind of file).
+pub fn bind_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket; refusing to replace it", path.display()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!("another broker is already listening on {}", path.display()));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    Ok(listener)
 }

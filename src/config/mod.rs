@@ -230,6 +230,24 @@ pub struct SessionOverride {
 pub struct Broker {
     pub refresh_before: Duration,
     pub max_connections: u32,
+    /// Connections one uid may hold at once, so one user cannot take every slot.
+    pub max_connections_per_uid: u32,
+    /// A connection must send each complete request line within this time.
+    pub idle_timeout: Duration,
+    /// Requests per second one uid may make (bursts of twice that are allowed).
+    pub rate_per_uid: u32,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Broker {
+            refresh_before: Duration::from_secs(600),
+            max_connections: 1024,
+            max_connections_per_uid: 64,
+            idle_timeout: Duration::from_secs(30),
+            rate_per_uid: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

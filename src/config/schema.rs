@@ -790,13 +790,9 @@ impl Walker {
     }
 
     fn broker(&mut self, node: Option<&Node>, aws: Option<&Aws>) -> Broker {
-        let mut broker = Broker {
-            refresh_before: 10 * MINUTE,
-            max_connections: 1024,
-        };
-        let Some(f) =
-            node.and_then(|n| self.table(n, "broker", &["refresh_before", "max_connections"]))
-        else {
+        let mut broker = Broker::default();
+        let known = ["refresh_before", "max_connections", "max_connections_per_uid", "idle_timeout", "rate_per_uid"];
+        let Some(f) = node.and_then(|n| self.table(n, "broker", &known)) else {
             return broker;
         };
         if let Some(d) = self.duration(&f, "refresh_before", MINUTE, HOUR) {
@@ -804,15 +800,21 @@ impl Walker {
                 && d >= aws.session_duration
             {
                 let loc = f.get("refresh_before").expect("present").loc.clone();
-                self.error(
-                    &loc,
-                    "`broker.refresh_before` must be shorter than `aws.session_duration`",
-                );
+                self.error(&loc, "`broker.refresh_before` must be shorter than `aws.session_duration`");
             }
             broker.refresh_before = d;
         }
         if let Some(n) = self.integer(&f, "max_connections", 1, 65_536) {
             broker.max_connections = n as u32;
+        }
+        if let Some(n) = self.integer(&f, "max_connections_per_uid", 1, 65_536) {
+            broker.max_connections_per_uid = n as u32;
+        }
+        if let Some(d) = self.duration(&f, "idle_timeout", Duration::from_secs(1), HOUR) {
+            broker.idle_timeout = d;
+        }
+        if let Some(n) = self.integer(&f, "rate_per_uid", 1, 1_000_000) {
+            broker.rate_per_uid = n as u32;
         }
         broker
     }

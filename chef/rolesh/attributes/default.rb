@@ -147,13 +147,16 @@ default['rolesh']['config']['session']['record'] = 'off' # off | interactive | a
 # argv `rolesh exec` runs in a container when none is given; nil: bash if
 # present, else sh
 default['rolesh']['config']['session']['exec_command'] = nil
-# [[session.override]]  first match wins; keys: users, groups and any
+# [[session.override]]  a user's own override beats a group's, then first match wins; keys: users, groups and any
 # [session] key, e.g. { 'groups' => ['contractors'], 'mode' => 'picker' }
 default['rolesh']['config']['session']['override'] = []
 
 # [broker]
 default['rolesh']['config']['broker']['refresh_before'] = '10m'
 default['rolesh']['config']['broker']['max_connections'] = 1024
+default['rolesh']['config']['broker']['max_connections_per_uid'] = 64
+default['rolesh']['config']['broker']['idle_timeout'] = '30s'
+default['rolesh']['config']['broker']['rate_per_uid'] = 200
 
 # [audit]
 default['rolesh']['config']['audit']['journald'] = true

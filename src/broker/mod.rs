@@ -1,0 +1,125 @@
+//! `rolesh broker`: the only process that holds AWS credentials (SPEC §1, §2).
+//!
+//! It listens on `/run/rolesh/broker.sock` (or the socket systemd passes from
+//! `rolesh-broker.socket`), learns who asks from SO_PEERCRED only, answers each user for
+//! their own role only, reloads the configuration on SIGHUP (keeping the old one if the new
+//! one is invalid) and drains on SIGTERM.
+
+pub mod aws;
+pub mod cache;
+pub mod limits;
+pub mod protocol;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigSource};
+use crate::error::{EXIT_OK, EXIT_USAGE, Failure};
+use crate::system;
+use server::Broker;
+
+pub fn run(source: ConfigSource, socket: Option<PathBuf>) -> Result<u8, Failure> {
+    init_logging();
+    let loaded = match Config::load(&source) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for d in &errors.0 {
+                eprintln!("{d}");
+            }
+            eprintln!("rolesh: the broker cannot start with an invalid configuration");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the broker runtime: {e}")))?;
+    runtime.block_on(serve(source, loaded.config, socket))?;
+    Ok(EXIT_OK)
+}
+
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(true)
+        .try_init();
+}
+
+async fn serve(source: ConfigSource, config: Config, socket: Option<PathBuf>) -> Result<(), Failure> {
+    let (listener, bound) = listen(socket)?;
+    let broker = Arc::new(Broker::new(config).await);
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_failure)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_failure)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
+    let mut connections = tokio::task::JoinSet::new();
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    info!(socket = %bound.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_else(|| "systemd".into()), "broker ready");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(Arc::clone(&broker).serve(stream));
+                }
+                Err(e) => warn!("accept failed: {e}"),
+            },
+            _ = hangup.recv() => reload(&broker, &source).await,
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    drop(listener);
+    if let Some(path) = &bound {
+        let _ = std::fs::remove_file(path);
+    }
+    info!(open = connections.len(), "draining");
+    let drained = tokio::time::timeout(server::DRAIN, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!("connections still open after {}s; closing them", server::DRAIN.as_secs());
+    }
+    Ok(())
+}
+
+async fn reload(broker: &Broker, source: &ConfigSource) {
+    match Config::load(source) {
+        Ok(loaded) => {
+            broker.replace_config(loaded.config).await;
+            info!("configuration reloaded");
+        }
+        Err(errors) => {
+            for d in &errors.0 {
+                error!("{d}");
+            }
+            error!("configuration reload failed; keeping the previous configuration");
+        }
+    }
+}
+
+/// The socket systemd passed, else `path` bound here (mode 0666: every user must be able
+/// to connect; the broker tells them apart by SO_PEERCRED).
+fn listen(path: Option<PathBuf>) -> Result<(UnixListener, Option<PathBuf>), Failure> {
+    if let Some(std_listener) = system::systemd_socket().map_err(Failure::runtime)? {
+        let listener = UnixListener::from_std(std_listener)
+            .map_err(|e| Failure::runtime(format!("cannot use the socket from systemd: {e}")))?;
+        return Ok((listener, None));
+    }
+    let path = path.unwrap_or_else(crate::paths::broker_socket);
+    let listener = system::bind_socket(&path, 0o666).map_err(Failure::runtime)?;
+    let listener = UnixListener::from_std(listener)
+        .map_err(|e| Failure::runtime(format!("cannot listen on {}: {e}", path.display())))?;
+    Ok((listener, Some(path)))
+}
+
+fn signal_failure(e: std::io::Error) -> Failure {
+    Failure::runtime(format!("cannot install signal handlers: {e}"))
+}
