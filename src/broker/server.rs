@@ -139,7 +139,7 @@ impl Broker {
     fn grant(&self, config: &Config, peer: Peer, account: &Account) -> Result<Grant, Error> {
         let decision = mapping::decide(config, account, &self.hostname);
         decision.outcome.map_err(|denial| {
-            info!(target: "rolesh::audit", event = "denied", user = %account.name, uid = peer.uid, pid = ?peer.pid, reason = %denial.reason);
+            info!(target: "rolesh::audit", event = "denied", user = %account.name, uid = peer.uid, pid = peer.pid.unwrap_or(0), reason = %denial.reason);
             let code = match denial.kind {
                 DenialKind::Unmapped => Code::Unmapped,
                 DenialKind::Denied => Code::Denied,
@@ -180,7 +180,7 @@ impl Broker {
         // A presigned URL dies with the credentials that signed it.
         t.expiration = t.expiration.min(creds.expiry);
         if !reused {
-            info!(target: "rolesh::audit", event = "token", user = %account.name, uid = peer.uid, pid = ?peer.pid, role_arn = %grant.role_arn, session_name = %grant.session_name, cluster = %cluster);
+            info!(target: "rolesh::audit", event = "token", user = %account.name, uid = peer.uid, pid = peer.pid.unwrap_or(0), role_arn = %grant.role_arn, session_name = %grant.session_name, cluster = %cluster);
         }
         Ok(json!({"token": t.token, "expirationTimestamp": token::rfc3339(t.expiration)}))
     }

@@ -31,7 +31,11 @@ pub struct Run {
 }
 
 pub fn run(cmd: &mut Command) -> Run {
-    let Output { status, stdout, stderr } = cmd.output().expect("run rolesh");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run rolesh");
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -75,7 +79,11 @@ impl TestUser {
         let _ = Command::new("userdel").arg("-r").arg(name).output();
         for g in groups {
             let out = Command::new("groupadd").arg("-f").arg(g).output().unwrap();
-            assert!(out.status.success(), "groupadd {g}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "groupadd {g}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let mut cmd = Command::new("useradd");
         cmd.args(["-M", "-s", "/usr/sbin/nologin"]);
@@ -83,8 +91,25 @@ impl TestUser {
             cmd.args(["-G", &groups.join(",")]);
         }
         let out = cmd.arg(name).output().unwrap();
-        assert!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
-        TestUser { name: name.into(), groups: groups.iter().map(|g| g.to_string()).collect() }
+        assert!(
+            out.status.success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestUser {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+}
+
+impl TestUser {
+    pub fn uid(&self) -> u32 {
+        nix::unistd::User::from_name(&self.name)
+            .unwrap()
+            .expect("user exists")
+            .uid
+            .as_raw()
     }
 }
 
@@ -143,7 +168,9 @@ pub fn aws_env(cmd: &mut Command, session_token: Option<&str>, extra: &[(&str, &
 
 pub fn presigned_url(token: &str) -> String {
     let b64 = token.strip_prefix("k8s-aws-v1.").expect("token prefix");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).expect("base64url");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .expect("base64url");
     String::from_utf8(bytes).unwrap()
 }
 
@@ -161,3 +188,4 @@ pub fn aws_eks_get_token_at(x_amz_date: &str) -> Command {
     cmd.arg(script).arg(x_amz_date);
     cmd
 }
+pub mod broker;

@@ -1,0 +1,151 @@
+//! A real `rolesh broker` process against the fake AWS of rolesh-testkit, with a socket in
+//! a temporary directory, and clients run as real accounts.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rolesh_testkit::fake_aws::{FakeAws, FakeAwsOptions};
+use serde_json::Value;
+
+use super::{Run, rolesh, run, write_config};
+
+pub struct BrokerProc {
+    pub dir: tempfile::TempDir,
+    pub aws: FakeAws,
+    child: Option<Child>,
+}
+
+impl BrokerProc {
+    /// Starts the fake AWS and a broker whose config is `extra` appended to an `[aws]`
+    /// section pointing at the fake (so `extra` holds `[mapping]`, clusters, …).
+    pub fn start(aws_extra: &str, extra: &str) -> BrokerProc {
+        let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = format!(
+            "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{}\"\n{aws_extra}\n{extra}",
+            aws.endpoint()
+        );
+        write_config(dir.path(), "config.toml", &config);
+        let mut broker = BrokerProc { dir, aws, child: None };
+        broker.spawn();
+        broker
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("broker.sock")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    /// Starts (or restarts) the broker process and waits until it answers.
+    pub fn spawn(&mut self) {
+        let opts = self.aws.options();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("broker.log"))
+            .unwrap();
+        let child = rolesh()
+            .args(["broker", "--config"])
+            .arg(self.config_path())
+            .arg("--socket")
+            .arg(self.socket())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/nonexistent")
+            .env("AWS_ACCESS_KEY_ID", &opts.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &opts.secret_access_key)
+            .env("AWS_ENDPOINT_URL_EKS", self.aws.endpoint())
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start broker");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(self.socket()).is_err() {
+            assert!(Instant::now() < deadline, "broker did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `rolesh ARGS` as `uid`, talking to this broker.
+    pub fn client(&self, uid: u32, args: &[&str]) -> Run {
+        let mut cmd = rolesh();
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("ROLESH_BROKER_SOCKET", self.socket())
+            .uid(uid);
+        run(&mut cmd)
+    }
+
+    /// Sends raw request lines as `uid` (a child process: SO_PEERCRED is per process)
+    /// and returns the answers.
+    pub fn raw(&self, uid: u32, lines: &[&str]) -> Vec<Value> {
+        let script = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rwb")
+for line in sys.argv[2:]:
+    f.write(line.encode() + b"\n"); f.flush(); sys.stdout.write(f.readline().decode())
+"#;
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(self.socket())
+            .args(lines)
+            .uid(uid)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for BrokerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One request on a fresh connection from this process (root), returning the answer line.
+pub fn request_as_self(socket: &std::path::Path, line: &str) -> std::io::Result<String> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(line.as_bytes())?;
+    s.write_all(b"\n")?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer)?;
+    Ok(answer)
+}
