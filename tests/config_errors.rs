@@ -11,8 +11,14 @@ use std::os::unix::fs::PermissionsExt;
 fn check(text: &str) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), "config.toml", text);
-    let r = run(rolesh().current_dir(dir.path()).args(["check", "--config", "config.toml"]));
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "check must not touch the file");
+    let r = run(rolesh()
+        .current_dir(dir.path())
+        .args(["check", "--config", "config.toml"]));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "check must not touch the file"
+    );
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     r
 }
@@ -22,118 +28,196 @@ fn assert_errors(text: &str, expected: &[&str]) {
     assert_eq!(r.code, 2, "stderr: {}", r.stderr);
     let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
     let n = expected.len();
-    want.push(format!("rolesh: {n} error{} in the configuration", if n == 1 { "" } else { "s" }));
+    want.push(format!(
+        "rolesh: {n} error{} in the configuration",
+        if n == 1 { "" } else { "s" }
+    ));
     assert_eq!(r.stderr.lines().collect::<Vec<_>>(), want);
     assert_eq!(r.stdout, "", "nothing on stdout for an invalid config");
 }
 
 #[test]
 fn malformed_toml() {
-    assert_errors("[aws\nregion = \"us-east-1\"\n", &["config.toml:1:5: unclosed table, expected `]`"]);
+    assert_errors(
+        "[aws\nregion = \"us-east-1\"\n",
+        &["config.toml:1:5: unclosed table, expected `]`"],
+    );
 }
 
 #[test]
 fn unknown_key_suggests_the_right_one() {
     let text = MINIMAL.replace("region =", "region = \"us-east-1\"\nregoin =");
-    assert_errors(&text, &["config.toml:3:1: unknown key `regoin` in [aws]; did you mean `region`?"]);
+    assert_errors(
+        &text,
+        &["config.toml:3:1: unknown key `regoin` in [aws]; did you mean `region`?"],
+    );
 }
 
 #[test]
 fn unknown_top_level_section() {
     let text = format!("{MINIMAL}[sesion]\nmode = \"shell\"\n");
-    assert_errors(&text, &["config.toml:6:2: unknown key `sesion` at the top level; did you mean `session`?"]);
+    assert_errors(
+        &text,
+        &["config.toml:6:2: unknown key `sesion` at the top level; did you mean `session`?"],
+    );
 }
 
 #[test]
 fn wrong_type() {
     let text = MINIMAL.replace("[mapping]", "session_duration = 3600\n\n[mapping]");
-    assert_errors(&text, &["config.toml:4:20: `aws.session_duration` must be a string, not an integer"]);
+    assert_errors(
+        &text,
+        &["config.toml:4:20: `aws.session_duration` must be a string, not an integer"],
+    );
 }
 
 #[test]
 fn invalid_arn() {
     let text = MINIMAL.replace("123456789012:role/bastion-{user}", "123:role/x");
-    assert_errors(&text, &["config.toml:5:16: invalid role ARN \"arn:aws:iam::123:role/x\": the account must be 12 digits (expected arn:aws:iam::123456789012:role/NAME)"]);
+    assert_errors(
+        &text,
+        &[
+            "config.toml:5:16: invalid role ARN \"arn:aws:iam::123:role/x\": the account must be 12 digits (expected arn:aws:iam::123456789012:role/NAME)",
+        ],
+    );
 }
 
 #[test]
 fn arn_of_a_user_not_a_role() {
-    let text = format!("{MINIMAL}[mapping.users]\nalice = \"arn:aws:iam::123456789012:user/alice\"\n");
-    assert_errors(&text, &["config.toml:7:9: invalid role ARN \"arn:aws:iam::123456789012:user/alice\": not a role (expected arn:aws:iam::123456789012:role/NAME)"]);
+    let text =
+        format!("{MINIMAL}[mapping.users]\nalice = \"arn:aws:iam::123456789012:user/alice\"\n");
+    assert_errors(
+        &text,
+        &[
+            "config.toml:7:9: invalid role ARN \"arn:aws:iam::123456789012:user/alice\": not a role (expected arn:aws:iam::123456789012:role/NAME)",
+        ],
+    );
 }
 
 #[test]
 fn unknown_template_variable() {
     let text = MINIMAL.replace("[mapping]", "session_name = \"{usr}\"\n\n[mapping]");
-    assert_errors(&text, &["config.toml:4:16: unknown template variable `{usr}` (known: {user}, {uid}, {hostname}); did you mean `{user}`?"]);
+    assert_errors(
+        &text,
+        &[
+            "config.toml:4:16: unknown template variable `{usr}` (known: {user}, {uid}, {hostname}); did you mean `{user}`?",
+        ],
+    );
 }
 
 #[test]
 fn session_name_template_with_a_character_sts_rejects() {
-    let text = MINIMAL.replace("[mapping]", "session_name = \"bastion {user}\"\n\n[mapping]");
-    assert_errors(&text, &["config.toml:4:16: session name template \"bastion {user}\" contains ' '; STS allows only letters, digits and +=,.@_-"]);
+    let text = MINIMAL.replace(
+        "[mapping]",
+        "session_name = \"bastion {user}\"\n\n[mapping]",
+    );
+    assert_errors(
+        &text,
+        &[
+            "config.toml:4:16: session name template \"bastion {user}\" contains ' '; STS allows only letters, digits and +=,.@_-",
+        ],
+    );
 }
 
 #[test]
 fn duplicate_cluster_names() {
     let text = format!("{MINIMAL}\n[[cluster]]\nname = \"prod\"\n\n[[cluster]]\nname = \"Prod\"\n");
-    assert_errors(&text, &["config.toml:11:8: cluster name \"Prod\" is already used at config.toml:8:8; cluster names must be unique (ignoring case)"]);
+    assert_errors(
+        &text,
+        &[
+            "config.toml:11:8: cluster name \"Prod\" is already used at config.toml:8:8; cluster names must be unique (ignoring case)",
+        ],
+    );
 }
 
 #[test]
 fn invalid_selector() {
-    let text = format!("{MINIMAL}\n[[cluster]]\nname = \"prod\"\n[[cluster.namespace]]\nname = \"web\"\nselectors = [\"app=frontend\", \"tier in web\"]\n");
-    assert_errors(&text, &["config.toml:11:30: invalid selector \"tier in web\": expected `(` to start a set of values, found `web`"]);
+    let text = format!(
+        "{MINIMAL}\n[[cluster]]\nname = \"prod\"\n[[cluster.namespace]]\nname = \"web\"\nselectors = [\"app=frontend\", \"tier in web\"]\n"
+    );
+    assert_errors(
+        &text,
+        &[
+            "config.toml:11:30: invalid selector \"tier in web\": expected `(` to start a set of values, found `web`",
+        ],
+    );
 }
 
 #[test]
 fn out_of_range_duration() {
     let text = MINIMAL.replace("[mapping]", "session_duration = \"13h\"\n\n[mapping]");
-    assert_errors(&text, &["config.toml:4:20: duration \"13h\" is out of range: it must be between 15m and 12h"]);
+    assert_errors(
+        &text,
+        &["config.toml:4:20: duration \"13h\" is out of range: it must be between 15m and 12h"],
+    );
 }
 
 #[test]
 fn empty_config() {
-    assert_errors("", &["config.toml:1:1: the configuration is empty: set at least [aws] region and a [mapping] (see /usr/share/doc/rolesh/examples)"]);
+    assert_errors(
+        "",
+        &[
+            "config.toml:1:1: the configuration is empty: set at least [aws] region and a [mapping] (see /usr/share/doc/rolesh/examples)",
+        ],
+    );
 }
 
 #[test]
 fn only_comments_is_empty_too() {
-    assert_errors("# nothing yet\n", &["config.toml:1:1: the configuration is empty: set at least [aws] region and a [mapping] (see /usr/share/doc/rolesh/examples)"]);
+    assert_errors(
+        "# nothing yet\n",
+        &[
+            "config.toml:1:1: the configuration is empty: set at least [aws] region and a [mapping] (see /usr/share/doc/rolesh/examples)",
+        ],
+    );
 }
 
 #[test]
 fn missing_sections() {
-    assert_errors("[broker]\nmax_connections = 10\n", &[
-        "config.toml:1:1: missing required section [aws]",
-        "config.toml:1:1: missing required section [mapping]",
-    ]);
+    assert_errors(
+        "[broker]\nmax_connections = 10\n",
+        &[
+            "config.toml:1:1: missing required section [aws]",
+            "config.toml:1:1: missing required section [mapping]",
+        ],
+    );
 }
 
 #[test]
 fn every_error_is_reported_not_just_the_first() {
     let text = "[aws]\nregion = \"mars-1\"\nsession_duration = \"1y\"\n[mapping]\ndeny_users = \"root\"\n[[cluster]]\nname = \"bad name\"\n";
-    assert_errors(text, &[
-        "config.toml:2:10: invalid AWS region \"mars-1\" (expected something like \"us-east-1\")",
-        "config.toml:3:20: duration \"1y\" is out of range: it must be between 15m and 12h",
-        "config.toml:5:14: `mapping.deny_users` must be an array of strings, not a string",
-        "config.toml:7:8: invalid cluster name \"bad name\": EKS names are 1-100 letters, digits, `-` and `_`, starting with a letter or digit",
-    ]);
+    assert_errors(
+        text,
+        &[
+            "config.toml:2:10: invalid AWS region \"mars-1\" (expected something like \"us-east-1\")",
+            "config.toml:3:20: duration \"1y\" is out of range: it must be between 15m and 12h",
+            "config.toml:5:14: `mapping.deny_users` must be an array of strings, not a string",
+            "config.toml:7:8: invalid cluster name \"bad name\": EKS names are 1-100 letters, digits, `-` and `_`, starting with a letter or digit",
+        ],
+    );
 }
 
 #[test]
 fn endpoint_without_ca_and_plain_http_to_a_remote_host() {
     let text = format!("{MINIMAL}\n[[cluster]]\nname = \"prod\"\nendpoint = \"http://10.0.0.1\"\n");
-    assert_errors(&text, &[
-        "config.toml:9:12: plain http is allowed only to a loopback address, not \"10.0.0.1\"; use https",
-        "config.toml:9:12: an `endpoint` needs `certificate_authority_data` or `ca_file` (or omit both to use DescribeCluster)",
-    ]);
+    assert_errors(
+        &text,
+        &[
+            "config.toml:9:12: plain http is allowed only to a loopback address, not \"10.0.0.1\"; use https",
+            "config.toml:9:12: an `endpoint` needs `certificate_authority_data` or `ca_file` (or omit both to use DescribeCluster)",
+        ],
+    );
 }
 
 #[test]
 fn override_without_users_or_groups() {
     let text = format!("{MINIMAL}\n[[session.override]]\nmode = \"picker\"\n");
-    assert_errors(&text, &["config.toml:7:1: a [[session.override]] needs `users` or `groups` to say whom it applies to"]);
+    assert_errors(
+        &text,
+        &[
+            "config.toml:7:1: a [[session.override]] needs `users` or `groups` to say whom it applies to",
+        ],
+    );
 }
 
 #[test]
@@ -141,26 +225,41 @@ fn world_writable_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), "config.toml", MINIMAL);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let r = run(rolesh().current_dir(dir.path()).args(["check", "--config", "config.toml"]));
+    let r = run(rolesh()
+        .current_dir(dir.path())
+        .args(["check", "--config", "config.toml"]));
     assert_eq!(r.code, 2);
-    assert_eq!(r.stderr, "config.toml: refusing a config writable by group or others (mode 0666); run: chmod go-w config.toml\nrolesh: 1 error in the configuration\n");
+    assert_eq!(
+        r.stderr,
+        "config.toml: refusing a config writable by group or others (mode 0666); run: chmod go-w config.toml\nrolesh: 1 error in the configuration\n"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), MINIMAL);
 }
 
 #[test]
 fn missing_file() {
     let dir = tempfile::tempdir().unwrap();
-    let r = run(rolesh().current_dir(dir.path()).args(["check", "--config", "nope.toml"]));
+    let r = run(rolesh()
+        .current_dir(dir.path())
+        .args(["check", "--config", "nope.toml"]));
     assert_eq!(r.code, 2);
-    assert_eq!(r.stderr, "nope.toml: cannot read config: No such file or directory\nrolesh: 1 error in the configuration\n");
+    assert_eq!(
+        r.stderr,
+        "nope.toml: cannot read config: No such file or directory\nrolesh: 1 error in the configuration\n"
+    );
 }
 
 #[test]
 fn a_valid_config_prints_the_summary() {
-    let text = format!("{MINIMAL}[mapping.users]\nalice = \"arn:aws:iam::123456789012:role/a\"\n[[mapping.groups]]\ngroup = \"sre\"\nrole = \"arn:aws:iam::123456789012:role/sre\"\n[[cluster]]\nname = \"prod\"\n[[cluster.namespace]]\nname = \"web\"\n[[cluster.namespace]]\nname = \"jobs\"\n");
+    let text = format!(
+        "{MINIMAL}[mapping.users]\nalice = \"arn:aws:iam::123456789012:role/a\"\n[[mapping.groups]]\ngroup = \"sre\"\nrole = \"arn:aws:iam::123456789012:role/sre\"\n[[cluster]]\nname = \"prod\"\n[[cluster.namespace]]\nname = \"web\"\n[[cluster.namespace]]\nname = \"jobs\"\n"
+    );
     let r = check(&text);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.stdout.lines().next().unwrap(), "config.toml: 1 users, 1 group rules, 1 clusters, 2 namespaces, default role set");
+    assert_eq!(
+        r.stdout.lines().next().unwrap(),
+        "config.toml: 1 users, 1 group rules, 1 clusters, 2 namespaces, default role set"
+    );
 }
 
 #[test]

@@ -40,33 +40,87 @@ fn compare(case: &Case<'_>) {
     assert_eq!(theirs.code, 0, "aws eks get-token: {}", theirs.stderr);
     let theirs: Value = serde_json::from_str(&theirs.stdout).unwrap();
 
-    let label = format!("region {} legacy {} session token {}", case.region, case.legacy, case.session_token.is_some());
-    assert_eq!(token, theirs["status"]["token"].as_str().unwrap(), "token differs: {label}\nours:   {}\ntheirs: {}", presigned_url(token), presigned_url(theirs["status"]["token"].as_str().unwrap()));
-    assert_eq!(mine["status"]["expirationTimestamp"], theirs["status"]["expirationTimestamp"], "{label}");
+    let label = format!(
+        "region {} legacy {} session token {}",
+        case.region,
+        case.legacy,
+        case.session_token.is_some()
+    );
+    assert_eq!(
+        token,
+        theirs["status"]["token"].as_str().unwrap(),
+        "token differs: {label}\nours:   {}\ntheirs: {}",
+        presigned_url(token),
+        presigned_url(theirs["status"]["token"].as_str().unwrap())
+    );
+    assert_eq!(
+        mine["status"]["expirationTimestamp"], theirs["status"]["expirationTimestamp"],
+        "{label}"
+    );
     assert_eq!(mine["apiVersion"], theirs["apiVersion"], "{label}");
     assert_eq!(mine["kind"], theirs["kind"]);
 }
 
 #[test]
 fn tokens_match_botocore_byte_for_byte() {
-    if !can_run("awscli + botocore (pip install awscli)", botocore_available()) {
+    if !can_run(
+        "awscli + botocore (pip install awscli)",
+        botocore_available(),
+    ) {
         return;
     }
     let session = "FQoGZXIvYXdzEXAMPLE/TOKEN+x==";
     let cases = [
-        Case { region: "us-east-1", legacy: false, session_token: None, exec_info: None },
-        Case { region: "us-east-1", legacy: true, session_token: None, exec_info: None },
-        Case { region: "us-east-1", legacy: false, session_token: Some(session), exec_info: None },
-        Case { region: "eu-west-1", legacy: false, session_token: Some(session), exec_info: None },
-        Case { region: "eu-west-1", legacy: true, session_token: Some(session), exec_info: None },
+        Case {
+            region: "us-east-1",
+            legacy: false,
+            session_token: None,
+            exec_info: None,
+        },
+        Case {
+            region: "us-east-1",
+            legacy: true,
+            session_token: None,
+            exec_info: None,
+        },
+        Case {
+            region: "us-east-1",
+            legacy: false,
+            session_token: Some(session),
+            exec_info: None,
+        },
+        Case {
+            region: "eu-west-1",
+            legacy: false,
+            session_token: Some(session),
+            exec_info: None,
+        },
+        Case {
+            region: "eu-west-1",
+            legacy: true,
+            session_token: Some(session),
+            exec_info: None,
+        },
         // An opt-in region has no global endpoint: legacy stays regional.
-        Case { region: "ap-east-1", legacy: true, session_token: None, exec_info: None },
-        Case { region: "ap-southeast-2", legacy: false, session_token: None, exec_info: None },
+        Case {
+            region: "ap-east-1",
+            legacy: true,
+            session_token: None,
+            exec_info: None,
+        },
+        Case {
+            region: "ap-southeast-2",
+            legacy: false,
+            session_token: None,
+            exec_info: None,
+        },
         Case {
             region: "us-west-2",
             legacy: false,
             session_token: Some(session),
-            exec_info: Some(r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":false}}"#),
+            exec_info: Some(
+                r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":false}}"#,
+            ),
         },
     ];
     for case in &cases {
@@ -80,12 +134,24 @@ fn tokens_match_botocore_byte_for_byte() {
 fn token_ignores_aws_endpoint_url_sts() {
     let mut cmd = rolesh();
     cmd.args(["token", "--cluster-name", "demo", "--region", "eu-west-1"]);
-    aws_env(&mut cmd, None, &[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9")]);
+    aws_env(
+        &mut cmd,
+        None,
+        &[
+            ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ],
+    );
     let r = run(&mut cmd);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     let url = presigned_url(v["status"]["token"].as_str().unwrap());
-    assert!(url.starts_with("https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"), "{url}");
+    assert!(
+        url.starts_with(
+            "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"
+        ),
+        "{url}"
+    );
 }
 
 /// Expiration is signing time + 14 minutes, whatever the clock says.
@@ -121,7 +187,11 @@ fn chrono_like(s: &str) -> i64 {
 fn missing_cluster_name_is_a_usage_error() {
     let r = run(rolesh().args(["token"]));
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("--cluster <NAME>|--cluster-name <NAME>"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--cluster <NAME>|--cluster-name <NAME>"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -135,6 +205,12 @@ fn no_credentials_anywhere_is_a_clear_runtime_error() {
         .env("AWS_EC2_METADATA_DISABLED", "true");
     let r = run(&mut cmd);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.starts_with("rolesh: no usable AWS credentials (environment, profile, SSO, web identity, IMDS)"), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with(
+            "rolesh: no usable AWS credentials (environment, profile, SSO, web identity, IMDS)"
+        ),
+        "{}",
+        r.stderr
+    );
     assert_eq!(r.stdout, "");
 }

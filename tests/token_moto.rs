@@ -4,90 +4,75 @@
 
 mod common;
 
+use common::moto::{Moto, moto_available};
 use common::*;
 use serde_json::Value;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto server");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// moto's own record of what it was asked (its /moto-api/data.json).
-    fn state(&self) -> Value {
-        let out = Command::new("curl").args(["-sf", &format!("{}/moto-api/data.json", self.url())]).output().unwrap();
-        assert!(out.status.success(), "moto-api");
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_available() -> bool {
-    Command::new("python3").args(["-c", "import moto.server, flask"]).output().is_ok_and(|o| o.status.success())
-}
+use std::net::TcpListener;
 
 #[test]
 fn role_arn_assumes_the_role_through_sts_and_signs_with_its_credentials() {
-    if !can_run("moto[server] (pip install 'moto[server]')", moto_available() && botocore_available()) {
+    if !can_run(
+        "moto[server] (pip install 'moto[server]')",
+        moto_available() && botocore_available(),
+    ) {
         return;
     }
     let moto = Moto::start();
     let role = "arn:aws:iam::123456789012:role/eks-admin";
     let mut cmd = rolesh();
-    cmd.args(["token", "--cluster-name", "demo", "--region", "eu-west-1", "--role-arn", role]);
+    cmd.args([
+        "token",
+        "--cluster-name",
+        "demo",
+        "--region",
+        "eu-west-1",
+        "--role-arn",
+        role,
+    ]);
     aws_env(&mut cmd, None, &[("AWS_ENDPOINT_URL_STS", &moto.url())]);
     let r = run(&mut cmd);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let out: Value = serde_json::from_str(&r.stdout).unwrap();
     let token = out["status"]["token"].as_str().unwrap();
     let url = presigned_url(token);
-    assert!(url.starts_with("https://sts.eu-west-1.amazonaws.com/?"), "the token names the public host, not moto: {url}");
+    assert!(
+        url.starts_with("https://sts.eu-west-1.amazonaws.com/?"),
+        "the token names the public host, not moto: {url}"
+    );
 
     let assumed = &moto.state()["sts"]["AssumedRole"];
-    assert_eq!(assumed.as_array().map(Vec::len), Some(1), "exactly one AssumeRole: {assumed}");
+    assert_eq!(
+        assumed.as_array().map(Vec::len),
+        Some(1),
+        "exactly one AssumeRole: {assumed}"
+    );
     let a = &assumed[0];
     assert_eq!(a["role_arn"], role);
-    assert_eq!(a["session_name"], "EKSGetTokenAuth", "awscli's session name");
+    assert_eq!(
+        a["session_name"], "EKSGetTokenAuth",
+        "awscli's session name"
+    );
     let key = a["access_key_id"].as_str().unwrap();
-    assert!(url.contains(&format!("X-Amz-Credential={key}%2F")), "signed with the role's key, not the base key: {url}");
+    assert!(
+        url.contains(&format!("X-Amz-Credential={key}%2F")),
+        "signed with the role's key, not the base key: {url}"
+    );
     assert!(!url.contains(KEY));
 
     // awscli, given the role's credentials, signs the very same token.
     let mut reference = aws_eks_get_token_at(&x_amz_date(token));
     reference.args(["--cluster-name", "demo", "--region", "eu-west-1"]);
-    aws_env(&mut reference, a["session_token"].as_str(), &[
-        ("AWS_ACCESS_KEY_ID", key),
-        ("AWS_SECRET_ACCESS_KEY", a["secret_access_key"].as_str().unwrap()),
-    ]);
+    aws_env(
+        &mut reference,
+        a["session_token"].as_str(),
+        &[
+            ("AWS_ACCESS_KEY_ID", key),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                a["secret_access_key"].as_str().unwrap(),
+            ),
+        ],
+    );
     let theirs = run(&mut reference);
     assert_eq!(theirs.code, 0, "{}", theirs.stderr);
     let theirs: Value = serde_json::from_str(&theirs.stdout).unwrap();
@@ -96,13 +81,37 @@ fn role_arn_assumes_the_role_through_sts_and_signs_with_its_credentials() {
 
 #[test]
 fn unreachable_sts_for_role_arn_fails_with_exit_1_and_no_token() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut cmd = rolesh();
-    cmd.args(["token", "--cluster-name", "demo", "--region", "us-east-1", "--role-arn", "arn:aws:iam::123456789012:role/x"]);
-    aws_env(&mut cmd, None, &[("AWS_ENDPOINT_URL_STS", &format!("http://127.0.0.1:{port}")), ("AWS_MAX_ATTEMPTS", "1")]);
+    cmd.args([
+        "token",
+        "--cluster-name",
+        "demo",
+        "--region",
+        "us-east-1",
+        "--role-arn",
+        "arn:aws:iam::123456789012:role/x",
+    ]);
+    aws_env(
+        &mut cmd,
+        None,
+        &[
+            ("AWS_ENDPOINT_URL_STS", &format!("http://127.0.0.1:{port}")),
+            ("AWS_MAX_ATTEMPTS", "1"),
+        ],
+    );
     let r = run(&mut cmd);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.starts_with("rolesh: cannot assume role arn:aws:iam::123456789012:role/x: "), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("rolesh: cannot assume role arn:aws:iam::123456789012:role/x: "),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains(SECRET), "no secret in errors");
     assert_eq!(r.stdout, "");
 }

@@ -17,6 +17,9 @@ use super::{Run, rolesh, run, write_config};
 pub struct BrokerProc {
     pub dir: tempfile::TempDir,
     pub aws: FakeAws,
+    /// Where the broker's AWS calls go and the base credentials it has.
+    endpoint: String,
+    base_credentials: (String, String),
     child: Option<Child>,
 }
 
@@ -25,14 +28,29 @@ impl BrokerProc {
     /// section pointing at the fake (so `extra` holds `[mapping]`, clusters, …).
     pub fn start(aws_extra: &str, extra: &str) -> BrokerProc {
         let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
+        let (endpoint, key, secret) = {
+            let o = aws.options();
+            (aws.endpoint(), o.access_key_id.clone(), o.secret_access_key.clone())
+        };
+        Self::start_against(aws, &endpoint, (&key, &secret), aws_extra, extra)
+    }
+
+    /// A broker whose STS and EKS calls go to `endpoint` (e.g. moto) with these base
+    /// credentials; `aws` is still started, unused.
+    pub fn start_against(aws: FakeAws, endpoint: &str, base: (&str, &str), aws_extra: &str, extra: &str) -> BrokerProc {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = format!(
-            "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{}\"\n{aws_extra}\n{extra}",
-            aws.endpoint()
+            "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{endpoint}\"\n{aws_extra}\n{extra}"
         );
         write_config(dir.path(), "config.toml", &config);
-        let mut broker = BrokerProc { dir, aws, child: None };
+        let mut broker = BrokerProc {
+            dir,
+            aws,
+            endpoint: endpoint.to_string(),
+            base_credentials: (base.0.to_string(), base.1.to_string()),
+            child: None,
+        };
         broker.spawn();
         broker
     }
@@ -51,7 +69,6 @@ impl BrokerProc {
 
     /// Starts (or restarts) the broker process and waits until it answers.
     pub fn spawn(&mut self) {
-        let opts = self.aws.options();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -65,9 +82,9 @@ impl BrokerProc {
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", "/nonexistent")
-            .env("AWS_ACCESS_KEY_ID", &opts.access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", &opts.secret_access_key)
-            .env("AWS_ENDPOINT_URL_EKS", self.aws.endpoint())
+            .env("AWS_ACCESS_KEY_ID", &self.base_credentials.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.base_credentials.1)
+            .env("AWS_ENDPOINT_URL_EKS", &self.endpoint)
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("AWS_EC2_METADATA_DISABLED", "true")
