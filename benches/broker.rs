@@ -1,0 +1,201 @@
+//! Broker benchmarks (issue 4), run as root with `cargo bench --bench broker`:
+//!
+//! 1. warm-cache token requests over the socket: requests/s and p50/p99 latency, with
+//!    several persistent connections;
+//! 2. `rolesh token --cluster` end to end (process start to JSON): median and p99;
+//! 3. login storm: 500 distinct users (NSS-wrapped accounts, clients running as their
+//!    uids) asking for their first token at once: AssumeRole calls and time to first token.
+//!
+//! The fake AWS (rolesh-testkit) answers STS; it adds no latency of its own.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rolesh_testkit::fake_aws::{FakeAws, FakeAwsOptions};
+
+const STORM_USERS: u32 = 500;
+const STORM_FIRST_UID: u32 = 200_000;
+const NSS_WRAPPER: &str = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so";
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("benches/broker needs root (clients run as other uids); skipped");
+        return;
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let broker = start_broker(&aws, dir.path());
+    let socket = dir.path().join("broker.sock");
+
+    throughput(&socket, 4, Duration::from_secs(3));
+    end_to_end(&socket, 200);
+    login_storm(&aws, &socket);
+    drop(broker);
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_broker(aws: &FakeAws, dir: &Path) -> Killed {
+    let config = format!(
+        "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{}\"\n[mapping]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{{user}}\"\n[[cluster]]\nname = \"demo\"\n[broker]\nrate_per_uid = 1000000\nmax_connections = 4096\nmax_connections_per_uid = 4096\n",
+        aws.endpoint()
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // 500 accounts the broker resolves through NSS (libnss-wrapper), plus root.
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/bash\n");
+    let mut group = String::from("root:x:0:\n");
+    for i in 0..STORM_USERS {
+        let uid = STORM_FIRST_UID + i;
+        passwd.push_str(&format!("storm{i}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin\n"));
+        group.push_str(&format!("storm{i}:x:{uid}:\n"));
+    }
+    std::fs::write(dir.join("passwd"), passwd).unwrap();
+    std::fs::write(dir.join("group"), group).unwrap();
+    let o = aws.options();
+    let child = Command::new(env!("CARGO_BIN_EXE_rolesh"))
+        .args(["broker", "--config"])
+        .arg(&path)
+        .arg("--socket")
+        .arg(dir.join("broker.sock"))
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", &o.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &o.secret_access_key)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("LD_PRELOAD", NSS_WRAPPER)
+        .env("NSS_WRAPPER_PASSWD", dir.join("passwd"))
+        .env("NSS_WRAPPER_GROUP", dir.join("group"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start broker");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while UnixStream::connect(dir.join("broker.sock")).is_err() {
+        assert!(Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Killed(child)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn throughput(socket: &Path, connections: usize, duration: Duration) {
+    // Warm the cache: one AssumeRole and one signature.
+    request(&mut BufReader::new(UnixStream::connect(socket).unwrap()));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let socket = socket.to_path_buf();
+            std::thread::spawn(move || {
+                let mut conn = BufReader::new(UnixStream::connect(socket).unwrap());
+                let mut latencies = Vec::new();
+                while start.elapsed() < duration {
+                    let t = Instant::now();
+                    request(&mut conn);
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let elapsed = start.elapsed();
+    all.sort();
+    let rate = all.len() as f64 / elapsed.as_secs_f64();
+    println!(
+        "warm token requests over the socket: {rate:.0}/s with {connections} connections; p50 {:.3} ms, p99 {:.3} ms (goal ≥ 20000/s, p99 < 2 ms)",
+        ms(percentile(&all, 0.5)),
+        ms(percentile(&all, 0.99))
+    );
+}
+
+fn request(conn: &mut BufReader<UnixStream>) {
+    conn.get_mut().write_all(b"{\"v\":1,\"op\":\"token\",\"cluster\":\"demo\"}\n").unwrap();
+    let mut line = String::new();
+    conn.read_line(&mut line).unwrap();
+    assert!(line.starts_with("{\"token\":\"k8s-aws-v1."), "{line}");
+}
+
+fn end_to_end(socket: &Path, runs: usize) {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_rolesh"))
+            .args(["token", "--cluster", "demo"])
+            .env("ROLESH_BROKER_SOCKET", socket)
+            .output()
+            .unwrap();
+        times.push(t.elapsed());
+        assert!(out.status.success());
+    }
+    times.sort();
+    println!(
+        "rolesh token --cluster end to end: median {:.2} ms, p99 {:.2} ms over {runs} runs (goal: median ≤ 3 ms)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99))
+    );
+}
+
+fn login_storm(aws: &FakeAws, socket: &Path) {
+    let before = aws.handle().counters().assume_role;
+    let start = Instant::now();
+    let children: Vec<(Instant, Child)> = (0..STORM_USERS)
+        .map(|i| {
+            let child = Command::new(env!("CARGO_BIN_EXE_rolesh"))
+                .args(["token", "--cluster", "demo"])
+                .env_clear()
+                .env("ROLESH_BROKER_SOCKET", socket)
+                .uid(STORM_FIRST_UID + i)
+                .gid(STORM_FIRST_UID + i)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn client");
+            (Instant::now(), child)
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut failures = 0;
+    for (spawned, mut child) in children {
+        let status = child.wait().unwrap();
+        times.push(spawned.elapsed());
+        if !status.success() {
+            failures += 1;
+        }
+    }
+    let total = start.elapsed();
+    times.sort();
+    let calls = aws.handle().counters().assume_role - before;
+    println!(
+        "login storm: {STORM_USERS} users at once → {calls} AssumeRole calls, {failures} failures; time to first token p50 {:.1} ms, p99 {:.1} ms; all done in {:.2} s",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        total.as_secs_f64()
+    );
+    assert_eq!(calls, u64::from(STORM_USERS), "exactly one AssumeRole per user");
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
