@@ -1,10 +1,11 @@
 //! `rolesh check`: validate the configuration, print a one-line summary or every error.
 
+use crate::broker::aws::Aws;
 use crate::config::{Config, ConfigSource};
-use crate::error::{EXIT_OK, EXIT_USAGE, Failure};
+use crate::error::{EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Failure};
 use crate::paths;
 
-pub fn run(source: &ConfigSource) -> Result<u8, Failure> {
+pub fn run(source: &ConfigSource, describe: bool) -> Result<u8, Failure> {
     let loaded = match Config::load(source) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -24,6 +25,52 @@ pub fn run(source: &ConfigSource) -> Result<u8, Failure> {
     }
     println!("{}", summary(&loaded.config));
     println!("{}", broker_status());
+    if describe {
+        return describe_clusters(&loaded.config);
+    }
+    Ok(EXIT_OK)
+}
+
+/// Asks DescribeCluster, with the broker's credentials (the default chain), for every
+/// cluster whose endpoint is not in the configuration; lists those it cannot describe.
+fn describe_clusters(config: &Config) -> Result<u8, Failure> {
+    let pending: Vec<_> = config
+        .clusters
+        .iter()
+        .filter(|c| c.endpoint.is_none())
+        .collect();
+    if pending.is_empty() {
+        println!("clusters: every endpoint is in the configuration");
+        return Ok(EXIT_OK);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the AWS client: {e}")))?;
+    let failed = runtime.block_on(async {
+        let aws = Aws::new(config).await;
+        let mut failed = 0;
+        for c in pending {
+            match aws.describe_cluster_as_broker(&c.name, &c.region).await {
+                Ok(info) => println!("cluster {} ({}): {}", c.name, c.region, info.endpoint),
+                Err(e) => {
+                    failed += 1;
+                    println!(
+                        "cluster {} ({}): cannot describe: {}",
+                        c.name, c.region, e.message
+                    );
+                }
+            }
+        }
+        failed
+    });
+    if failed > 0 {
+        eprintln!(
+            "rolesh: {failed} cluster{} cannot be described",
+            if failed == 1 { "" } else { "s" }
+        );
+        return Ok(EXIT_RUNTIME);
+    }
     Ok(EXIT_OK)
 }
 

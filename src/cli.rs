@@ -57,7 +57,14 @@ pub enum Command {
         socket: Option<PathBuf>,
     },
     /// Validate the configuration
-    Check(ConfigArg),
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also ask EKS DescribeCluster (with the default AWS credential chain, as the
+        /// broker would) for every cluster without an endpoint, and list those that fail
+        #[arg(long)]
+        describe: bool,
+    },
     /// Explain the mapping decision for a user
     Explain {
         /// Unix user name
@@ -180,7 +187,7 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
             Some(cluster) => broker_token(cluster).map(|()| EXIT_OK),
             None => standalone::run_token(&args).map(|()| EXIT_OK),
         },
-        Command::Check(config) => check::run(&config.source()),
+        Command::Check { config, describe } => check::run(&config.source(), describe),
         Command::Explain { user, json, config } => explain::run(&config.source(), &user, json),
         Command::Credentials => {
             let answer = client::request(&client::socket_path(false), "credentials", &[])?;
@@ -198,10 +205,16 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
 /// `rolesh token --cluster NAME`: the broker signs with the user's own role; this prints
 /// the ExecCredential kubectl reads.
 fn broker_token(cluster: &str) -> Result<(), Failure> {
-    let answer = client::request(&client::socket_path(false), "token", &[("cluster", cluster)])?;
+    let answer = client::request(
+        &client::socket_path(false),
+        "token",
+        &[("cluster", cluster)],
+    )?;
     let field = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let (Some(token), Some(expiration)) = (field("token"), field("expirationTimestamp")) else {
-        return Err(Failure::runtime("the credential broker sent an incomplete token"));
+        return Err(Failure::runtime(
+            "the credential broker sent an incomplete token",
+        ));
     };
     let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
     let api_version = token::api_version(exec_info.as_deref());

@@ -27,12 +27,19 @@ pub fn socket_path(login: bool) -> PathBuf {
 
 /// Sends one request and returns the answer, or the broker's error as a failure with the
 /// exit code it maps to.
-pub fn request(socket: &std::path::Path, op: &str, fields: &[(&str, &str)]) -> Result<Value, Failure> {
+pub fn request(
+    socket: &std::path::Path,
+    op: &str,
+    fields: &[(&str, &str)],
+) -> Result<Value, Failure> {
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => Failure::runtime(
             "the credential broker is not running (systemctl status rolesh-broker)",
         ),
-        _ => Failure::runtime(format!("cannot reach the credential broker at {}: {e}", socket.display())),
+        _ => Failure::runtime(format!(
+            "cannot reach the credential broker at {}: {e}",
+            socket.display()
+        )),
     })?;
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).ok();
     let mut req = json!({"v": 1, "op": op});
@@ -49,7 +56,9 @@ pub fn request(socket: &std::path::Path, op: &str, fields: &[(&str, &str)]) -> R
         .read_line(&mut answer)
         .map_err(|e| Failure::runtime(format!("no answer from the credential broker: {e}")))?;
     if answer.is_empty() {
-        return Err(Failure::runtime("the credential broker closed the connection without answering"));
+        return Err(Failure::runtime(
+            "the credential broker closed the connection without answering",
+        ));
     }
     let value: Value = serde_json::from_str(&answer)
         .map_err(|_| Failure::runtime("the credential broker sent an unreadable answer"))?;
@@ -60,12 +69,22 @@ pub fn request(socket: &std::path::Path, op: &str, fields: &[(&str, &str)]) -> R
 }
 
 fn failure_from(err: &Value) -> Failure {
-    let code = err.get("code").and_then(Value::as_str).and_then(Code::parse);
-    let message = err.get("message").and_then(Value::as_str).unwrap_or("unknown error").to_string();
+    let code = err
+        .get("code")
+        .and_then(Value::as_str)
+        .and_then(Code::parse);
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown error")
+        .to_string();
     let exit = match code {
         Some(Code::Unmapped | Code::Denied) => EXIT_DENIED,
         Some(Code::Config | Code::BadRequest) => EXIT_USAGE,
         _ => EXIT_RUNTIME,
     };
-    Failure { code: exit, message }
+    Failure {
+        code: exit,
+        message,
+    }
 }

@@ -139,4 +139,3 @@ fn to_json(d: &Decision) -> Value {
     }
     v
 }
-

@@ -7,8 +7,8 @@
 
 pub mod broker;
 pub mod check;
-pub mod client;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod explain;

@@ -219,7 +219,10 @@ fn render_tags(config: &Config, vars: &Vars<'_>) -> Result<Vec<(String, String)>
 /// shadowed by a group override in `config.toml`.
 pub fn session_for(config: &Config, account: &Account) -> (SessionSettings, Option<String>) {
     let mut settings = config.session.clone();
-    let by_user = config.overrides.iter().find(|o| o.users.contains(&account.name));
+    let by_user = config
+        .overrides
+        .iter()
+        .find(|o| o.users.contains(&account.name));
     let hit = by_user.or_else(|| {
         config
             .overrides
@@ -343,7 +346,8 @@ mode = "picker"
 
     #[test]
     fn a_users_own_override_wins_over_an_earlier_group_override() {
-        let text = format!("{CONFIG}[[session.override]]\nusers = [\"carol\"]\nmode = \"restricted\"\n");
+        let text =
+            format!("{CONFIG}[[session.override]]\nusers = [\"carol\"]\nmode = \"restricted\"\n");
         let config = Config::from_text("t.toml", &text).unwrap();
         let (settings, origin) = session_for(&config, &account("carol", &["contractors"]));
         assert_eq!(settings.mode, crate::config::Mode::Restricted);

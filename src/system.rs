@@ -104,7 +104,8 @@ pub fn ownership(path: &Path) -> std::io::Result<FileOwnership> {
 /// The listening Unix socket systemd passed (socket activation, `LISTEN_FDS`), if any.
 pub fn systemd_socket() -> Result<Option<std::os::unix::net::UnixListener>, String> {
     use std::os::fd::FromRawFd;
-    let mut fds = sd_notify::listen_fds().map_err(|e| format!("bad LISTEN_FDS from systemd: {e}"))?;
+    let mut fds =
+        sd_notify::listen_fds().map_err(|e| format!("bad LISTEN_FDS from systemd: {e}"))?;
     let Some(fd) = fds.next() else {
         return Ok(None);
     };
@@ -124,12 +125,19 @@ pub fn bind_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixLis
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
-            return Err(format!("{} exists and is not a socket; refusing to replace it", path.display()));
+            return Err(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            ));
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!("another broker is already listening on {}", path.display()));
+            return Err(format!(
+                "another broker is already listening on {}",
+                path.display()
+            ));
         }
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
     }
     let listener = std::os::unix::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;

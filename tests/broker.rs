@@ -42,9 +42,16 @@ fn token_of(r: &Run) -> String {
 /// Who the fake STS says signed a token: what EKS's authenticator would see.
 fn identity(b: &BrokerProc, token: &str, cluster: &str) -> String {
     let url = presigned_url(token);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let who = rt
-        .block_on(b.aws.handle().presigned_caller_identity(&url, &[("x-k8s-aws-id", cluster)]))
+        .block_on(
+            b.aws
+                .handle()
+                .presigned_caller_identity(&url, &[("x-k8s-aws-id", cluster)]),
+        )
         .expect("the fake STS accepts the token");
     who.arn
 }
@@ -59,34 +66,60 @@ fn each_user_gets_only_their_own_role() {
     let b = BrokerProc::start("", MAPPING);
 
     let t = token_of(&b.client(alice.uid(), &["token", "--cluster", "demo"]));
-    assert_eq!(identity(&b, &t, "demo"), "arn:aws:sts::123456789012:assumed-role/alice-admin/rbkalice");
+    assert_eq!(
+        identity(&b, &t, "demo"),
+        "arn:aws:sts::123456789012:assumed-role/alice-admin/rbkalice"
+    );
     let t = token_of(&b.client(bob.uid(), &["token", "--cluster", "demo"]));
-    assert_eq!(identity(&b, &t, "demo"), "arn:aws:sts::123456789012:assumed-role/bob-dev/rbkbob");
+    assert_eq!(
+        identity(&b, &t, "demo"),
+        "arn:aws:sts::123456789012:assumed-role/bob-dev/rbkbob"
+    );
 
     // bob claims to be alice in every way a request could: nothing changes.
     let claims = format!(
         r#"{{"v":1,"op":"token","cluster":"demo","uid":{},"user":"rbkalice","role_arn":"arn:aws:iam::123456789012:role/alice-admin","session_name":"rbkalice"}}"#,
         alice.uid()
     );
-    let answers = b.raw(bob.uid(), &[&claims, r#"{"v":1,"op":"whoami","user":"rbkalice"}"#]);
+    let answers = b.raw(
+        bob.uid(),
+        &[&claims, r#"{"v":1,"op":"whoami","user":"rbkalice"}"#],
+    );
     let t = answers[0]["token"].as_str().expect("a token");
-    assert_eq!(identity(&b, t, "demo"), "arn:aws:sts::123456789012:assumed-role/bob-dev/rbkbob");
+    assert_eq!(
+        identity(&b, t, "demo"),
+        "arn:aws:sts::123456789012:assumed-role/bob-dev/rbkbob"
+    );
     assert_eq!(answers[1]["user"], "rbkbob");
-    assert_eq!(answers[1]["role_arn"], "arn:aws:iam::123456789012:role/bob-dev");
+    assert_eq!(
+        answers[1]["role_arn"],
+        "arn:aws:iam::123456789012:role/bob-dev"
+    );
 
     // Every AssumeRole carried the user's own name as session name and source identity.
     for rec in b.aws.handle().assume_role_requests() {
         let user = rec.role_session_name.clone();
         assert_eq!(rec.source_identity.as_deref(), Some(user.as_str()));
-        let expected_role = if user == "rbkalice" { "alice-admin" } else { "bob-dev" };
+        let expected_role = if user == "rbkalice" {
+            "alice-admin"
+        } else {
+            "bob-dev"
+        };
         assert!(rec.role_arn.ends_with(expected_role), "{rec:?}");
     }
-    assert_eq!(b.aws.handle().counters().assume_role, 2, "one AssumeRole per user");
+    assert_eq!(
+        b.aws.handle().counters().assume_role,
+        2,
+        "one AssumeRole per user"
+    );
 
     // A cluster outside the user's groups is refused before anything is signed.
     let r = b.client(bob.uid(), &["token", "--cluster", "secret"]);
     assert_eq!(r.code, 77);
-    assert_eq!(r.stderr, "rolesh: cluster secret is not available to rbkbob\n");
+    assert_eq!(
+        r.stderr,
+        "rolesh: cluster secret is not available to rbkbob\n"
+    );
     assert_eq!(r.stdout, "");
 }
 
@@ -99,15 +132,25 @@ fn unmapped_and_denied_users_get_exit_77_and_no_token() {
     let b = BrokerProc::start("", MAPPING);
     let r = b.client(stranger.uid(), &["token", "--cluster", "demo"]);
     assert_eq!(r.code, 77);
-    assert_eq!(r.stderr, "rolesh: user rbkstranger is not mapped to any role (no users, groups or default_role rule matches)\n");
+    assert_eq!(
+        r.stderr,
+        "rolesh: user rbkstranger is not mapped to any role (no users, groups or default_role rule matches)\n"
+    );
     assert_eq!(r.stdout, "");
-    let answers = b.raw(stranger.uid(), &[r#"{"v":1,"op":"token","cluster":"demo"}"#]);
+    let answers = b.raw(
+        stranger.uid(),
+        &[r#"{"v":1,"op":"token","cluster":"demo"}"#],
+    );
     assert_eq!(answers[0]["error"]["code"], "unmapped");
     // root is in deny_users: even the broker's own uid gets nothing.
     let answer = request_as_self(&b.socket(), r#"{"v":1,"op":"token","cluster":"demo"}"#).unwrap();
     assert!(answer.contains(r#""code":"denied""#), "{answer}");
     assert_eq!(b.aws.handle().counters().assume_role, 0);
-    assert!(b.log().contains("event=\"denied\" user=rbkstranger"), "{}", b.log());
+    assert!(
+        b.log().contains("event=\"denied\" user=rbkstranger"),
+        "{}",
+        b.log()
+    );
 }
 
 #[test]
@@ -125,7 +168,8 @@ fn throttled_sts_still_logs_in_with_one_call_in_flight_per_role() {
             let socket = b.socket();
             std::thread::spawn(move || {
                 let mut cmd = rolesh();
-                cmd.args(["token", "--cluster", "demo"]).env("ROLESH_BROKER_SOCKET", socket);
+                cmd.args(["token", "--cluster", "demo"])
+                    .env("ROLESH_BROKER_SOCKET", socket);
                 std::os::unix::process::CommandExt::uid(&mut cmd, uid);
                 run(&mut cmd)
             })
@@ -149,22 +193,42 @@ fn a_warm_cache_keeps_serving_while_sts_is_down() {
     let dave = TestUser::create("rbkdave", &[]);
     // The fake issues 10-minute credentials and refresh_before is 10m: every request finds
     // them due for refresh and asks STS, while they are still valid for minutes.
-    let b = BrokerProc::start("", &MAPPING.replace("idle_timeout = \"2s\"", "idle_timeout = \"2s\"\nrefresh_before = \"10m\""));
-    b.aws.handle().set_credential_duration(Some(Duration::from_secs(600)));
+    let b = BrokerProc::start(
+        "",
+        &MAPPING.replace(
+            "idle_timeout = \"2s\"",
+            "idle_timeout = \"2s\"\nrefresh_before = \"10m\"",
+        ),
+    );
+    b.aws
+        .handle()
+        .set_credential_duration(Some(Duration::from_secs(600)));
     let first = token_of(&b.client(dave.uid(), &["token", "--cluster", "demo"]));
-    b.aws.handle().fail_next(Api::Sts, 1000, http::StatusCode::SERVICE_UNAVAILABLE);
+    b.aws
+        .handle()
+        .fail_next(Api::Sts, 1000, http::StatusCode::SERVICE_UNAVAILABLE);
     for _ in 0..3 {
         let t = token_of(&b.client(dave.uid(), &["token", "--cluster", "demo"]));
-        assert_eq!(identity_unfaulted(&b, &t), "arn:aws:sts::123456789012:assumed-role/dave/rbkdave");
+        assert_eq!(
+            identity_unfaulted(&b, &t),
+            "arn:aws:sts::123456789012:assumed-role/dave/rbkdave"
+        );
     }
     let _ = first;
-    assert!(b.log().contains("STS refresh failed; serving cached credentials until they expire"), "{}", b.log());
+    assert!(
+        b.log()
+            .contains("STS refresh failed; serving cached credentials until they expire"),
+        "{}",
+        b.log()
+    );
 }
 
 fn identity_unfaulted(b: &BrokerProc, token: &str) -> String {
     b.aws.handle().clear_faults();
     let who = identity(b, token, "demo");
-    b.aws.handle().fail_next(Api::Sts, 1000, http::StatusCode::SERVICE_UNAVAILABLE);
+    b.aws
+        .handle()
+        .fail_next(Api::Sts, 1000, http::StatusCode::SERVICE_UNAVAILABLE);
     who
 }
 
@@ -175,10 +239,17 @@ fn cold_cache_with_sts_down_fails_closed_with_exit_1() {
     }
     let erin = TestUser::create("rbkerin", &[]);
     let b = BrokerProc::start("", MAPPING);
-    b.aws.handle().fail_next(Api::Sts, 1000, http::StatusCode::INTERNAL_SERVER_ERROR);
+    b.aws
+        .handle()
+        .fail_next(Api::Sts, 1000, http::StatusCode::INTERNAL_SERVER_ERROR);
     let r = b.client(erin.uid(), &["token", "--cluster", "demo"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.starts_with("rolesh: STS AssumeRole arn:aws:iam::123456789012:role/erin failed: "), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("rolesh: STS AssumeRole arn:aws:iam::123456789012:role/erin failed: "),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains(&b.aws.options().secret_access_key));
     assert_eq!(r.stdout, "");
 }
@@ -196,24 +267,46 @@ fn restart_and_invalid_reload_keep_kubectl_working() {
     b.kill();
     let r = b.client(frank.uid(), &["token", "--cluster", "demo"]);
     assert_eq!(r.code, 1);
-    assert_eq!(r.stderr, "rolesh: the credential broker is not running (systemctl status rolesh-broker)\n");
+    assert_eq!(
+        r.stderr,
+        "rolesh: the credential broker is not running (systemctl status rolesh-broker)\n"
+    );
     b.spawn();
     token_of(&b.client(frank.uid(), &["token", "--cluster", "demo"]));
 
     // An invalid config on SIGHUP is reported with file:line:col and the old one stays.
     let path = b.config_path();
     let good = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, good.replace("[[cluster]]\nname = \"demo\"", "[[cluster]]\nname = \"demo\"\nregoin = \"x\"")).unwrap();
+    std::fs::write(
+        &path,
+        good.replace(
+            "[[cluster]]\nname = \"demo\"",
+            "[[cluster]]\nname = \"demo\"\nregoin = \"x\"",
+        ),
+    )
+    .unwrap();
     b.signal(nix::sys::signal::Signal::SIGHUP);
-    wait_for(|| b.log().contains("configuration reload failed; keeping the previous configuration"));
-    assert!(b.log().contains("config.toml:17:1: unknown key `regoin` in [cluster[0]]; did you mean `region`?"), "{}", b.log());
+    wait_for(|| {
+        b.log()
+            .contains("configuration reload failed; keeping the previous configuration")
+    });
+    assert!(
+        b.log().contains(
+            "config.toml:17:1: unknown key `regoin` in [cluster[0]]; did you mean `region`?"
+        ),
+        "{}",
+        b.log()
+    );
     token_of(&b.client(frank.uid(), &["token", "--cluster", "demo"]));
 
     // A valid change takes effect: frank loses his mapping.
     std::fs::write(&path, good.replace("rbkfrank = ", "# rbkfrank = ")).unwrap();
     b.signal(nix::sys::signal::Signal::SIGHUP);
     wait_for(|| b.log().contains("configuration reloaded"));
-    assert_eq!(b.client(frank.uid(), &["token", "--cluster", "demo"]).code, 77);
+    assert_eq!(
+        b.client(frank.uid(), &["token", "--cluster", "demo"]).code,
+        77
+    );
 }
 
 fn wait_for(cond: impl Fn() -> bool) {
@@ -234,7 +327,10 @@ fn credentials_only_when_exposed_and_only_the_users_own() {
     let b = BrokerProc::start("", &mapping);
     let r = b.client(alice.uid(), &["credentials"]);
     assert_eq!(r.code, 77);
-    assert_eq!(r.stderr, "rolesh: credentials are not exposed on this bastion ([aws] expose_credentials = false)\n");
+    assert_eq!(
+        r.stderr,
+        "rolesh: credentials are not exposed on this bastion ([aws] expose_credentials = false)\n"
+    );
     drop(b);
 
     let b = BrokerProc::start("expose_credentials = true", &mapping);
@@ -244,8 +340,15 @@ fn credentials_only_when_exposed_and_only_the_users_own() {
     assert_eq!(v["Version"], 1);
     let issued = b.aws.handle().assume_role_requests();
     assert_eq!(v["AccessKeyId"], issued[0].issued_access_key_id.as_str());
-    assert_ne!(v["AccessKeyId"], b.aws.options().access_key_id.as_str(), "never the base credentials");
-    assert_eq!(issued[0].role_arn, "arn:aws:iam::123456789012:role/alice-admin");
+    assert_ne!(
+        v["AccessKeyId"],
+        b.aws.options().access_key_id.as_str(),
+        "never the base credentials"
+    );
+    assert_eq!(
+        issued[0].role_arn,
+        "arn:aws:iam::123456789012:role/alice-admin"
+    );
 }
 
 #[test]
@@ -274,7 +377,9 @@ fn hostile_clients_are_bounded_and_others_are_unaffected() {
     raise_fd_limit();
     let mut slow = UnixStream::connect(b.socket()).unwrap();
     slow.write_all(b"{\"v\":1,").unwrap();
-    let idle: Vec<UnixStream> = (0..1000).filter_map(|_| UnixStream::connect(b.socket()).ok()).collect();
+    let idle: Vec<UnixStream> = (0..1000)
+        .filter_map(|_| UnixStream::connect(b.socket()).ok())
+        .collect();
 
     let mut latencies = Vec::new();
     for _ in 0..20 {
@@ -283,7 +388,10 @@ fn hostile_clients_are_bounded_and_others_are_unaffected() {
         latencies.push(start.elapsed());
     }
     latencies.sort();
-    eprintln!("token latency during the attack: p50 {:?}, max {:?} (each a new rolesh process)", latencies[10], latencies[19]);
+    eprintln!(
+        "token latency during the attack: p50 {:?}, max {:?} (each a new rolesh process)",
+        latencies[10], latencies[19]
+    );
     assert!(latencies[19] < Duration::from_secs(2), "{latencies:?}");
 
     // The per-uid cap turned most of the idle connections away at once.
@@ -300,7 +408,8 @@ fn hostile_clients_are_bounded_and_others_are_unaffected() {
     assert!(refused >= 1000 - 63, "{refused} refused");
 
     // The slowloris is cut off at the idle timeout (2s here).
-    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut rest = String::new();
     let start = Instant::now();
     let _ = slow.read_to_string(&mut rest);
@@ -312,4 +421,57 @@ fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, hard.min(65536), hard).unwrap();
+}
+
+#[test]
+fn sigterm_drains_and_removes_the_socket() {
+    if !need_root() {
+        return;
+    }
+    let mut b = BrokerProc::start("", MAPPING);
+    assert!(b.socket().exists());
+    b.signal(nix::sys::signal::Signal::SIGTERM);
+    wait_for(|| !b.socket().exists());
+    let status = b.wait();
+    assert_eq!(status.code(), Some(0), "{}", b.log());
+    assert!(b.log().contains("draining"));
+}
+
+#[test]
+fn check_describe_lists_clusters_it_cannot_describe() {
+    use rolesh_testkit::fake_aws::{EksCluster, FakeAws, FakeAwsOptions};
+    let aws =
+        FakeAws::start_in_background(FakeAwsOptions::default().with_cluster(EksCluster::new(
+            "demo",
+            "https://127.0.0.1:6443",
+            "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==",
+        )))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "config.toml",
+        &format!("{MINIMAL}[[cluster]]\nname = \"demo\"\n[[cluster]]\nname = \"ghost\"\n"),
+    );
+    let o = aws.options();
+    let mut cmd = rolesh();
+    cmd.args(["check", "--describe", "--config"])
+        .arg(&config)
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", &o.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &o.secret_access_key)
+        .env("AWS_ENDPOINT_URL_EKS", aws.endpoint())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("cluster demo (us-east-1): https://127.0.0.1:6443\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("cluster ghost (us-east-1): cannot describe: EKS DescribeCluster ghost failed: ResourceNotFoundException"), "{}", r.stdout);
+    assert_eq!(r.stderr, "rolesh: 1 cluster cannot be described\n");
 }

@@ -21,7 +21,12 @@ fn cookbook_renders_configs_rolesh_accepts() {
     print!("{}", r.stdout);
     eprint!("{}", r.stderr);
     assert_eq!(r.code, 0, "chef/rolesh/test/run failed");
-    let last = r.stdout.lines().rev().find(|l| l.starts_with("chef: ")).expect("summary line");
+    let last = r
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("chef: "))
+        .expect("summary line");
     assert!(last.ends_with(" 0 failed"), "{last}");
     assert!(!last.contains("skipped"), "{last}");
 }

@@ -72,7 +72,11 @@ impl Aws {
         }
     }
 
-    pub async fn assume_role(&self, grant: &Grant, duration: Duration) -> Result<RoleCredentials, Error> {
+    pub async fn assume_role(
+        &self,
+        grant: &Grant,
+        duration: Duration,
+    ) -> Result<RoleCredentials, Error> {
         let mut call = self
             .sts
             .assume_role()
@@ -97,7 +101,10 @@ impl Aws {
                 (Some(c), Some(m)) => format!("{c}: {m}"),
                 _ => error_chain(&e),
             };
-            Error::new(code, format!("STS AssumeRole {} failed: {detail}", grant.role_arn))
+            Error::new(
+                code,
+                format!("STS AssumeRole {} failed: {detail}", grant.role_arn),
+            )
         })?;
         let c = out
             .credentials()
@@ -117,12 +124,37 @@ impl Aws {
     }
 
     /// DescribeCluster with the user's own role, so IAM decides who may see a cluster.
-    pub async fn describe_cluster(&self, role: &RoleCredentials, name: &str, region: &str) -> Result<ClusterInfo, Error> {
-        let conf = aws_sdk_eks::config::Builder::from(&self.sdk)
-            .region(Region::new(region.to_string()))
-            .credentials_provider(role.credentials.clone())
-            .build();
-        let out = aws_sdk_eks::Client::from_conf(conf)
+    pub async fn describe_cluster(
+        &self,
+        role: &RoleCredentials,
+        name: &str,
+        region: &str,
+    ) -> Result<ClusterInfo, Error> {
+        self.describe(Some(role), name, region).await
+    }
+
+    /// DescribeCluster with the broker's own (base) credentials: what `rolesh check
+    /// --describe` asks, to find clusters nobody could reach.
+    pub async fn describe_cluster_as_broker(
+        &self,
+        name: &str,
+        region: &str,
+    ) -> Result<ClusterInfo, Error> {
+        self.describe(None, name, region).await
+    }
+
+    async fn describe(
+        &self,
+        role: Option<&RoleCredentials>,
+        name: &str,
+        region: &str,
+    ) -> Result<ClusterInfo, Error> {
+        let mut conf =
+            aws_sdk_eks::config::Builder::from(&self.sdk).region(Region::new(region.to_string()));
+        if let Some(role) = role {
+            conf = conf.credentials_provider(role.credentials.clone());
+        }
+        let out = aws_sdk_eks::Client::from_conf(conf.build())
             .describe_cluster()
             .name(name)
             .send()
@@ -132,12 +164,21 @@ impl Aws {
                     (Some(c), Some(m)) => format!("{c}: {m}"),
                     _ => error_chain(&e),
                 };
-                Error::new(Code::Sts, format!("EKS DescribeCluster {name} failed: {detail}"))
+                Error::new(
+                    Code::Sts,
+                    format!("EKS DescribeCluster {name} failed: {detail}"),
+                )
             })?;
-        let cluster = out
-            .cluster()
-            .ok_or_else(|| Error::new(Code::Sts, format!("EKS DescribeCluster {name} returned no cluster")))?;
-        match (cluster.endpoint(), cluster.certificate_authority().and_then(|c| c.data())) {
+        let cluster = out.cluster().ok_or_else(|| {
+            Error::new(
+                Code::Sts,
+                format!("EKS DescribeCluster {name} returned no cluster"),
+            )
+        })?;
+        match (
+            cluster.endpoint(),
+            cluster.certificate_authority().and_then(|c| c.data()),
+        ) {
             (Some(endpoint), Some(ca)) => Ok(ClusterInfo {
                 endpoint: endpoint.to_string(),
                 ca_data: ca.to_string(),

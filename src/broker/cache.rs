@@ -52,7 +52,12 @@ struct Slot {
 
 impl Slot {
     fn current_if(&self, ok: impl Fn(&RoleCredentials) -> bool) -> Option<RoleCredentials> {
-        self.current.lock().expect("slot lock").as_ref().filter(|c| ok(c)).cloned()
+        self.current
+            .lock()
+            .expect("slot lock")
+            .as_ref()
+            .filter(|c| ok(c))
+            .cloned()
     }
 }
 
@@ -79,7 +84,12 @@ impl CredentialCache {
     /// Cached credentials if they are not due for refresh; else one caller fetches while
     /// the others wait (or, if they hold still-valid credentials, are served those).
     /// A failed fetch falls back to cached credentials until they expire.
-    pub async fn get<F, Fut>(&self, key: &RoleKey, refresh_before: Duration, fetch: F) -> Result<(RoleCredentials, Source), Error>
+    pub async fn get<F, Fut>(
+        &self,
+        key: &RoleKey,
+        refresh_before: Duration,
+        fetch: F,
+    ) -> Result<(RoleCredentials, Source), Error>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<RoleCredentials, Error>>,
@@ -141,13 +151,18 @@ impl TokenCache {
         let mut tokens = self.tokens.lock().expect("token cache lock");
         if let Some(s) = tokens.get(&map_key)
             && s.access_key == creds.credentials.access_key_id()
-            && now.duration_since(s.signed_at).is_ok_and(|age| age < TOKEN_REUSE)
+            && now
+                .duration_since(s.signed_at)
+                .is_ok_and(|age| age < TOKEN_REUSE)
         {
             return Ok((s.token.clone(), true));
         }
         let token = sign()?;
         if tokens.len() > 10_000 {
-            tokens.retain(|_, s| now.duration_since(s.signed_at).is_ok_and(|age| age < TOKEN_REUSE));
+            tokens.retain(|_, s| {
+                now.duration_since(s.signed_at)
+                    .is_ok_and(|age| age < TOKEN_REUSE)
+            });
         }
         tokens.insert(
             map_key,
@@ -177,7 +192,11 @@ impl ClusterCache {
     }
 
     pub fn any(&self, name: &str) -> Option<ClusterInfo> {
-        self.clusters.lock().expect("cluster cache lock").get(name).map(|(i, _)| i.clone())
+        self.clusters
+            .lock()
+            .expect("cluster cache lock")
+            .get(name)
+            .map(|(i, _)| i.clone())
     }
 
     pub fn store(&self, name: &str, info: ClusterInfo) {
@@ -241,9 +260,16 @@ mod tests {
         let cache = CredentialCache::default();
         let refresh_before = Duration::from_secs(600);
         // Due for refresh (5 min left < 10 min) but still valid.
-        cache.get(&key(), refresh_before, || async { Ok(creds(Duration::from_secs(300))) }).await.unwrap();
+        cache
+            .get(&key(), refresh_before, || async {
+                Ok(creds(Duration::from_secs(300)))
+            })
+            .await
+            .unwrap();
         let (c, source) = cache
-            .get(&key(), refresh_before, || async { Err(Error::new(super::super::protocol::Code::Sts, "down")) })
+            .get(&key(), refresh_before, || async {
+                Err(Error::new(super::super::protocol::Code::Sts, "down"))
+            })
             .await
             .unwrap();
         assert_eq!(source, Source::StaleAfterError);
@@ -253,9 +279,16 @@ mod tests {
     #[tokio::test]
     async fn expired_credentials_are_never_served() {
         let cache = CredentialCache::default();
-        cache.get(&key(), Duration::from_secs(600), || async { Ok(creds(Duration::from_secs(30))) }).await.unwrap();
+        cache
+            .get(&key(), Duration::from_secs(600), || async {
+                Ok(creds(Duration::from_secs(30)))
+            })
+            .await
+            .unwrap();
         let err = cache
-            .get(&key(), Duration::from_secs(600), || async { Err(Error::new(super::super::protocol::Code::Sts, "down")) })
+            .get(&key(), Duration::from_secs(600), || async {
+                Err(Error::new(super::super::protocol::Code::Sts, "down"))
+            })
             .await
             .err()
             .unwrap();

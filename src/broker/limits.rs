@@ -46,11 +46,15 @@ impl Limits {
     pub fn admit(&self, uid: u32, max_total: u32, max_per_uid: u32) -> Result<Admission, String> {
         let mut s = self.state.lock().expect("limits lock");
         if s.total >= max_total {
-            return Err(format!("the broker is at its limit of {max_total} connections; try again"));
+            return Err(format!(
+                "the broker is at its limit of {max_total} connections; try again"
+            ));
         }
         let mine = s.per_uid.get(&uid).copied().unwrap_or(0);
         if mine >= max_per_uid {
-            return Err(format!("too many connections from uid {uid} (limit {max_per_uid})"));
+            return Err(format!(
+                "too many connections from uid {uid} (limit {max_per_uid})"
+            ));
         }
         s.total += 1;
         s.per_uid.insert(uid, mine + 1);
@@ -65,7 +69,10 @@ impl Limits {
         let capacity = 2.0 * f64::from(rate);
         let now = Instant::now();
         let mut s = self.state.lock().expect("limits lock");
-        let bucket = s.buckets.entry(uid).or_insert(Bucket { tokens: capacity, at: now });
+        let bucket = s.buckets.entry(uid).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
         let refill = now.duration_since(bucket.at).as_secs_f64() * f64::from(rate);
         bucket.tokens = (bucket.tokens + refill).min(capacity);
         bucket.at = now;

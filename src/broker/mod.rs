@@ -54,12 +54,17 @@ fn init_logging() {
         .try_init();
 }
 
-async fn serve(source: ConfigSource, config: Config, socket: Option<PathBuf>) -> Result<(), Failure> {
-    let (listener, bound) = listen(socket)?;
-    let broker = Arc::new(Broker::new(config).await);
+async fn serve(
+    source: ConfigSource,
+    config: Config,
+    socket: Option<PathBuf>,
+) -> Result<(), Failure> {
+    // Signals first, the socket last: once a client can connect, everything is ready.
     let mut hangup = signal(SignalKind::hangup()).map_err(signal_failure)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(signal_failure)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
+    let broker = Arc::new(Broker::new(config).await);
+    let (listener, bound) = listen(socket)?;
     let mut connections = tokio::task::JoinSet::new();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     info!(socket = %bound.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_else(|| "systemd".into()), "broker ready");
@@ -83,9 +88,15 @@ async fn serve(source: ConfigSource, config: Config, socket: Option<PathBuf>) ->
         let _ = std::fs::remove_file(path);
     }
     info!(open = connections.len(), "draining");
-    let drained = tokio::time::timeout(server::DRAIN, async { while connections.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(server::DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
-        warn!("connections still open after {}s; closing them", server::DRAIN.as_secs());
+        warn!(
+            "connections still open after {}s; closing them",
+            server::DRAIN.as_secs()
+        );
     }
     Ok(())
 }

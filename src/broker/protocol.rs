@@ -50,9 +50,16 @@ impl Code {
     }
 
     pub fn parse(s: &str) -> Option<Code> {
-        [Code::Unmapped, Code::Denied, Code::Sts, Code::Config, Code::BadRequest, Code::Unavailable]
-            .into_iter()
-            .find(|c| c.as_str() == s)
+        [
+            Code::Unmapped,
+            Code::Denied,
+            Code::Sts,
+            Code::Config,
+            Code::BadRequest,
+            Code::Unavailable,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
     }
 }
 
@@ -65,7 +72,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Error { code, message: message.into() }
+        Error {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn to_json(&self) -> Value {
@@ -75,18 +85,31 @@ impl Error {
 
 pub fn parse(line: &[u8]) -> Result<Request, Error> {
     let bad = |m: String| Error::new(Code::BadRequest, m);
-    let raw: Raw = serde_json::from_slice(line).map_err(|e| bad(format!("not a JSON request: {e}")))?;
+    let raw: Raw =
+        serde_json::from_slice(line).map_err(|e| bad(format!("not a JSON request: {e}")))?;
     match raw.v {
         Some(1) => {}
-        Some(v) => return Err(bad(format!("unsupported protocol version {v} (this broker speaks 1)"))),
+        Some(v) => {
+            return Err(bad(format!(
+                "unsupported protocol version {v} (this broker speaks 1)"
+            )));
+        }
         None => return Err(bad("missing \"v\": 1".into())),
     }
-    let cluster = || raw.cluster.clone().ok_or_else(|| bad("missing \"cluster\"".into()));
+    let cluster = || {
+        raw.cluster
+            .clone()
+            .ok_or_else(|| bad("missing \"cluster\"".into()))
+    };
     match raw.op.as_deref() {
         Some("whoami") => Ok(Request::Whoami),
-        Some("token") => Ok(Request::Token { cluster: cluster()? }),
+        Some("token") => Ok(Request::Token {
+            cluster: cluster()?,
+        }),
         Some("credentials") => Ok(Request::Credentials),
-        Some("cluster") => Ok(Request::Cluster { cluster: cluster()? }),
+        Some("cluster") => Ok(Request::Cluster {
+            cluster: cluster()?,
+        }),
         Some("record") => Ok(Request::Record),
         Some(op) => Err(bad(format!("unknown op {op:?}"))),
         None => Err(bad("missing \"op\"".into())),
@@ -100,16 +123,41 @@ mod tests {
     #[test]
     fn claims_about_identity_are_ignored_not_trusted() {
         let r = parse(br#"{"v":1,"op":"token","cluster":"prod","uid":0,"user":"root","role_arn":"arn:aws:iam::1:role/x"}"#);
-        assert_eq!(r.unwrap(), Request::Token { cluster: "prod".into() });
+        assert_eq!(
+            r.unwrap(),
+            Request::Token {
+                cluster: "prod".into()
+            }
+        );
     }
 
     #[test]
     fn bad_requests_say_why() {
         assert_eq!(parse(b"{").unwrap_err().code, Code::BadRequest);
-        assert!(parse(br#"{"op":"whoami"}"#).unwrap_err().message.contains("missing \"v\""));
-        assert!(parse(br#"{"v":2,"op":"whoami"}"#).unwrap_err().message.contains("version 2"));
-        assert!(parse(br#"{"v":1,"op":"token"}"#).unwrap_err().message.contains("cluster"));
-        assert!(parse(br#"{"v":1,"op":"sudo"}"#).unwrap_err().message.contains("unknown op"));
+        assert!(
+            parse(br#"{"op":"whoami"}"#)
+                .unwrap_err()
+                .message
+                .contains("missing \"v\"")
+        );
+        assert!(
+            parse(br#"{"v":2,"op":"whoami"}"#)
+                .unwrap_err()
+                .message
+                .contains("version 2")
+        );
+        assert!(
+            parse(br#"{"v":1,"op":"token"}"#)
+                .unwrap_err()
+                .message
+                .contains("cluster")
+        );
+        assert!(
+            parse(br#"{"v":1,"op":"sudo"}"#)
+                .unwrap_err()
+                .message
+                .contains("unknown op")
+        );
         assert_eq!(Code::parse("sts"), Some(Code::Sts));
     }
 }

@@ -71,10 +71,17 @@ impl Broker {
         let Ok(cred) = stream.peer_cred() else {
             return;
         };
-        let peer = Peer { uid: cred.uid(), pid: cred.pid() };
+        let peer = Peer {
+            uid: cred.uid(),
+            pid: cred.pid(),
+        };
         let config = self.config();
         let (read, mut write) = stream.into_split();
-        let _admission = match self.limits.admit(peer.uid, config.broker.max_connections, config.broker.max_connections_per_uid) {
+        let _admission = match self.limits.admit(
+            peer.uid,
+            config.broker.max_connections,
+            config.broker.max_connections_per_uid,
+        ) {
             Ok(a) => a,
             Err(why) => {
                 let _ = send(&mut write, &Error::new(Code::Unavailable, why).to_json()).await;
@@ -90,8 +97,10 @@ impl Broker {
             match tokio::time::timeout(idle, limited.read_until(b'\n', &mut line)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return,
                 Err(_) => {
-                    let message = format!("no complete request within {}s; closing", idle.as_secs());
-                    let _ = send(&mut write, &Error::new(Code::BadRequest, message).to_json()).await;
+                    let message =
+                        format!("no complete request within {}s; closing", idle.as_secs());
+                    let _ =
+                        send(&mut write, &Error::new(Code::BadRequest, message).to_json()).await;
                     return;
                 }
                 Ok(Ok(_)) => {}
@@ -110,8 +119,14 @@ impl Broker {
 
     async fn answer(&self, peer: Peer, account: &Result<Account, Error>, line: &[u8]) -> Value {
         let config = self.config();
-        if !self.limits.allow_request(peer.uid, config.broker.rate_per_uid) {
-            let message = format!("rate limit: at most {} requests per second per user", config.broker.rate_per_uid);
+        if !self
+            .limits
+            .allow_request(peer.uid, config.broker.rate_per_uid)
+        {
+            let message = format!(
+                "rate limit: at most {} requests per second per user",
+                config.broker.rate_per_uid
+            );
             return Error::new(Code::Unavailable, message).to_json();
         }
         let result = match (protocol::parse(line), account) {
@@ -122,7 +137,13 @@ impl Broker {
         result.unwrap_or_else(|e| e.to_json())
     }
 
-    async fn handle(&self, config: &Config, peer: Peer, account: &Account, request: Request) -> Result<Value, Error> {
+    async fn handle(
+        &self,
+        config: &Config,
+        peer: Peer,
+        account: &Account,
+        request: Request,
+    ) -> Result<Value, Error> {
         let grant = self.grant(config, peer, account)?;
         match request {
             Request::Whoami => Ok(whoami(account, &grant)),
@@ -149,23 +170,43 @@ impl Broker {
         })
     }
 
-    async fn role_credentials(&self, config: &Config, account: &Account, grant: &Grant) -> Result<(RoleKey, RoleCredentials), Error> {
+    async fn role_credentials(
+        &self,
+        config: &Config,
+        account: &Account,
+        grant: &Grant,
+    ) -> Result<(RoleKey, RoleCredentials), Error> {
         let key = RoleKey::new(grant, config.aws.session_duration);
         let aws = self.aws();
         let result = self
             .credentials
-            .get(&key, config.broker.refresh_before, || aws.assume_role(grant, config.aws.session_duration))
+            .get(&key, config.broker.refresh_before, || {
+                aws.assume_role(grant, config.aws.session_duration)
+            })
             .await;
         match &result {
-            Ok((c, Source::Sts)) => info!(target: "rolesh::audit", event = "assume_role", user = %account.name, uid = account.uid, role_arn = %grant.role_arn, session_name = %grant.session_name, expires = %token::rfc3339(c.expiry)),
-            Ok((c, Source::StaleAfterError)) => warn!(user = %account.name, role_arn = %grant.role_arn, expires = %token::rfc3339(c.expiry), "STS refresh failed; serving cached credentials until they expire"),
+            Ok((c, Source::Sts)) => {
+                info!(target: "rolesh::audit", event = "assume_role", user = %account.name, uid = account.uid, role_arn = %grant.role_arn, session_name = %grant.session_name, expires = %token::rfc3339(c.expiry))
+            }
+            Ok((c, Source::StaleAfterError)) => {
+                warn!(user = %account.name, role_arn = %grant.role_arn, expires = %token::rfc3339(c.expiry), "STS refresh failed; serving cached credentials until they expire")
+            }
             Ok((_, Source::Cache)) => {}
-            Err(e) => info!(target: "rolesh::audit", event = "error", user = %account.name, uid = account.uid, role_arn = %grant.role_arn, reason = %e.message),
+            Err(e) => {
+                info!(target: "rolesh::audit", event = "error", user = %account.name, uid = account.uid, role_arn = %grant.role_arn, reason = %e.message)
+            }
         }
         result.map(|(c, _)| (key, c))
     }
 
-    async fn token(&self, config: &Config, peer: Peer, account: &Account, grant: &Grant, cluster: &str) -> Result<Value, Error> {
+    async fn token(
+        &self,
+        config: &Config,
+        peer: Peer,
+        account: &Account,
+        grant: &Grant,
+        cluster: &str,
+    ) -> Result<Value, Error> {
         let access = visible(grant, cluster)?;
         let (key, creds) = self.role_credentials(config, account, grant).await?;
         let endpoints = match config.aws.sts_endpoint {
@@ -174,8 +215,14 @@ impl Broker {
         };
         let (host, signing_region) = token::sts_host(Some(&access.region), endpoints);
         let (mut t, reused) = self.tokens.get_or_sign(&key, cluster, &creds, || {
-            token::presign(&creds.credentials, cluster, &host, &signing_region, SystemTime::now())
-                .map_err(|e| Error::new(Code::Sts, e.to_string()))
+            token::presign(
+                &creds.credentials,
+                cluster,
+                &host,
+                &signing_region,
+                SystemTime::now(),
+            )
+            .map_err(|e| Error::new(Code::Sts, e.to_string()))
         })?;
         // A presigned URL dies with the credentials that signed it.
         t.expiration = t.expiration.min(creds.expiry);
@@ -185,7 +232,12 @@ impl Broker {
         Ok(json!({"token": t.token, "expirationTimestamp": token::rfc3339(t.expiration)}))
     }
 
-    async fn exposed_credentials(&self, config: &Config, account: &Account, grant: &Grant) -> Result<Value, Error> {
+    async fn exposed_credentials(
+        &self,
+        config: &Config,
+        account: &Account,
+        grant: &Grant,
+    ) -> Result<Value, Error> {
         if !config.aws.expose_credentials {
             return Err(Error::new(
                 Code::Denied,
@@ -202,35 +254,66 @@ impl Broker {
         }))
     }
 
-    async fn cluster(&self, config: &Config, account: &Account, grant: &Grant, name: &str) -> Result<(String, ClusterInfo), Error> {
+    async fn cluster(
+        &self,
+        config: &Config,
+        account: &Account,
+        grant: &Grant,
+        name: &str,
+    ) -> Result<(String, ClusterInfo), Error> {
         visible(grant, name)?;
-        let cluster = config
-            .cluster(name)
-            .ok_or_else(|| Error::new(Code::Denied, format!("no cluster {name} in the configuration")))?;
+        let cluster = config.cluster(name).ok_or_else(|| {
+            Error::new(
+                Code::Denied,
+                format!("no cluster {name} in the configuration"),
+            )
+        })?;
         if let (Some(endpoint), Some(ca)) = (&cluster.endpoint, &cluster.certificate_authority) {
-            return Ok((name.into(), ClusterInfo { endpoint: endpoint.clone(), ca_data: ca_data(ca)? }));
+            return Ok((
+                name.into(),
+                ClusterInfo {
+                    endpoint: endpoint.clone(),
+                    ca_data: ca_data(ca)?,
+                },
+            ));
         }
         if let Some(info) = self.clusters.fresh(name) {
             return Ok((name.into(), info));
         }
         let described = async {
             let (_, creds) = self.role_credentials(config, account, grant).await?;
-            self.aws().describe_cluster(&creds, name, &cluster.region).await
+            self.aws()
+                .describe_cluster(&creds, name, &cluster.region)
+                .await
         };
         match described.await {
             Ok(info) => {
                 self.clusters.store(name, info.clone());
                 Ok((name.into(), info))
             }
-            Err(e) => self.clusters.any(name).map(|info| (name.to_string(), info)).ok_or(e),
+            Err(e) => self
+                .clusters
+                .any(name)
+                .map(|info| (name.to_string(), info))
+                .ok_or(e),
         }
     }
 }
 
 fn visible<'g>(grant: &'g Grant, cluster: &str) -> Result<&'g mapping::ClusterAccess, Error> {
-    grant.clusters.iter().find(|c| c.name == cluster).ok_or_else(|| {
-        Error::new(Code::Denied, format!("cluster {cluster} is not available to {}", grant.session_name))
-    })
+    grant
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .ok_or_else(|| {
+            Error::new(
+                Code::Denied,
+                format!(
+                    "cluster {cluster} is not available to {}",
+                    grant.session_name
+                ),
+            )
+        })
 }
 
 fn ca_data(ca: &CertificateAuthority) -> Result<String, Error> {
@@ -238,7 +321,12 @@ fn ca_data(ca: &CertificateAuthority) -> Result<String, Error> {
         CertificateAuthority::Data(d) => Ok(d.clone()),
         CertificateAuthority::File(path) => std::fs::read(path)
             .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
-            .map_err(|e| Error::new(Code::Config, format!("cannot read CA file {}: {e}", path.display()))),
+            .map_err(|e| {
+                Error::new(
+                    Code::Config,
+                    format!("cannot read CA file {}: {e}", path.display()),
+                )
+            }),
     }
 }
 
@@ -255,7 +343,10 @@ async fn lookup(uid: u32) -> Result<Account, Error> {
         .map_err(|_| Error::new(Code::Unavailable, "account lookup failed"))?;
     match found {
         Ok(Some(account)) => Ok(account),
-        Ok(None) => Err(Error::new(Code::Unmapped, format!("uid {uid} has no account on this bastion"))),
+        Ok(None) => Err(Error::new(
+            Code::Unmapped,
+            format!("uid {uid} has no account on this bastion"),
+        )),
         Err(e) => Err(Error::new(Code::Unavailable, e)),
     }
 }

@@ -791,7 +791,13 @@ impl Walker {
 
     fn broker(&mut self, node: Option<&Node>, aws: Option<&Aws>) -> Broker {
         let mut broker = Broker::default();
-        let known = ["refresh_before", "max_connections", "max_connections_per_uid", "idle_timeout", "rate_per_uid"];
+        let known = [
+            "refresh_before",
+            "max_connections",
+            "max_connections_per_uid",
+            "idle_timeout",
+            "rate_per_uid",
+        ];
         let Some(f) = node.and_then(|n| self.table(n, "broker", &known)) else {
             return broker;
         };
@@ -800,7 +806,10 @@ impl Walker {
                 && d >= aws.session_duration
             {
                 let loc = f.get("refresh_before").expect("present").loc.clone();
-                self.error(&loc, "`broker.refresh_before` must be shorter than `aws.session_duration`");
+                self.error(
+                    &loc,
+                    "`broker.refresh_before` must be shorter than `aws.session_duration`",
+                );
             }
             broker.refresh_before = d;
         }

@@ -30,14 +30,24 @@ impl BrokerProc {
         let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
         let (endpoint, key, secret) = {
             let o = aws.options();
-            (aws.endpoint(), o.access_key_id.clone(), o.secret_access_key.clone())
+            (
+                aws.endpoint(),
+                o.access_key_id.clone(),
+                o.secret_access_key.clone(),
+            )
         };
         Self::start_against(aws, &endpoint, (&key, &secret), aws_extra, extra)
     }
 
     /// A broker whose STS and EKS calls go to `endpoint` (e.g. moto) with these base
     /// credentials; `aws` is still started, unused.
-    pub fn start_against(aws: FakeAws, endpoint: &str, base: (&str, &str), aws_extra: &str, extra: &str) -> BrokerProc {
+    pub fn start_against(
+        aws: FakeAws,
+        endpoint: &str,
+        base: (&str, &str),
+        aws_extra: &str,
+        extra: &str,
+    ) -> BrokerProc {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = format!(
@@ -96,7 +106,11 @@ impl BrokerProc {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while UnixStream::connect(self.socket()).is_err() {
-            assert!(Instant::now() < deadline, "broker did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -107,6 +121,11 @@ impl BrokerProc {
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Waits for the broker process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("running").wait().unwrap()
     }
 
     /// SIGKILL, as a crash would.
@@ -145,8 +164,16 @@ for line in sys.argv[2:]:
             .uid(uid)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 

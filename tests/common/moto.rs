@@ -70,4 +70,3 @@ pub fn moto_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
-
