@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::process::Command;
 
 struct Case<'a> {
     region: &'a str,

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct State {
     total: u32,
     per_uid: HashMap<u32, u32>,
     buckets: HashMap<u32, Bucket>,
 }
 
+#[derive(Debug)]
 struct Bucket {
     tokens: f64,
     at: Instant,
@@ -23,6 +24,7 @@ pub struct Limits {
 }
 
 /// A connection slot; given back when dropped.
+#[derive(Debug)]
 pub struct Admission {
     state: Arc<Mutex<State>>,
     uid: u32,
