@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::ConfigSource;
 use crate::error::{EXIT_OK, Failure};
-use crate::{broker, check, client, explain, standalone, token};
+use crate::{broker, check, client, explain, rbac, standalone, token};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,9 +81,28 @@ pub enum Command {
         config: ConfigArg,
         #[arg(long, value_enum, default_value = "yaml")]
         format: RbacFormat,
+        /// Write kubernetes/, eks/ and iam/ files into DIR instead of one document
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// How EKS maps roles to users: the aws-auth ConfigMap or access entries
+        #[arg(long, value_enum, default_value = "aws-auth")]
+        identity: IdentityArg,
+        /// The bastion's own role (the principal the trust policies let assume each role)
+        #[arg(
+            long,
+            value_name = "ARN",
+            default_value = "arn:aws:iam::123456789012:role/rolesh-bastion"
+        )]
+        bastion_role: String,
     },
     /// Play back a session recording
     Replay { file: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IdentityArg {
+    AwsAuth,
+    AccessEntries,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -197,9 +216,67 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
         Command::Exec { .. } => Err(Failure::not_implemented("exec")),
         Command::Kubeconfig => Err(Failure::not_implemented("kubeconfig")),
         Command::Broker { config, socket } => broker::run(config.source(), socket),
-        Command::Rbac { .. } => Err(Failure::not_implemented("rbac")),
+        Command::Rbac {
+            config,
+            format,
+            out,
+            identity,
+            bastion_role,
+        } => run_rbac(
+            &config.source(),
+            format,
+            out.as_deref(),
+            identity,
+            &bastion_role,
+        ),
         Command::Replay { .. } => Err(Failure::not_implemented("replay")),
     }
+}
+
+fn run_rbac(
+    source: &ConfigSource,
+    format: RbacFormat,
+    out: Option<&std::path::Path>,
+    identity: IdentityArg,
+    bastion_role: &str,
+) -> Result<u8, Failure> {
+    crate::config::values::role_arn(bastion_role)
+        .map_err(|e| Failure::usage(format!("--bastion-role: {e}")))?;
+    let loaded = crate::config::Config::load(source)
+        .map_err(|e| Failure::usage(format!("invalid configuration:\n{e}")))?;
+    let identity = match identity {
+        IdentityArg::AwsAuth => rbac::Identity::AwsAuth,
+        IdentityArg::AccessEntries => rbac::Identity::AccessEntries,
+    };
+    let generated = rbac::generate(&loaded.config, identity, bastion_role);
+    for w in &generated.warnings {
+        eprintln!("rolesh: warning: {w}");
+    }
+    match out {
+        Some(dir) => {
+            for (name, text) in rbac::files(&generated, identity) {
+                let path = dir.join(&name);
+                let write = std::fs::create_dir_all(path.parent().unwrap_or(dir))
+                    .and_then(|()| std::fs::write(&path, text));
+                write.map_err(|e| {
+                    Failure::runtime(format!("cannot write {}: {e}", path.display()))
+                })?;
+                println!("{}", path.display());
+            }
+        }
+        None => {
+            let doc = rbac::document(&generated, identity);
+            match format {
+                RbacFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
+                }
+                RbacFormat::Yaml => {
+                    print!("{}", serde_yaml_ng::to_string(&doc).unwrap_or_default())
+                }
+            }
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 /// `rolesh token --cluster NAME`: the broker signs with the user's own role; this prints

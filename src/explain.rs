@@ -60,10 +60,15 @@ fn to_text(d: &Decision) -> String {
 fn grant_text(g: &Grant) -> String {
     let tags: Vec<String> = g.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut out = format!(
-        "rule:            {} ({})\nrole:            {}\nsession name:    {}\nsource identity: {}\ntags:            {}\n",
+        "rule:            {} ({})\nrole:            {}\naccess:          {} {}\nsession name:    {}\nsource identity: {}\ntags:            {}\n",
         g.rule,
         g.origin,
         g.role_arn,
+        g.access.as_str(),
+        match &g.namespaces {
+            None => "(cluster-wide)".to_string(),
+            Some(ns) => format!("in namespaces {}", ns.join(", ")),
+        },
         g.session_name,
         g.source_identity,
         if tags.is_empty() {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod explain;
 pub mod mapping;
 pub mod paths;
+pub mod rbac;
 pub mod standalone;
 #[allow(unsafe_code)]
 pub mod system;

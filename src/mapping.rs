@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::config::{Cluster, Config, Namespace, RoleRule, SessionSettings, Vars, values};
+use crate::config::{Access, Cluster, Config, Namespace, RoleRule, SessionSettings, Vars, values};
 use crate::system::Account;
 
 /// What the mapping decided for one account, and why.
@@ -23,6 +23,10 @@ pub struct Grant {
     /// Where that rule is written (`PATH:LINE:COL`).
     pub origin: String,
     pub role_arn: String,
+    /// Kubernetes access level (what `rolesh rbac` binds for this rule).
+    pub access: Access,
+    /// Where that access applies; `None` is cluster-wide.
+    pub namespaces: Option<Vec<String>>,
     pub session_name: String,
     pub source_identity: String,
     pub tags: Vec<(String, String)>,
@@ -39,6 +43,8 @@ impl Grant {
             "rule": self.rule,
             "origin": self.origin,
             "role_arn": self.role_arn,
+            "access": self.access.as_str(),
+            "access_namespaces": self.namespaces,
             "session_name": self.session_name,
             "source_identity": self.source_identity,
             "tags": self.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -187,6 +193,8 @@ fn grant(
         rule,
         origin: role.origin.clone(),
         role_arn,
+        access: role.access,
+        namespaces: role.namespaces.clone(),
         session_name,
         source_identity,
         tags,

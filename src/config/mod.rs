@@ -65,11 +65,42 @@ pub struct Mapping {
     pub default_role: Option<RoleRule>,
 }
 
-/// A role ARN (possibly a template such as `…:role/bastion-{user}`) and where it was set.
+/// A role ARN (possibly a template such as `…:role/bastion-{user}`), the Kubernetes access
+/// level its users get, and where it was set.
 #[derive(Debug, Clone)]
 pub struct RoleRule {
     pub role: Template,
+    pub access: Access,
+    /// Namespaces the access applies in; `None` is cluster-wide.
+    pub namespaces: Option<Vec<String>>,
     pub origin: String,
+}
+
+/// Kubernetes access level of a mapping rule, as `rolesh rbac` generates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    /// Everything.
+    Admin,
+    /// Workloads, logs, exec, port-forward; no RBAC, no secret writes.
+    Poweruser,
+    /// Read workloads and logs, exec into pods.
+    User,
+}
+
+impl Access {
+    pub const ALL: [Access; 3] = [Access::Admin, Access::Poweruser, Access::User];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Admin => "admin",
+            Access::Poweruser => "poweruser",
+            Access::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Access> {
+        Access::ALL.into_iter().find(|a| a.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -290,7 +290,7 @@ impl Walker {
         }
     }
 
-    fn role_template(&mut self, text: &At<String>) -> Option<RoleRule> {
+    fn role_template(&mut self, text: &At<String>) -> Option<Template> {
         let template = self.template(text)?;
         let sample = template.render(&Vars {
             user: "user",
@@ -298,9 +298,77 @@ impl Walker {
             hostname: "host",
         });
         self.checked(&text.loc, values::role_arn(&sample))?;
+        Some(template)
+    }
+
+    /// `access` and `namespaces` of a rule (`prefix` is "" or "default_").
+    fn access(&mut self, f: &Fields<'_>, prefix: &str) -> (Option<Access>, Option<Vec<String>>) {
+        let key = format!("{prefix}access");
+        let access = match self.string(f, &key) {
+            None => Some(Access::User),
+            Some(a) => {
+                let parsed = Access::parse(&a).ok_or_else(|| {
+                    format!(
+                        "`{key}` must be \"admin\", \"poweruser\" or \"user\", not {:?}",
+                        a.value
+                    )
+                });
+                self.checked(&a.loc, parsed)
+            }
+        };
+        let namespaces = self.strings(f, &format!("{prefix}namespaces")).map(|list| {
+            list.into_iter()
+                .filter(|n| {
+                    let ok = if selector::is_dns_label(n) {
+                        Ok(())
+                    } else {
+                        Err(format!("invalid namespace name {:?}: lowercase letters, digits and `-`, at most 63", n.value))
+                    };
+                    self.checked(&n.loc, ok).is_some()
+                })
+                .map(|n| n.value)
+                .collect()
+        });
+        (access, namespaces)
+    }
+
+    /// A rule's role (a string, or a table with `role`, `access`, `namespaces`).
+    fn role_rule(&mut self, node: &Node, path: &str) -> Option<RoleRule> {
+        match &node.value {
+            Value::String(text) => {
+                let role = self.role_template(&At::new(text.clone(), node.loc.clone()))?;
+                Some(RoleRule {
+                    role,
+                    access: Access::User,
+                    namespaces: None,
+                    origin: node.loc.to_string(),
+                })
+            }
+            Value::Table(_) => {
+                let f = self.table(node, path, &["role", "access", "namespaces"])?;
+                self.rule_from_fields(&f, "")
+            }
+            _ => {
+                self.type_error(node, path, "a role ARN string or a table with `role`");
+                None
+            }
+        }
+    }
+
+    fn rule_from_fields(&mut self, f: &Fields<'_>, prefix: &str) -> Option<RoleRule> {
+        let key = format!("{prefix}role");
+        let text = if prefix.is_empty() {
+            self.required_string(f, &key)
+        } else {
+            self.string(f, &key)
+        };
+        let role = text.as_ref().and_then(|t| self.role_template(t));
+        let (access, namespaces) = self.access(f, prefix);
         Some(RoleRule {
-            role: template,
-            origin: text.loc.to_string(),
+            role: role?,
+            access: access?,
+            namespaces,
+            origin: text?.loc.to_string(),
         })
     }
 
@@ -397,18 +465,27 @@ impl Walker {
     }
 
     fn mapping(&mut self, node: &Node) -> Option<Mapping> {
-        let f = self.table(
-            node,
-            "mapping",
-            &["deny_users", "default_role", "users", "groups"],
-        )?;
+        let known = [
+            "deny_users",
+            "default_role",
+            "default_access",
+            "default_namespaces",
+            "users",
+            "groups",
+        ];
+        let f = self.table(node, "mapping", &known)?;
         let deny_users = self.strings(&f, "deny_users").unwrap_or_default();
         for user in &deny_users {
             self.checked(&user.loc, values::account_name("user", user));
         }
-        let default_role = self
-            .string(&f, "default_role")
-            .and_then(|t| self.role_template(&t));
+        let default_role = self.rule_from_fields(&f, "default_");
+        if f.get("default_role").is_none() {
+            for key in ["default_access", "default_namespaces"] {
+                if let Some(n) = f.get(key) {
+                    self.error(&n.loc, format!("`{key}` without a `default_role`"));
+                }
+            }
+        }
         let users = f
             .get("users")
             .map(|n| self.user_rules(n))
@@ -431,17 +508,9 @@ impl Walker {
             return vec![];
         };
         let mut rules = Vec::new();
-        for (user, role) in &table.entries {
+        for (user, value) in &table.entries {
             self.checked(&user.loc, values::account_name("user", user));
-            let Value::String(text) = &role.value else {
-                self.type_error(
-                    role,
-                    &format!("mapping.users.{}", user.value),
-                    "a role ARN string",
-                );
-                continue;
-            };
-            if let Some(rule) = self.role_template(&At::new(text.clone(), role.loc.clone())) {
+            if let Some(rule) = self.role_rule(value, &format!("mapping.users.{}", user.value)) {
                 rules.push(UserRule {
                     user: user.value.clone(),
                     rule,
@@ -453,14 +522,16 @@ impl Walker {
 
     fn group_rules(&mut self, node: &Node) -> Vec<GroupRule> {
         let mut rules = Vec::new();
-        for f in self.tables(node, "mapping.groups", &["group", "role"]) {
+        for f in self.tables(
+            node,
+            "mapping.groups",
+            &["group", "role", "access", "namespaces"],
+        ) {
             let group = self.required_string(&f, "group");
             if let Some(g) = &group {
                 self.checked(&g.loc, values::account_name("group", g));
             }
-            let rule = self
-                .required_string(&f, "role")
-                .and_then(|r| self.role_template(&r));
+            let rule = self.rule_from_fields(&f, "");
             if let (Some(group), Some(rule)) = (group, rule) {
                 rules.push(GroupRule {
                     group: group.value,
