@@ -179,6 +179,9 @@ pub fn main() -> u8 {
     } else {
         Cli::parse_from(&argv)
     };
+    if !matches!(cli.command, Some(Command::Broker { .. })) {
+        crate::system::default_sigpipe();
+    }
     match run(&argv0, cli) {
         Ok(code) => code,
         Err(failure) => {

@@ -148,3 +148,13 @@ pub fn bind_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixLis
         .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     Ok(listener)
 }
+
+/// Restores the default SIGPIPE action (Rust ignores it), so that `rolesh … | head` ends
+/// quietly like any Unix tool instead of panicking on a closed stdout. Not for the broker,
+/// which must survive clients that hang up.
+pub fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installs SIG_DFL, not a Rust handler, so no async-signal-safety concern; done
+    // on the main thread before any other thread is started.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
