@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::ConfigSource;
 use crate::error::{EXIT_OK, Failure};
-use crate::{broker, check, client, explain, rbac, standalone, token};
+use crate::{broker, check, client, explain, rbac, session, standalone, token};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -193,11 +193,7 @@ pub fn main() -> u8 {
 
 fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
     if is_login(argv0, &cli) {
-        return Err(Failure::not_implemented(if cli.run.is_some() {
-            "-c"
-        } else {
-            "login"
-        }));
+        return session::login(cli.run.as_deref());
     }
     let Some(command) = cli.command else {
         return Err(Failure::usage(
@@ -217,7 +213,7 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
             Ok(EXIT_OK)
         }
         Command::Exec { .. } => Err(Failure::not_implemented("exec")),
-        Command::Kubeconfig => Err(Failure::not_implemented("kubeconfig")),
+        Command::Kubeconfig => session::print_kubeconfig().map(|()| EXIT_OK),
         Command::Broker { config, socket } => broker::run(config.source(), socket),
         Command::Rbac {
             config,

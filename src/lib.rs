@@ -15,6 +15,7 @@ pub mod explain;
 pub mod mapping;
 pub mod paths;
 pub mod rbac;
+pub mod session;
 pub mod standalone;
 #[allow(unsafe_code)]
 pub mod system;

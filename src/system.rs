@@ -158,3 +158,35 @@ pub fn default_sigpipe() {
     // on the main thread before any other thread is started.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
+
+/// A sealed in-memory file holding `contents` (memfd, never on disk): readable through
+/// `/dev/fd/N` by this process and its children, which inherit it; nobody can change it.
+pub fn sealed_memfd(name: &str, contents: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    use std::io::Write;
+    let fd = memfd_create(name, MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(|e| format!("memfd_create: {e}"))?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(contents)
+        .map_err(|e| format!("writing the in-memory kubeconfig: {e}"))?;
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    fcntl(&file, FcntlArg::F_ADD_SEALS(seals))
+        .map_err(|e| format!("sealing the in-memory kubeconfig: {e}"))?;
+    Ok(std::os::fd::OwnedFd::from(file))
+}
+
+/// What a session supervisor does to itself before starting anything: no privilege gain
+/// through exec (setuid binaries), no core dumps, not dumpable or ptrace-able by the user,
+/// files private by default.
+pub fn harden_supervisor() -> Result<(), String> {
+    use nix::sys::resource::{Resource, setrlimit};
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))?;
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("RLIMIT_CORE: {e}"))?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    Ok(())
+}

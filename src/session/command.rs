@@ -1,0 +1,168 @@
+//! `rolesh -c COMMAND`: split with shell-word rules and run without a shell, only if
+//! allowed (SPEC §4).
+
+use std::path::{Path, PathBuf};
+
+use super::Session;
+use crate::error::{EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, Failure};
+
+/// rolesh's own subcommands a session may run.
+const SUBCOMMANDS: [&str; 4] = ["exec", "kubeconfig", "token", "credentials"];
+/// What scp, sftp and rsync run on the server side.
+const FILE_TRANSFER: [&str; 4] = ["scp", "sftp-server", "internal-sftp", "rsync"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Program(PathBuf, Vec<String>),
+    Subcommand(Vec<String>),
+    Shell(PathBuf),
+}
+
+impl Plan {
+    pub fn describe(&self) -> String {
+        match self {
+            Plan::Program(p, _) | Plan::Shell(p) => p.display().to_string(),
+            Plan::Subcommand(args) => format!("rolesh {}", args.join(" ")),
+        }
+    }
+}
+
+pub fn plan(command: &str, session: &Session) -> Result<Plan, Failure> {
+    let refuse = |message: String| Failure {
+        code: EXIT_NOT_ALLOWED,
+        message,
+    };
+    let words = shlex::split(command)
+        .ok_or_else(|| refuse("cannot parse the command (unbalanced quotes)".into()))?;
+    let Some((name, args)) = words.split_first() else {
+        return Err(refuse("empty command".into()));
+    };
+    let base = name.rsplit('/').next().unwrap_or(name);
+    if FILE_TRANSFER.contains(&base) {
+        if !session.file_transfer {
+            return Err(refuse("file transfer is disabled on this bastion".into()));
+        }
+        let path = if name.contains('/') {
+            Some(PathBuf::from(name))
+        } else {
+            find(name, &session.path)
+        };
+        return path
+            .map(|p| Plan::Program(p, args.to_vec()))
+            .ok_or_else(|| Failure {
+                code: EXIT_NOT_FOUND,
+                message: format!("{name}: command not found"),
+            });
+    }
+    if SUBCOMMANDS.contains(&name.as_str()) {
+        return Ok(Plan::Subcommand(words));
+    }
+    if name.contains('/') || !session.allowed_commands.iter().any(|c| c == name) {
+        return Err(refuse(format!(
+            "'{name}' is not allowed on this bastion (allowed: {})",
+            allowed_list(session)
+        )));
+    }
+    find(name, &session.path)
+        .map(|p| Plan::Program(p, args.to_vec()))
+        .ok_or_else(|| Failure {
+            code: EXIT_NOT_FOUND,
+            message: format!("{name}: command not found"),
+        })
+}
+
+fn allowed_list(session: &Session) -> String {
+    let mut all: Vec<&str> = session
+        .allowed_commands
+        .iter()
+        .map(String::as_str)
+        .collect();
+    all.extend(SUBCOMMANDS);
+    all.join(", ")
+}
+
+/// `name` on the session's PATH, as an executable file.
+pub fn find(name: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(file_transfer: bool) -> Session {
+        Session {
+            user: "alice".into(),
+            uid: 1000,
+            mode: "shell".into(),
+            shell: "/bin/bash".into(),
+            path: "/usr/local/bin:/usr/bin:/bin".into(),
+            allowed_commands: vec!["ls".into(), "kubectl-missing".into()],
+            file_transfer,
+            banner: None,
+            clusters: vec![],
+            id: "x".into(),
+        }
+    }
+
+    #[test]
+    fn allowed_commands_run_without_a_shell() {
+        let p = plan("ls -l '/tmp/a b'", &session(false)).unwrap();
+        assert_eq!(
+            p,
+            Plan::Program(
+                PathBuf::from("/usr/bin/ls"),
+                vec!["-l".into(), "/tmp/a b".into()]
+            )
+        );
+        assert_eq!(
+            plan("token --cluster x", &session(false)).unwrap(),
+            Plan::Subcommand(vec!["token".into(), "--cluster".into(), "x".into()])
+        );
+    }
+
+    #[test]
+    fn refusals_and_their_exit_codes() {
+        let s = session(false);
+        let e = plan("bash -i", &s).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                126,
+                "'bash' is not allowed on this bastion (allowed: ls, kubectl-missing, exec, kubeconfig, token, credentials)"
+            )
+        );
+        assert_eq!(
+            plan("/bin/ls", &s).unwrap_err().code,
+            126,
+            "no paths, even to allowed names"
+        );
+        let e = plan("scp -t /tmp", &s).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (126, "file transfer is disabled on this bastion")
+        );
+        assert_eq!(
+            plan("/usr/lib/openssh/sftp-server", &s)
+                .unwrap_err()
+                .message,
+            "file transfer is disabled on this bastion"
+        );
+        let e = plan("kubectl-missing get pods", &s).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (127, "kubectl-missing: command not found")
+        );
+        assert_eq!(plan("ls 'unbalanced", &s).unwrap_err().code, 126);
+        assert_eq!(
+            plan("ls $(id)", &s).unwrap(),
+            Plan::Program(PathBuf::from("/usr/bin/ls"), vec!["$(id)".into()]),
+            "no expansion: a literal argument"
+        );
+    }
+}

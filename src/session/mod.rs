@@ -1,0 +1,271 @@
+//! The login shell (SPEC §4 login and `-c`, §6): ask the broker who the user is, build the
+//! in-memory kubeconfig, scrub the environment, and run the user's command or shell.
+//!
+//! Built so far: `-c` with its allowlist, shell mode, `rolesh kubeconfig`. Not yet: the
+//! restricted prompt, picker mode, idle timeout and max_duration, the private /tmp, and
+//! session recording (each says so rather than pretending).
+
+pub mod command;
+pub mod kubeconfig;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::client;
+use crate::error::{EXIT_RUNTIME, Failure};
+use crate::system;
+use command::Plan;
+use kubeconfig::ClusterEntry;
+
+/// What the broker's `whoami` says about this user's session.
+pub struct Session {
+    pub user: String,
+    pub uid: u32,
+    pub mode: String,
+    pub shell: String,
+    pub path: String,
+    pub allowed_commands: Vec<String>,
+    pub file_transfer: bool,
+    pub banner: Option<String>,
+    pub clusters: Vec<ClusterEntry>,
+    pub id: String,
+}
+
+impl Session {
+    /// Asks the broker (the compiled-in socket in login mode) for the user's session.
+    pub fn open(login: bool) -> Result<Session, Failure> {
+        let socket = client::socket_path(login);
+        let who = client::request(&socket, "whoami", &[])?;
+        let s = &who["session"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let mut clusters = Vec::new();
+        for c in who["clusters"].as_array().into_iter().flatten() {
+            let name = text(&c["name"]);
+            // One unreachable cluster does not keep the user from the others.
+            let info = match client::request(&socket, "cluster", &[("cluster", &name)]) {
+                Ok(info) => info,
+                Err(e) => {
+                    eprintln!(
+                        "rolesh: warning: cluster {name} is left out of this session: {}",
+                        e.message
+                    );
+                    continue;
+                }
+            };
+            clusters.push(ClusterEntry {
+                endpoint: text(&info["endpoint"]),
+                ca_data: text(&info["certificateAuthorityData"]),
+                default_namespace: c["default_namespace"].as_str().map(str::to_string),
+                namespaces: c["namespaces"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|n| text(&n["name"]))
+                    .collect(),
+                name,
+            });
+        }
+        Ok(Session {
+            user: text(&who["user"]),
+            uid: who["uid"].as_u64().unwrap_or(u64::MAX) as u32,
+            mode: text(&s["mode"]),
+            shell: text(&s["shell"]),
+            path: text(&s["path"]),
+            allowed_commands: s["allowed_commands"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect(),
+            file_transfer: s["file_transfer"].as_bool().unwrap_or(false),
+            banner: s["banner"].as_str().map(str::to_string),
+            clusters,
+            id: session_id(),
+        })
+    }
+}
+
+/// `rolesh kubeconfig`: the session's kubeconfig as one file.
+pub fn print_kubeconfig() -> Result<(), Failure> {
+    let session = Session::open(false)?;
+    let v = kubeconfig::merged(&session.clusters, &self_path());
+    print!("{}", kubeconfig::to_yaml(&v));
+    Ok(())
+}
+
+/// Login mode: `-c COMMAND` (what sshd runs for `ssh bastion COMMAND`) or an interactive
+/// session.
+pub fn login(run: Option<&str>) -> Result<u8, Failure> {
+    system::harden_supervisor().map_err(Failure::runtime)?;
+    let session = Session::open(true)?;
+    let plan = match run {
+        Some(cmd) => command::plan(cmd, &session)?,
+        None => match session.mode.as_str() {
+            "shell" => Plan::Shell(PathBuf::from(&session.shell)),
+            other => return Err(Failure::not_implemented(&format!("{other} mode"))),
+        },
+    };
+    let files = KubeconfigFiles::write(&session)?;
+    if run.is_none()
+        && let Some(banner) = &session.banner
+    {
+        println!("{banner}");
+    }
+    let mut cmd = match &plan {
+        Plan::Program(path, args) => {
+            let mut c = Command::new(path);
+            c.args(args);
+            c
+        }
+        Plan::Subcommand(args) => {
+            let mut c = Command::new(self_path());
+            c.args(args);
+            c
+        }
+        Plan::Shell(shell) => {
+            let mut c = Command::new(shell);
+            let name = shell
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            c.arg0(format!("-{name}"));
+            c
+        }
+    };
+    cmd.env_clear().envs(environment(&session, &files));
+    if let Some(home) = home_of(&session.user) {
+        cmd.current_dir(home);
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
+    drop(files);
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
+        _ => EXIT_RUNTIME,
+    })
+}
+
+/// The sealed memfd and the writable overlay, in a private per-session directory on tmpfs
+/// that is removed when the session ends. kubectl locks every file of `KUBECONFIG` (as
+/// `FILE.lock`) before it changes any, so the memfd is reached through a symlink
+/// (`clusters -> /proc/self/fd/N`, the fd every child inherits) in that directory rather
+/// than as `/dev/fd/N`.
+struct KubeconfigFiles {
+    _sealed: OwnedFd,
+    dir: PathBuf,
+}
+
+impl KubeconfigFiles {
+    fn write(session: &Session) -> Result<KubeconfigFiles, Failure> {
+        let rolesh = self_path();
+        let sealed_text = kubeconfig::to_yaml(&kubeconfig::sealed(&session.clusters, &rolesh));
+        let sealed = system::sealed_memfd("rolesh-kubeconfig", sealed_text.as_bytes())
+            .map_err(Failure::runtime)?;
+        let dir = runtime_dir(session.uid).join(format!("rolesh-{}", session.id));
+        let shown = dir.display().to_string();
+        let fail = |e: std::io::Error| {
+            Failure::runtime(format!(
+                "cannot write the session kubeconfig in {shown}: {e}"
+            ))
+        };
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(fail)?;
+        let files = KubeconfigFiles {
+            _sealed: sealed,
+            dir,
+        };
+        std::os::unix::fs::symlink(
+            format!("/proc/self/fd/{}", files._sealed.as_raw_fd()),
+            files.dir.join("clusters"),
+        )
+        .map_err(fail)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(files.dir.join("config"))
+            .and_then(|mut f| {
+                std::io::Write::write_all(
+                    &mut f,
+                    kubeconfig::to_yaml(&kubeconfig::overlay(&session.clusters)).as_bytes(),
+                )
+            })
+            .map_err(fail)?;
+        Ok(files)
+    }
+
+    fn kubeconfig_env(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.join("config").display(),
+            self.dir.join("clusters").display()
+        )
+    }
+}
+
+impl Drop for KubeconfigFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// tmpfs, never persistent disk: the user's runtime directory if it exists, else /dev/shm.
+fn runtime_dir(uid: u32) -> PathBuf {
+    let run_user = PathBuf::from(format!("/run/user/{uid}"));
+    if system::ownership(&run_user).is_ok_and(|o| o.uid == uid) {
+        run_user
+    } else {
+        PathBuf::from("/dev/shm")
+    }
+}
+
+/// Only TERM, LANG, LC_* and TZ survive from sshd; the rest is set here.
+fn environment(session: &Session, files: &KubeconfigFiles) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k == "TERM" || k == "LANG" || k == "TZ" || k.starts_with("LC_"))
+        .collect();
+    let home = home_of(&session.user).unwrap_or_else(|| "/".into());
+    env.extend([
+        ("HOME".into(), home.display().to_string()),
+        ("USER".into(), session.user.clone()),
+        ("LOGNAME".into(), session.user.clone()),
+        ("SHELL".into(), session.shell.clone()),
+        ("PATH".into(), session.path.clone()),
+        ("KUBECONFIG".into(), files.kubeconfig_env()),
+        ("ROLESH_SESSION_ID".into(), session.id.clone()),
+    ]);
+    if let Ok(client) = std::env::var("SSH_CLIENT") {
+        env.push(("SSH_CLIENT".into(), client));
+    }
+    env
+}
+
+fn home_of(user: &str) -> Option<PathBuf> {
+    system::account_by_name(user)
+        .ok()
+        .flatten()
+        .map(|a| PathBuf::from(a.home))
+        .filter(|h| h.is_dir())
+}
+
+/// This binary by absolute path: what the kubeconfig's exec plugin calls.
+fn self_path() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/rolesh"))
+}
+
+fn session_id() -> String {
+    let mut bytes = [0u8; 12];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
