@@ -86,7 +86,8 @@ impl TestUser {
             );
         }
         let mut cmd = Command::new("useradd");
-        cmd.args(["-M", "-s", "/usr/sbin/nologin"]);
+        // "*": no password, but not locked (sshd refuses key logins to locked accounts).
+        cmd.args(["-M", "-s", "/usr/sbin/nologin", "-p", "*"]);
         if !groups.is_empty() {
             cmd.args(["-G", &groups.join(",")]);
         }

@@ -1,0 +1,305 @@
+//! The login shell end to end: a real OpenSSH server on a loopback port, real accounts
+//! whose login shell is rolesh, key authentication, the broker on its compiled-in socket
+//! (/run/rolesh/broker.sock) and the fake AWS. One test function: the socket path is
+//! fixed, so these steps must not run in parallel with each other.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::broker::BrokerProc;
+use common::*;
+
+const CA: &str = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJrVENCK3dJSkFLSENBPT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=";
+
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sshd(dir: &Path) -> Sshd {
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let key = dir.join("host_key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}/keys/%u\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nAcceptEnv *\nPermitUserEnvironment no\nSubsystem sftp /usr/lib/openssh/sftp-server\nLogLevel VERBOSE\n",
+            key.display(),
+            dir.join("sshd.pid").display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+    let child = Command::new("/usr/sbin/sshd")
+        .arg("-D")
+        .arg("-e")
+        .arg("-f")
+        .arg(&config)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sshd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Sshd {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+    }
+}
+
+impl Sshd {
+    fn authorize(&self, user: &str) {
+        let keys = self.dir.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let public = std::fs::read_to_string(self.dir.join("client_key.pub")).unwrap();
+        std::fs::write(keys.join(user), public).unwrap();
+        std::fs::set_permissions(keys.join(user), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    fn ssh(&self, user: &str, extra: &[&str], command: &[&str]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-q", "-i"])
+            .arg(self.dir.join("client_key"))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-p",
+            ])
+            .arg(self.port.to_string())
+            .args(extra)
+            .arg(format!("{user}@127.0.0.1"))
+            .args(command);
+        cmd
+    }
+}
+
+/// /etc/shells gains the test binary for the test's duration.
+struct Shells(String);
+impl Shells {
+    fn add(shell: &Path) -> Shells {
+        let before = std::fs::read_to_string("/etc/shells").unwrap_or_default();
+        std::fs::write("/etc/shells", format!("{before}{}\n", shell.display())).unwrap();
+        Shells(before)
+    }
+}
+impl Drop for Shells {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/etc/shells", &self.0);
+    }
+}
+
+#[test]
+fn ssh_sessions_through_rolesh() {
+    if !need_root()
+        || !can_run(
+            "openssh-server (apt-get install openssh-server)",
+            Path::new("/usr/sbin/sshd").exists(),
+        )
+    {
+        return;
+    }
+    // The binary where every account can run it.
+    let bin_dir = tempfile::Builder::new()
+        .prefix("rolesh-e2e")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shell = bin_dir.path().join("rolesh");
+    std::fs::copy(env!("CARGO_BIN_EXE_rolesh"), &shell).unwrap();
+    let _shells = Shells::add(&shell);
+    let alice = TestUser::create("rsealice", &[]);
+    let denied = TestUser::create("rsedenied", &[]);
+    let homes = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for u in [&alice, &denied] {
+        let home = homes.path().join(&u.name);
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(u.uid()), None).unwrap();
+        let out = Command::new("usermod")
+            .arg("-s")
+            .arg(&shell)
+            .arg("-d")
+            .arg(&home)
+            .arg(&u.name)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    std::fs::create_dir_all("/run/rolesh").unwrap();
+    let mapping = format!(
+        "[mapping]\ndeny_users = [\"rsedenied\"]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{{user}}\"\n[[cluster]]\nname = \"demo\"\nendpoint = \"https://127.0.0.1:6443\"\ncertificate_authority_data = \"{CA}\"\ndefault_namespace = \"web\"\n[[cluster.namespace]]\nname = \"web\"\n[session]\nallowed_commands = [\"kubectl\", \"env\"]\nbanner = \"Authorized use only (rolesh test).\"\n"
+    );
+    let mut b = BrokerProc::start("", &mapping);
+    // Login mode honours no socket variable: move this broker to the compiled-in path.
+    b.kill();
+    let _ = std::fs::remove_file("/run/rolesh/broker.sock");
+    std::os::unix::fs::symlink(b.socket(), "/run/rolesh/broker.sock").ok();
+    b.spawn();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.path().join("client_key"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sshd = start_sshd(dir.path());
+    sshd.authorize("rsealice");
+    sshd.authorize("rsedenied");
+
+    // ssh bastion kubectl …: contexts from the in-memory kubeconfig.
+    let r = run(&mut sshd.ssh(
+        "rsealice",
+        &[],
+        &["kubectl", "config", "get-contexts", "-o", "name"],
+    ));
+    assert_eq!(
+        r.code,
+        0,
+        "{}\nsshd: {}",
+        r.stderr,
+        std::fs::read_to_string(dir.path().join("sshd.log")).unwrap_or_default()
+    );
+    assert_eq!(r.stdout, "demo\ndemo/web\n");
+
+    // The environment sshd passes (AcceptEnv *) does not reach the command.
+    let r = run(&mut sshd.ssh(
+        "rsealice",
+        &["-o", "SetEnv=BASH_ENV=/tmp/evil AWS_SECRET_ACCESS_KEY=stolen KUBECONFIG=/tmp/evil LD_LIBRARY_PATH=/tmp/evil"],
+        &["env"],
+    ));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for bad in ["BASH_ENV", "AWS_", "LD_LIBRARY_PATH", "/tmp/evil", "stolen"] {
+        assert!(!r.stdout.contains(bad), "{bad} leaked:\n{}", r.stdout);
+    }
+    assert!(r.stdout.contains("USER=rsealice\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("ROLESH_SESSION_ID="), "{}", r.stdout);
+    let kubeconfig = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("KUBECONFIG="))
+        .unwrap()
+        .to_string();
+    let overlay = kubeconfig.split(':').next().unwrap();
+    assert!(
+        overlay.starts_with("/dev/shm/rolesh-") || overlay.starts_with("/run/user/"),
+        "{kubeconfig}"
+    );
+    assert!(
+        !Path::new(overlay).exists(),
+        "the session's kubeconfig is gone after it ends"
+    );
+
+    // Not allowed, file transfer, denied.
+    let r = run(&mut sshd.ssh("rsealice", &[], &["bash", "-i"]));
+    assert_eq!(r.code, 126);
+    assert_eq!(
+        r.stderr,
+        "rolesh: 'bash' is not allowed on this bastion (allowed: kubectl, env, exec, kubeconfig, token, credentials)\n"
+    );
+    // No shell ever sees the command: `|` and `$(…)` are plain arguments to `env`, which
+    // then fails to find a program called "|" or "$(id)".
+    for line in ["env | id", "env $(id)"] {
+        let r = run(&mut sshd.ssh("rsealice", &[], &[line]));
+        assert_eq!(r.code, 127, "{line}: {}", r.stderr);
+        assert!(!r.stdout.contains("uid="), "{line} ran id: {}", r.stdout);
+    }
+    let r = run(&mut sshd.ssh("rsealice", &[], &["scp", "-t", "/tmp"]));
+    assert_eq!(r.code, 126);
+    assert_eq!(
+        r.stderr,
+        "rolesh: file transfer is disabled on this bastion\n"
+    );
+    let probe = dir.path().join("probe.txt");
+    std::fs::write(&probe, "x").unwrap();
+    let mut scp = Command::new("scp");
+    scp.args(["-q", "-O", "-i"])
+        .arg(dir.path().join("client_key"))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-P",
+        ])
+        .arg(sshd.port.to_string())
+        .arg(&probe)
+        .arg("rsealice@127.0.0.1:/tmp/rolesh-scp-probe");
+    let r = run(&mut scp);
+    assert_ne!(r.code, 0);
+    assert!(!Path::new("/tmp/rolesh-scp-probe").exists());
+    let r = run(&mut sshd.ssh("rsedenied", &[], &["kubectl", "version", "--client"]));
+    assert_eq!(r.code, 77);
+    assert_eq!(
+        r.stderr,
+        "rolesh: user rsedenied is in [mapping] deny_users\n"
+    );
+
+    // An interactive login through a pty: banner, then a shell with kubectl configured.
+    let mut cmd = sshd.ssh("rsealice", &["-tt"], &[]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"kubectl config current-context; echo \"mode=$SHELL\"; exit 7\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Authorized use only (rolesh test)."),
+        "{text}"
+    );
+    assert!(
+        text.contains("\ndemo\r\n") || text.contains("demo\r\n"),
+        "{text}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the shell's exit code is rolesh's: {text}"
+    );
+
+    let _ = std::fs::remove_file("/run/rolesh/broker.sock");
+    drop(b);
+}
