@@ -190,3 +190,41 @@ pub fn harden_supervisor() -> Result<(), String> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     Ok(())
 }
+
+/// Blocks until the reader of stdout or stderr goes away: sshd closed the session's pipes
+/// because the client disconnected (on a terminal, the hangup shows the same way).
+pub fn wait_for_output_hangup() {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    loop {
+        let mut fds = [
+            PollFd::new(stdout.as_fd(), PollFlags::empty()),
+            PollFd::new(stderr.as_fd(), PollFlags::empty()),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {
+                let gone = |f: &PollFd| {
+                    f.revents().is_some_and(|r| {
+                        r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL)
+                    })
+                };
+                if fds.iter().any(gone) {
+                    return;
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => std::thread::park(),
+        }
+    }
+}
+
+/// Sends `signal` to a process group, or to one process when `group` is false.
+pub fn signal_session(pid: u32, group: bool, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = if group {
+        nix::sys::signal::killpg(pid, signal)
+    } else {
+        nix::sys::signal::kill(pid, signal)
+    };
+}

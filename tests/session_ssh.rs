@@ -160,7 +160,7 @@ fn ssh_sessions_through_rolesh() {
 
     std::fs::create_dir_all("/run/rolesh").unwrap();
     let mapping = format!(
-        "[mapping]\ndeny_users = [\"rsedenied\"]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{{user}}\"\n[[cluster]]\nname = \"demo\"\nendpoint = \"https://127.0.0.1:6443\"\ncertificate_authority_data = \"{CA}\"\ndefault_namespace = \"web\"\n[[cluster.namespace]]\nname = \"web\"\n[session]\nallowed_commands = [\"kubectl\", \"env\"]\nbanner = \"Authorized use only (rolesh test).\"\n"
+        "[mapping]\ndeny_users = [\"rsedenied\"]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{{user}}\"\n[[cluster]]\nname = \"demo\"\nendpoint = \"https://127.0.0.1:6443\"\ncertificate_authority_data = \"{CA}\"\ndefault_namespace = \"web\"\n[[cluster.namespace]]\nname = \"web\"\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n"
     );
     let mut b = BrokerProc::start("", &mapping);
     // Login mode honours no socket variable: move this broker to the compiled-in path.
@@ -229,7 +229,7 @@ fn ssh_sessions_through_rolesh() {
     assert_eq!(r.code, 126);
     assert_eq!(
         r.stderr,
-        "rolesh: 'bash' is not allowed on this bastion (allowed: kubectl, env, exec, kubeconfig, token, credentials)\n"
+        "rolesh: 'bash' is not allowed on this bastion (allowed: kubectl, env, sleep, exec, kubeconfig, token, credentials)\n"
     );
     // No shell ever sees the command: `|` and `$(…)` are plain arguments to `env`, which
     // then fails to find a program called "|" or "$(id)".
@@ -299,6 +299,43 @@ fn ssh_sessions_through_rolesh() {
         Some(7),
         "the shell's exit code is rolesh's: {text}"
     );
+
+    // A killed ssh client leaves nothing of the user's behind.
+    let mut client = sshd
+        .ssh("rsealice", &[], &["sleep", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let alice_procs = || {
+        let out = Command::new("pgrep")
+            .args(["-u", "rsealice"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Command::new("pgrep")
+        .args(["-u", "rsealice", "-x", "sleep"])
+        .output()
+        .unwrap()
+        .stdout
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "sleep never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alice_procs() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "processes of rsealice survived the disconnect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let _ = std::fs::remove_file("/run/rolesh/broker.sock");
     drop(b);

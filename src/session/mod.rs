@@ -1,12 +1,14 @@
 //! The login shell (SPEC §4 login and `-c`, §6): ask the broker who the user is, build the
 //! in-memory kubeconfig, scrub the environment, and run the user's command or shell.
 //!
-//! Built so far: `-c` with its allowlist, shell mode, `rolesh kubeconfig`. Not yet: the
-//! restricted prompt, picker mode, idle timeout and max_duration, the private /tmp, and
-//! session recording (each says so rather than pretending).
+//! Built so far: `-c` with its allowlist, shell mode, `rolesh kubeconfig`, and a supervisor
+//! that ends the whole session on hangup, client disconnect or `max_duration`. Not yet:
+//! the restricted prompt, picker mode, the idle timeout, the private /tmp, and session
+//! recording (each says so rather than pretending).
 
 pub mod command;
 pub mod kubeconfig;
+mod supervise;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -32,6 +34,7 @@ pub struct Session {
     pub allowed_commands: Vec<String>,
     pub file_transfer: bool,
     pub banner: Option<String>,
+    pub max_duration: std::time::Duration,
     pub clusters: Vec<ClusterEntry>,
     pub id: String,
 }
@@ -84,6 +87,9 @@ impl Session {
                 .collect(),
             file_transfer: s["file_transfer"].as_bool().unwrap_or(false),
             banner: s["banner"].as_str().map(str::to_string),
+            max_duration: std::time::Duration::from_secs(
+                s["max_duration_secs"].as_u64().unwrap_or(12 * 3600),
+            ),
             clusters,
             id: session_id(),
         })
@@ -141,9 +147,16 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
     if let Some(home) = home_of(&session.user) {
         cmd.current_dir(home);
     }
-    let status = cmd
-        .status()
+    // A command gets its own process group, so that ending the session ends everything it
+    // started; an interactive shell manages its jobs' groups itself.
+    let own_group = !matches!(plan, Plan::Shell(_));
+    if own_group {
+        cmd.process_group(0);
+    }
+    let child = cmd
+        .spawn()
         .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
+    let status = supervise::run(child, own_group, session.max_duration)?;
     drop(files);
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,

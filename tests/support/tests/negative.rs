@@ -333,29 +333,33 @@ async fn tampered_presigned_url_is_refused() {
 #[tokio::test]
 async fn expired_presigned_url_is_refused() {
     let fake = start().await;
-    let two_minutes_ago = SystemTime::now() - Duration::from_secs(120);
-    let url = presign(
-        STS_HOST,
-        "demo",
-        &Keys::base(),
-        "us-east-1",
-        two_minutes_ago,
-        Duration::from_secs(60),
-    );
-    let reply = send(fake.addr(), presigned_get(STS_HOST, &url, "demo"))
-        .await
-        .expect("send");
-    assert_sts_error(&reply, StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
-    assert!(reply.body.contains("Signature expired"), "{}", reply.body);
+    // STS ignores X-Amz-Expires on presigned URLs: they live 15 minutes after X-Amz-Date,
+    // which is what lets EKS tokens (X-Amz-Expires=60) be used for 14 minutes.
+    let sixteen_minutes_ago = SystemTime::now() - Duration::from_secs(16 * 60);
+    for expires in [60, 900] {
+        let url = presign(
+            STS_HOST,
+            "demo",
+            &Keys::base(),
+            "us-east-1",
+            sixteen_minutes_ago,
+            Duration::from_secs(expires),
+        );
+        let reply = send(fake.addr(), presigned_get(STS_HOST, &url, "demo"))
+            .await
+            .expect("send");
+        assert_sts_error(&reply, StatusCode::FORBIDDEN, "SignatureDoesNotMatch");
+        assert!(reply.body.contains("Signature expired"), "{}", reply.body);
+    }
 
-    // The same age is fine when the URL lives long enough.
+    // Two minutes is past X-Amz-Expires=60 but within STS's 15 minutes.
     let url = presign(
         STS_HOST,
         "demo",
         &Keys::base(),
         "us-east-1",
-        two_minutes_ago,
-        Duration::from_secs(900),
+        SystemTime::now() - Duration::from_secs(120),
+        Duration::from_secs(60),
     );
     let reply = send(fake.addr(), presigned_get(STS_HOST, &url, "demo"))
         .await

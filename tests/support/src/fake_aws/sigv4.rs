@@ -24,6 +24,11 @@ const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 /// The longest presigned URL lifetime SigV4 allows.
 const MAX_EXPIRES: u64 = 7 * 24 * 3600;
+/// STS ignores X-Amz-Expires on presigned URLs: they are valid for 15 minutes after X-Amz-Date
+/// whatever it says. EKS tokens rely on this (aws-iam-authenticator: "The sts GetCallerIdentity
+/// request is valid for 15 minutes regardless of this parameters value"; tokens carry
+/// X-Amz-Expires=60 and clients cache them for 14 minutes).
+const STS_PRESIGNED_VALIDITY: Duration = Duration::from_secs(15 * 60);
 const MISMATCH: &str = "The request signature we calculated does not match the signature you \
                         provided. Check your AWS Secret Access Key and signing method. Consult \
                         the service documentation for details.";
@@ -242,6 +247,7 @@ pub(crate) fn signing_time(claim: &Claim, now: SystemTime) -> Result<SystemTime,
                 "X-Amz-Expires must be less than a week (in seconds) that is {MAX_EXPIRES}"
             )));
         }
+        Some(_) if claim.service == "sts" => signed_at + STS_PRESIGNED_VALIDITY,
         Some(secs) => signed_at + Duration::from_secs(secs),
         None => signed_at + MAX_SKEW,
     };

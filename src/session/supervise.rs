@@ -1,0 +1,69 @@
+//! The session supervisor: waits for the user's command or shell and ends all of it when
+//! the session ends another way — SIGHUP or SIGTERM (sshd, logout), the client going away
+//! (sshd closes the session's pipes), or `max_duration`.
+
+use std::process::{Child, ExitStatus};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::error::Failure;
+use crate::system;
+
+/// How long a hung-up session has to exit before it is killed.
+const GRACE: Duration = Duration::from_secs(2);
+
+pub fn run(child: Child, own_group: bool, max_duration: Duration) -> Result<ExitStatus, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot supervise the session: {e}")))?;
+    runtime.block_on(supervise(child, own_group, max_duration))
+}
+
+async fn supervise(
+    child: Child,
+    own_group: bool,
+    max_duration: Duration,
+) -> Result<ExitStatus, Failure> {
+    let failure =
+        |e: std::io::Error| Failure::runtime(format!("cannot supervise the session: {e}"));
+    let pid = child.id();
+    let mut hangup = signal(SignalKind::hangup()).map_err(failure)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(failure)?;
+    let mut waiter = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait()
+    });
+    // A plain thread, not a runtime task: it blocks until hangup and must not keep the
+    // runtime from shutting down when the session ends normally.
+    let (gone, disconnected) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        system::wait_for_output_hangup();
+        let _ = gone.send(());
+    });
+    tokio::select! {
+        status = &mut waiter => return status.map_err(|e| Failure::runtime(e.to_string()))?.map_err(failure),
+        _ = hangup.recv() => {}
+        _ = terminate.recv() => {}
+        _ = disconnected => {}
+        _ = tokio::time::sleep(max_duration) => {
+            eprintln!("\r\nrolesh: this session reached its maximum duration ({}); ending it", crate::config::values::short(max_duration));
+        }
+    }
+    system::signal_session(pid, own_group, Signal::SIGHUP);
+    system::signal_session(pid, own_group, Signal::SIGCONT);
+    match tokio::time::timeout(GRACE, &mut waiter).await {
+        Ok(status) => status
+            .map_err(|e| Failure::runtime(e.to_string()))?
+            .map_err(failure),
+        Err(_) => {
+            system::signal_session(pid, own_group, Signal::SIGKILL);
+            waiter
+                .await
+                .map_err(|e| Failure::runtime(e.to_string()))?
+                .map_err(failure)
+        }
+    }
+}
