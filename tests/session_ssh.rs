@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -141,9 +142,10 @@ fn ssh_sessions_through_rolesh() {
     let _shells = Shells::add(&shell);
     let alice = TestUser::create("rsealice", &[]);
     let denied = TestUser::create("rsedenied", &[]);
+    let contractor = TestUser::create("rsecarl", &["rsecontractors"]);
     let homes = tempfile::tempdir().unwrap();
     std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    for u in [&alice, &denied] {
+    for u in [&alice, &denied, &contractor] {
         let home = homes.path().join(&u.name);
         std::fs::create_dir(&home).unwrap();
         std::os::unix::fs::chown(&home, Some(u.uid()), None).unwrap();
@@ -160,7 +162,7 @@ fn ssh_sessions_through_rolesh() {
 
     std::fs::create_dir_all("/run/rolesh").unwrap();
     let mapping = format!(
-        "[mapping]\ndeny_users = [\"rsedenied\"]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{{user}}\"\n[[cluster]]\nname = \"demo\"\nendpoint = \"https://127.0.0.1:6443\"\ncertificate_authority_data = \"{CA}\"\ndefault_namespace = \"web\"\n[[cluster.namespace]]\nname = \"web\"\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n"
+        "[mapping]\ndeny_users = [\"rsedenied\"]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{{user}}\"\n[[cluster]]\nname = \"demo\"\nendpoint = \"https://127.0.0.1:6443\"\ncertificate_authority_data = \"{CA}\"\ndefault_namespace = \"web\"\n[[cluster.namespace]]\nname = \"web\"\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n"
     );
     let mut b = BrokerProc::start("", &mapping);
     // Login mode honours no socket variable: move this broker to the compiled-in path.
@@ -180,6 +182,7 @@ fn ssh_sessions_through_rolesh() {
     let sshd = start_sshd(dir.path());
     sshd.authorize("rsealice");
     sshd.authorize("rsedenied");
+    sshd.authorize("rsecarl");
 
     // ssh bastion kubectl …: contexts from the in-memory kubeconfig.
     let r = run(&mut sshd.ssh(
@@ -300,6 +303,50 @@ fn ssh_sessions_through_rolesh() {
         "the shell's exit code is rolesh's: {text}"
     );
 
+    // Restricted mode: rolesh's own prompt, built-ins, and refusals with their reasons.
+    let mut cmd = sshd.ssh("rsecarl", &["-tt"], &[]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Typed one line at a time, as a person would: line editors discard type-ahead when
+    // they switch the terminal to raw mode.
+    let mut stdin = child.stdin.take().unwrap();
+    let typist = std::thread::spawn(move || {
+        for line in [
+            "help",
+            "bash",
+            "kubectl get pods | sh",
+            "echo $(id)",
+            "kubectl config current-context",
+            "use demo/web",
+            "clusters",
+            "exit",
+        ] {
+            std::thread::sleep(Duration::from_millis(700));
+            if stdin.write_all(format!("{line}\n").as_bytes()).is_err() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(20));
+    });
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    drop(typist);
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    for expected in [
+        "Authorized use only (rolesh test).",
+        "built-ins: clusters, use CLUSTER[/NAMESPACE]",
+        "rolesh: 'bash' is not allowed on this bastion",
+        "rolesh: pipes are not available here",
+        "rolesh: variable and command expansion are not available here",
+        "\ndemo\n",
+        "now using demo/web",
+        "* demo/web",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert_eq!(out.status.code(), Some(0), "{text}");
+
     // A killed ssh client leaves nothing of the user's behind.
     let mut client = sshd
         .ssh("rsealice", &[], &["sleep", "300"])
@@ -339,4 +386,23 @@ fn ssh_sessions_through_rolesh() {
 
     let _ = std::fs::remove_file("/run/rolesh/broker.sock");
     drop(b);
+}
+
+/// Waits for an ssh client, killing it (and failing) if it has not finished in `limit`.
+fn wait_with_deadline(child: Child, limit: Duration) -> std::process::Output {
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if finished.recv_timeout(limit).is_err() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    assert!(
+        out.status.code().is_some(),
+        "ssh did not finish within {limit:?}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
 }

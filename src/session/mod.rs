@@ -1,13 +1,14 @@
 //! The login shell (SPEC §4 login and `-c`, §6): ask the broker who the user is, build the
 //! in-memory kubeconfig, scrub the environment, and run the user's command or shell.
 //!
-//! Built so far: `-c` with its allowlist, shell mode, `rolesh kubeconfig`, and a supervisor
-//! that ends the whole session on hangup, client disconnect or `max_duration`. Not yet:
-//! the restricted prompt, picker mode, the idle timeout, the private /tmp, and session
+//! Built so far: `-c` with its allowlist, shell and restricted modes, `rolesh kubeconfig`,
+//! and a supervisor that ends the whole session on hangup, client disconnect or
+//! `max_duration`. Not yet: picker mode, the idle timeout, the private /tmp, and session
 //! recording (each says so rather than pretending).
 
 pub mod command;
 pub mod kubeconfig;
+pub mod restricted;
 mod supervise;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -110,9 +111,10 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
     system::harden_supervisor().map_err(Failure::runtime)?;
     let session = Session::open(true)?;
     let plan = match run {
-        Some(cmd) => command::plan(cmd, &session)?,
+        Some(cmd) => Some(command::plan(cmd, &session)?),
         None => match session.mode.as_str() {
-            "shell" => Plan::Shell(PathBuf::from(&session.shell)),
+            "shell" => Some(Plan::Shell(PathBuf::from(&session.shell))),
+            "restricted" => None,
             other => return Err(Failure::not_implemented(&format!("{other} mode"))),
         },
     };
@@ -122,7 +124,33 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
     {
         println!("{banner}");
     }
-    let mut cmd = match &plan {
+    let env = environment(&session, &files);
+    let started = std::time::Instant::now();
+    let start = |plan: &Plan, own_group: bool| -> Result<supervise::Outcome, Failure> {
+        let child = command(plan, &session, &env, own_group)
+            .spawn()
+            .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
+        supervise::run(
+            child,
+            own_group,
+            session.max_duration.saturating_sub(started.elapsed()),
+        )
+    };
+    let code = match plan {
+        // A command gets its own process group, so that ending the session ends everything
+        // it started; an interactive shell manages its jobs' groups itself.
+        Some(plan) => exit_code(start(&plan, !matches!(plan, Plan::Shell(_)))?.status),
+        None => restricted::prompt(&session, &files.dir.join("config"), |plan| {
+            let outcome = start(plan, false)?;
+            Ok(outcome.session_ended)
+        })?,
+    };
+    drop(files);
+    Ok(code)
+}
+
+fn command(plan: &Plan, session: &Session, env: &[(String, String)], own_group: bool) -> Command {
+    let mut cmd = match plan {
         Plan::Program(path, args) => {
             let mut c = Command::new(path);
             c.args(args);
@@ -143,26 +171,22 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
             c
         }
     };
-    cmd.env_clear().envs(environment(&session, &files));
+    cmd.env_clear().envs(env.iter().cloned());
     if let Some(home) = home_of(&session.user) {
         cmd.current_dir(home);
     }
-    // A command gets its own process group, so that ending the session ends everything it
-    // started; an interactive shell manages its jobs' groups itself.
-    let own_group = !matches!(plan, Plan::Shell(_));
     if own_group {
         cmd.process_group(0);
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
-    let status = supervise::run(child, own_group, session.max_duration)?;
-    drop(files);
-    Ok(match (status.code(), status.signal()) {
+    cmd
+}
+
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
         (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
         _ => EXIT_RUNTIME,
-    })
+    }
 }
 
 /// The sealed memfd and the writable overlay, in a private per-session directory on tmpfs

@@ -69,14 +69,17 @@ async fn call(state: &Arc<State>, req: &HttpRequest) -> Result<Value, AwsError> 
     }
 }
 
-/// Clusters of `region`, in configuration order.
-fn clusters_in<'a>(state: &'a State, region: &'a str) -> impl Iterator<Item = &'a EksCluster> {
+/// Clusters of `region`, in configuration order, then those added while running.
+fn clusters_in(state: &State, region: &str) -> Vec<EksCluster> {
     let default_region = state.options.region.as_str();
     state
         .options
         .clusters
         .iter()
-        .filter(move |c| c.region.as_deref().unwrap_or(default_region) == region)
+        .cloned()
+        .chain(state.added_clusters())
+        .filter(|c| c.region.as_deref().unwrap_or(default_region) == region)
+        .collect()
 }
 
 fn list_clusters(state: &State, region: &str, req: &HttpRequest) -> Result<Value, AwsError> {
@@ -100,9 +103,8 @@ fn list_clusters(state: &State, region: &str, req: &HttpRequest) -> Result<Value
         Some(token) => token.parse().map_err(|_| invalid("nextToken"))?,
         None => 0,
     };
-    let names: Vec<&str> = clusters_in(state, region)
-        .map(|c| c.name.as_str())
-        .collect();
+    let clusters = clusters_in(state, region);
+    let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
     let page: Vec<&str> = names
         .iter()
         .skip(start)
@@ -117,15 +119,14 @@ fn list_clusters(state: &State, region: &str, req: &HttpRequest) -> Result<Value
 }
 
 fn describe_cluster(state: &State, region: &str, name: &str) -> Result<Value, AwsError> {
-    let cluster = clusters_in(state, region)
-        .find(|c| c.name == name)
-        .ok_or_else(|| {
-            AwsError::new(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFoundException",
-                format!("No cluster found for name: {name}."),
-            )
-        })?;
+    let clusters = clusters_in(state, region);
+    let cluster = clusters.iter().find(|c| c.name == name).ok_or_else(|| {
+        AwsError::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("No cluster found for name: {name}."),
+        )
+    })?;
     Ok(json!({ "cluster": cluster_json(state, region, cluster) }))
 }
 

@@ -6,6 +6,9 @@
 //!   (`GET /clusters/NAME`);
 //! - fault injection and call counters through [`FakeAwsHandle`].
 //!
+//! Like STS, the fake ignores X-Amz-Expires on presigned STS URLs: they are valid for 15
+//! minutes after X-Amz-Date (what EKS tokens, which say X-Amz-Expires=60, rely on).
+//!
 //! Requests for `/clusters…` go to EKS, everything else to STS, so one endpoint serves both
 //! (`AWS_ENDPOINT_URL`).
 //!

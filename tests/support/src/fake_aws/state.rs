@@ -130,6 +130,7 @@ struct Inner {
     latency: Duration,
     drop_requests: u32,
     credential_duration: Option<Duration>,
+    added_clusters: Vec<super::EksCluster>,
 }
 
 pub(crate) struct State {
@@ -302,6 +303,11 @@ impl State {
     pub(crate) fn record(&self, record: AssumeRoleRecord) {
         self.lock().records.push(record);
     }
+
+    /// Clusters added with [`FakeAwsHandle::add_cluster`].
+    pub(crate) fn added_clusters(&self) -> Vec<super::EksCluster> {
+        self.lock().added_clusters.clone()
+    }
 }
 
 fn same_token(expected: Option<&str>, given: Option<&str>) -> bool {
@@ -382,6 +388,14 @@ impl FakeAwsHandle {
         inner.latency = Duration::ZERO;
         inner.drop_requests = 0;
         inner.credential_duration = None;
+    }
+
+    /// Adds a cluster to those EKS lists and describes (after [`FakeAwsOptions::clusters`]),
+    /// e.g. a fake Kubernetes API server started after the fake AWS.
+    ///
+    /// [`FakeAwsOptions::clusters`]: super::FakeAwsOptions::clusters
+    pub fn add_cluster(&self, cluster: super::EksCluster) {
+        self.state.lock().added_clusters.push(cluster);
     }
 
     /// Totals of calls received per operation.

@@ -7,7 +7,6 @@ use super::rbac::{Attributes, PolicyRule};
 use super::selector::{FieldSelector, LabelSelector};
 use super::{Body, State, full};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -30,8 +29,6 @@ fn qualified(resource: &str, group: &str) -> String {
 #[derive(Clone, Debug)]
 pub(crate) struct RequestInfo {
     pub(crate) attributes: Attributes,
-    /// `/api` or `/apis` followed by at least a group/version: a path under an API group.
-    pub(crate) api_prefix: bool,
     pub(crate) query: Vec<(String, String)>,
 }
 
@@ -67,7 +64,6 @@ pub(crate) fn request_info(method: &Method, path: &str, query: &str) -> RequestI
         .collect();
     let non_resource = |query: Vec<(String, String)>| RequestInfo {
         attributes: Attributes::non_resource(&method.as_str().to_ascii_lowercase(), path),
-        api_prefix: false,
         query,
     };
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -87,7 +83,9 @@ pub(crate) fn request_info(method: &Method, path: &str, query: &str) -> RequestI
     let resource = rest[0];
     let name = rest.get(1).copied().unwrap_or("");
     let subresource = rest.get(2).copied().unwrap_or("");
-    let watch = query.iter().any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
+    let watch = query
+        .iter()
+        .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
     let verb = if CONNECT_SUBRESOURCES.contains(&subresource) {
         "create"
     } else {
@@ -106,15 +104,16 @@ pub(crate) fn request_info(method: &Method, path: &str, query: &str) -> RequestI
     let mut attributes = Attributes::resource(verb, group, resource, subresource, namespace, name);
     attributes.api_version = version.to_owned();
     attributes.path = path.to_owned();
-    RequestInfo {
-        attributes,
-        api_prefix: true,
-        query,
-    }
+    RequestInfo { attributes, query }
 }
 
 /// A `Status` response.
-pub(crate) fn status(code: StatusCode, reason: &str, message: &str, details: Option<Value>) -> Response<Body> {
+pub(crate) fn status(
+    code: StatusCode,
+    reason: &str,
+    message: &str,
+    details: Option<Value>,
+) -> Response<Body> {
     let mut body = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -141,7 +140,12 @@ pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response<Body> {
 }
 
 pub(crate) fn unauthorized() -> Response<Body> {
-    status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized", None)
+    status(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "Unauthorized",
+        None,
+    )
 }
 
 /// 403 worded as the API server words it.
@@ -152,7 +156,12 @@ pub(crate) fn forbidden(user: &UserInfo, attributes: &Attributes) -> Response<Bo
             "forbidden: {who} cannot {} path \"{}\"",
             attributes.verb, attributes.path
         );
-        return status(StatusCode::FORBIDDEN, "Forbidden", &message, Some(json!({})));
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &message,
+            Some(json!({})),
+        );
     }
     let resource = qualified(&attributes.resource, &attributes.api_group);
     let subject = if attributes.name.is_empty() {
@@ -228,7 +237,11 @@ pub(crate) async fn route(
     if !a.resource_request {
         return discovery(state, a);
     }
-    match (a.api_group.as_str(), a.api_version.as_str(), a.resource.as_str()) {
+    match (
+        a.api_group.as_str(),
+        a.api_version.as_str(),
+        a.resource.as_str(),
+    ) {
         ("", "v1", "namespaces") => namespaces(state, info, headers).await,
         ("", "v1", "pods") => pods(state, info, headers).await,
         ("authentication.k8s.io", "v1" | "v1beta1" | "v1alpha1", "selfsubjectreviews")
@@ -245,7 +258,7 @@ pub(crate) async fn route(
             if a.verb != "create" {
                 return method_not_allowed(a);
             }
-            self_subject_access_review(state, user, &body)
+            self_subject_access_review(state, user, headers, &body)
         }
         ("authorization.k8s.io", "v1", "selfsubjectrulesreviews")
             if a.name.is_empty() && a.namespace.is_empty() =>
@@ -253,7 +266,7 @@ pub(crate) async fn route(
             if a.verb != "create" {
                 return method_not_allowed(a);
             }
-            self_subject_rules_review(state, user, &body)
+            self_subject_rules_review(state, user, headers, &body)
         }
         _ => no_such_path(),
     }
@@ -391,22 +404,18 @@ fn table_version(headers: &HeaderMap) -> Option<&'static str> {
     best
 }
 
-fn selectors(info: &RequestInfo) -> Result<(LabelSelector, FieldSelector), Response<Body>> {
-    let labels = LabelSelector::parse(info.param("labelSelector").unwrap_or(""))
-        .map_err(|e| bad_request(&e.0))?;
-    let fields = FieldSelector::parse(info.param("fieldSelector").unwrap_or(""))
-        .map_err(|e| bad_request(&e.0))?;
+/// The request's selectors; the error is a BadRequest message (as are those below).
+fn selectors(info: &RequestInfo) -> Result<(LabelSelector, FieldSelector), String> {
+    let labels =
+        LabelSelector::parse(info.param("labelSelector").unwrap_or("")).map_err(|e| e.0)?;
+    let fields =
+        FieldSelector::parse(info.param("fieldSelector").unwrap_or("")).map_err(|e| e.0)?;
     Ok((labels, fields))
 }
 
-fn check_fields(
-    fields: &FieldSelector,
-    supported: impl Fn(&str) -> bool,
-) -> Result<(), Response<Body>> {
+fn check_fields(fields: &FieldSelector, supported: impl Fn(&str) -> bool) -> Result<(), String> {
     match fields.fields().find(|f| !supported(f)) {
-        Some(field) => Err(bad_request(&format!(
-            "field label not supported: {field}"
-        ))),
+        Some(field) => Err(format!("field label not supported: {field}")),
         None => Ok(()),
     }
 }
@@ -464,7 +473,11 @@ pub(crate) fn human_duration(d: Duration) -> String {
 }
 
 fn age(created: SystemTime) -> String {
-    human_duration(SystemTime::now().duration_since(created).unwrap_or_default())
+    human_duration(
+        SystemTime::now()
+            .duration_since(created)
+            .unwrap_or_default(),
+    )
 }
 
 fn column(name: &str, kind: &str, format: &str, priority: u8, description: &str) -> Value {
@@ -508,23 +521,89 @@ fn table(
 
 fn namespace_columns() -> Value {
     json!([
-        column("Name", "string", "name", 0, "Name must be unique within a namespace."),
+        column(
+            "Name",
+            "string",
+            "name",
+            0,
+            "Name must be unique within a namespace."
+        ),
         column("Status", "string", "", 0, "The status of the namespace"),
-        column("Age", "string", "", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+        column(
+            "Age",
+            "string",
+            "",
+            0,
+            "CreationTimestamp is a timestamp representing the server time when this object was created."
+        ),
     ])
 }
 
 fn pod_columns() -> Value {
     json!([
-        column("Name", "string", "name", 0, "Name must be unique within a namespace."),
-        column("Ready", "string", "", 0, "The aggregate readiness state of this pod for accepting traffic."),
-        column("Status", "string", "", 0, "The aggregate status of the containers in this pod."),
-        column("Restarts", "string", "", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
-        column("Age", "string", "", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
-        column("IP", "string", "", 1, "podIP is the IP address allocated to the pod."),
-        column("Node", "string", "", 1, "nodeName is the name of the node this pod is scheduled on."),
-        column("Nominated Node", "string", "", 1, "nominatedNodeName is set when this pod preempts other pods on the node."),
-        column("Readiness Gates", "string", "", 1, "readinessGates specifies additional conditions to be evaluated for pod readiness."),
+        column(
+            "Name",
+            "string",
+            "name",
+            0,
+            "Name must be unique within a namespace."
+        ),
+        column(
+            "Ready",
+            "string",
+            "",
+            0,
+            "The aggregate readiness state of this pod for accepting traffic."
+        ),
+        column(
+            "Status",
+            "string",
+            "",
+            0,
+            "The aggregate status of the containers in this pod."
+        ),
+        column(
+            "Restarts",
+            "string",
+            "",
+            0,
+            "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."
+        ),
+        column(
+            "Age",
+            "string",
+            "",
+            0,
+            "CreationTimestamp is a timestamp representing the server time when this object was created."
+        ),
+        column(
+            "IP",
+            "string",
+            "",
+            1,
+            "podIP is the IP address allocated to the pod."
+        ),
+        column(
+            "Node",
+            "string",
+            "",
+            1,
+            "nodeName is the name of the node this pod is scheduled on."
+        ),
+        column(
+            "Nominated Node",
+            "string",
+            "",
+            1,
+            "nominatedNodeName is set when this pod preempts other pods on the node."
+        ),
+        column(
+            "Readiness Gates",
+            "string",
+            "",
+            1,
+            "readinessGates specifies additional conditions to be evaluated for pod readiness."
+        ),
     ])
 }
 
@@ -573,7 +652,9 @@ fn respond_objects(
             .into_iter()
             .map(|(cells, object)| {
                 let object = match table_version {
-                    Some(version) => table(version, columns.clone(), vec![(cells, object)], &include),
+                    Some(version) => {
+                        table(version, columns.clone(), vec![(cells, object)], &include)
+                    }
                     None => object,
                 };
                 let mut line = json!({"type": "ADDED", "object": object}).to_string();
@@ -613,7 +694,7 @@ fn watch_response(events: Vec<Bytes>, timeout: Duration) -> Response<Body> {
             .await
             .map(|bytes| (Ok::<_, Infallible>(Frame::data(bytes)), rx))
     });
-    let mut response = Response::new(StreamBody::new(stream.boxed()).boxed());
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -641,7 +722,7 @@ async fn namespaces(state: &Arc<State>, info: &RequestInfo, headers: &HeaderMap)
             None => not_found("namespaces", &a.name),
         },
         "list" | "watch" => {
-            let (labels, fields) = match selectors(info) {
+            let (labels, fields) = match selectors(info).map_err(|m| bad_request(&m)) {
                 Ok(s) => s,
                 Err(response) => return response,
             };
@@ -653,6 +734,7 @@ async fn namespaces(state: &Arc<State>, info: &RequestInfo, headers: &HeaderMap)
             };
             if let Err(response) =
                 check_fields(&fields, |f| Rendered::namespace_field(&probe, f).is_some())
+                    .map_err(|m| bad_request(&m))
             {
                 return response;
             }
@@ -699,7 +781,7 @@ async fn pods(state: &Arc<State>, info: &RequestInfo, headers: &HeaderMap) -> Re
             None => not_found("pods", &a.name),
         },
         ("list" | "watch", "") => {
-            let (labels, fields) = match selectors(info) {
+            let (labels, fields) = match selectors(info).map_err(|m| bad_request(&m)) {
                 Ok(s) => s,
                 Err(response) => return response,
             };
@@ -719,7 +801,9 @@ async fn pods(state: &Arc<State>, info: &RequestInfo, headers: &HeaderMap) -> Re
                 ip: None,
                 reason: None,
             };
-            if let Err(response) = check_fields(&fields, |f| Rendered::pod_field(probe, f).is_some())
+            if let Err(response) =
+                check_fields(&fields, |f| Rendered::pod_field(probe, f).is_some())
+                    .map_err(|m| bad_request(&m))
             {
                 return response;
             }
@@ -746,10 +830,7 @@ async fn pods(state: &Arc<State>, info: &RequestInfo, headers: &HeaderMap) -> Re
 
 /// Picks the container a request names, or the pod's only/default one; the error is the
 /// API server's.
-pub(crate) fn pick_container<'a>(
-    pod: &'a Pod,
-    requested: Option<&str>,
-) -> Result<&'a str, Response<Body>> {
+pub(crate) fn pick_container<'a>(pod: &'a Pod, requested: Option<&str>) -> Result<&'a str, String> {
     match requested.filter(|c| !c.is_empty()) {
         Some(name) => {
             let known = pod
@@ -760,36 +841,35 @@ pub(crate) fn pick_container<'a>(
                 .find(|c| c.name() == name);
             match known {
                 Some(c) => Ok(c.name()),
-                None => Err(bad_request(&format!(
+                None => Err(format!(
                     "container {name} is not valid for pod {}",
                     pod.name
-                ))),
+                )),
             }
         }
         None if pod.containers.len() == 1 => Ok(pod.containers[0].name()),
         None => {
             let names: Vec<&str> = pod.containers.iter().map(|c| c.name()).collect();
-            Err(bad_request(&format!(
+            Err(format!(
                 "a container name must be specified for pod {}, choose one of: [{}]",
                 pod.name,
                 names.join(" ")
-            )))
+            ))
         }
     }
 }
 
 fn logs(pod: &Pod, info: &RequestInfo) -> Response<Body> {
-    let container = match pick_container(pod, info.param("container")) {
+    let container = match pick_container(pod, info.param("container")).map_err(|m| bad_request(&m))
+    {
         Ok(c) => c,
         Err(response) => return response,
     };
     let mut text = String::new();
     for n in 1..=3 {
         text.push_str(&format!(
-            "{} {}/{}: fake log line {n}\n",
-            "2024-01-01T00:00:0".to_owned() + &n.to_string() + "Z",
-            pod.name,
-            container
+            "2024-01-01T00:00:0{n}Z {}/{container}: fake log line {n}\n",
+            pod.name
         ));
     }
     let mut response = Response::new(full(text));
@@ -815,16 +895,29 @@ fn self_subject_review(version: &str, user: &UserInfo) -> Response<Body> {
     }))
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, Response<Body>> {
-    serde_json::from_slice(body).map_err(|e| bad_request(&format!("the request body is not JSON: {e}")))
+/// A request body in JSON or Kubernetes protobuf, as its Content-Type says.
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, String> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if content_type.starts_with(super::proto::PROTOBUF) {
+        return super::proto::decode_review(body);
+    }
+    serde_json::from_slice(body).map_err(|e| format!("the request body is not JSON: {e}"))
 }
 
 fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
-fn self_subject_access_review(state: &Arc<State>, user: &UserInfo, body: &Bytes) -> Response<Body> {
-    let mut review = match parse_body(body) {
+fn self_subject_access_review(
+    state: &Arc<State>,
+    user: &UserInfo,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response<Body> {
+    let mut review = match parse_body(headers, body).map_err(|m| bad_request(&m)) {
         Ok(review) => review,
         Err(response) => return response,
     };
@@ -866,8 +959,13 @@ fn self_subject_access_review(state: &Arc<State>, user: &UserInfo, body: &Bytes)
     created(&review)
 }
 
-fn self_subject_rules_review(state: &Arc<State>, user: &UserInfo, body: &Bytes) -> Response<Body> {
-    let mut review = match parse_body(body) {
+fn self_subject_rules_review(
+    state: &Arc<State>,
+    user: &UserInfo,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response<Body> {
+    let mut review = match parse_body(headers, body).map_err(|m| bad_request(&m)) {
         Ok(review) => review,
         Err(response) => return response,
     };
@@ -881,7 +979,8 @@ fn self_subject_rules_review(state: &Arc<State>, user: &UserInfo, body: &Bytes) 
     let resource_rules: Vec<Value> = resource
         .iter()
         .map(|r| {
-            let mut rule = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+            let mut rule =
+                json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
             if !r.resource_names.is_empty() {
                 rule["resourceNames"] = json!(r.resource_names);
             }
@@ -907,20 +1006,46 @@ mod tests {
 
     #[test]
     fn request_info_resolves_like_the_api_server() {
-        let info = |method: Method, path: &str, query: &str| request_info(&method, path, query).attributes;
-        let a = info(Method::GET, "/api/v1/namespaces/web/pods", "labelSelector=app%3Dx");
-        assert_eq!((a.verb.as_str(), a.resource.as_str(), a.namespace.as_str()), ("list", "pods", "web"));
-        let a = info(Method::GET, "/api/v1/namespaces/web/pods/p1/exec", "command=sh");
+        let info =
+            |method: Method, path: &str, query: &str| request_info(&method, path, query).attributes;
+        let a = info(
+            Method::GET,
+            "/api/v1/namespaces/web/pods",
+            "labelSelector=app%3Dx",
+        );
         assert_eq!(
-            (a.verb.as_str(), a.combined_resource().as_str(), a.name.as_str()),
+            (a.verb.as_str(), a.resource.as_str(), a.namespace.as_str()),
+            ("list", "pods", "web")
+        );
+        let a = info(
+            Method::GET,
+            "/api/v1/namespaces/web/pods/p1/exec",
+            "command=sh",
+        );
+        assert_eq!(
+            (
+                a.verb.as_str(),
+                a.combined_resource().as_str(),
+                a.name.as_str()
+            ),
             ("create", "pods/exec", "p1")
         );
         let a = info(Method::GET, "/api/v1/namespaces/web", "");
-        assert_eq!((a.resource.as_str(), a.name.as_str(), a.namespace.as_str()), ("namespaces", "web", "web"));
+        assert_eq!(
+            (a.resource.as_str(), a.name.as_str(), a.namespace.as_str()),
+            ("namespaces", "web", "web")
+        );
         let a = info(Method::GET, "/api/v1/namespaces", "watch=true");
         assert_eq!((a.verb.as_str(), a.namespace.as_str()), ("watch", ""));
-        let a = info(Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", "");
-        assert_eq!((a.verb.as_str(), a.api_group.as_str()), ("create", "authorization.k8s.io"));
+        let a = info(
+            Method::POST,
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            "",
+        );
+        assert_eq!(
+            (a.verb.as_str(), a.api_group.as_str()),
+            ("create", "authorization.k8s.io")
+        );
         let a = info(Method::GET, "/apis/authorization.k8s.io/v1", "");
         assert!(!a.resource_request);
         assert_eq!(a.path, "/apis/authorization.k8s.io/v1");
@@ -943,7 +1068,11 @@ mod tests {
             (800 * 86400, "2y70d"),
         ];
         for (secs, expected) in cases {
-            assert_eq!(human_duration(Duration::from_secs(secs)), expected, "{secs}");
+            assert_eq!(
+                human_duration(Duration::from_secs(secs)),
+                expected,
+                "{secs}"
+            );
         }
     }
 
@@ -951,13 +1080,18 @@ mod tests {
     fn table_requests_are_recognised() {
         let headers = |accept: &str| {
             let mut h = HeaderMap::new();
-            h.insert(header::ACCEPT, HeaderValue::from_str(accept).expect("header"));
+            h.insert(
+                header::ACCEPT,
+                HeaderValue::from_str(accept).expect("header"),
+            );
             h
         };
         let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(table_version(&headers(kubectl)), Some("meta.k8s.io/v1"));
         assert_eq!(
-            table_version(&headers("application/json;as=Table;v=v1beta1;g=meta.k8s.io")),
+            table_version(&headers(
+                "application/json;as=Table;v=v1beta1;g=meta.k8s.io"
+            )),
             Some("meta.k8s.io/v1beta1")
         );
         assert_eq!(table_version(&headers("application/json")), None);

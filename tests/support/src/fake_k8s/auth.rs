@@ -82,7 +82,9 @@ impl IdentityMapping {
         for object in super::rbac::yaml_objects(yaml)? {
             let is_aws_auth = object.get("kind").and_then(Value::as_str) == Some("ConfigMap")
                 && object.pointer("/metadata/name").and_then(Value::as_str) == Some("aws-auth")
-                && object.pointer("/metadata/namespace").and_then(Value::as_str)
+                && object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
                     == Some("kube-system");
             if !is_aws_auth {
                 continue;
@@ -102,7 +104,11 @@ impl IdentityMapping {
                         _ => {
                             return Err(format!(
                                 "aws-auth data.{key}: an entry lacks its {}",
-                                if key == "mapRoles" { "rolearn" } else { "userarn" }
+                                if key == "mapRoles" {
+                                    "rolearn"
+                                } else {
+                                    "userarn"
+                                }
                             ));
                         }
                     };
@@ -213,7 +219,9 @@ pub(crate) fn check_token(token: &str, now: SystemTime) -> Result<String, String
         return bad("token is too large");
     }
     let Some(encoded) = token.strip_prefix(TOKEN_PREFIX) else {
-        return bad(&format!("token is missing expected {TOKEN_PREFIX:?} prefix"));
+        return bad(&format!(
+            "token is missing expected {TOKEN_PREFIX:?} prefix"
+        ));
     };
     let Ok(decoded) = URL_SAFE_NO_PAD.decode(encoded) else {
         return bad("illegal base64 data");
@@ -229,7 +237,9 @@ pub(crate) fn check_token(token: &str, now: SystemTime) -> Result<String, String
         None => (rest, ""),
     };
     if !is_sts_host(authority) {
-        return bad(&format!("unexpected hostname {authority:?} in pre-signed URL"));
+        return bad(&format!(
+            "unexpected hostname {authority:?} in pre-signed URL"
+        ));
     }
     let (path, query) = path_and_query
         .split_once('?')
@@ -256,15 +266,19 @@ pub(crate) fn check_token(token: &str, now: SystemTime) -> Result<String, String
     if params.get("version").map(String::as_str) != Some("2011-06-15") {
         return bad("unexpected version parameter in pre-signed URL");
     }
-    let signs_cluster = params
-        .get("x-amz-signedheaders")
-        .is_some_and(|h| h.split(';').any(|h| h.eq_ignore_ascii_case(CLUSTER_ID_HEADER)));
+    let signs_cluster = params.get("x-amz-signedheaders").is_some_and(|h| {
+        h.split(';')
+            .any(|h| h.eq_ignore_ascii_case(CLUSTER_ID_HEADER))
+    });
     if !signs_cluster {
         return bad(&format!(
             "client did not sign the {CLUSTER_ID_HEADER} header in the pre-signed URL"
         ));
     }
-    let expires = params.get("x-amz-expires").map(String::as_str).unwrap_or("");
+    let expires = params
+        .get("x-amz-expires")
+        .map(String::as_str)
+        .unwrap_or("");
     if !expires
         .parse::<u64>()
         .is_ok_and(|secs| secs <= MAX_TOKEN_EXPIRES)
@@ -325,9 +339,7 @@ fn is_region(region: &str) -> bool {
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1]
-            .bytes()
-            .all(|b| b.is_ascii_digit())
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
         && !parts[parts.len() - 1].is_empty()
 }
 
@@ -350,10 +362,14 @@ pub fn canonicalize(arn: &str) -> Result<String, String> {
                     Ok(format!("arn:{partition}:iam::{account}:role/{role}"))
                 }
                 ["federated-user", _] => Ok(arn.to_owned()),
-                _ => Err(format!("unrecognized resource {resource:?} for service sts")),
+                _ => Err(format!(
+                    "unrecognized resource {resource:?} for service sts"
+                )),
             }
         }
-        _ => Err(format!("service {service:?} in arn {arn:?} is not a valid service for identities")),
+        _ => Err(format!(
+            "service {service:?} in arn {arn:?} is not a valid service for identities"
+        )),
     }
 }
 
@@ -374,7 +390,10 @@ fn map_identity(identity: &AwsIdentity, mappings: &[IdentityMapping]) -> Result<
     };
     let username = render(&mapping.username)?;
     if username.is_empty() {
-        return Err(format!("mapping for {} renders an empty username", mapping.arn));
+        return Err(format!(
+            "mapping for {} renders an empty username",
+            mapping.arn
+        ));
     }
     let mut groups = mapping
         .groups
@@ -395,7 +414,10 @@ fn map_identity(identity: &AwsIdentity, mappings: &[IdentityMapping]) -> Result<
     );
     Ok(UserInfo {
         username,
-        uid: format!("aws-iam-authenticator:{}:{}", identity.account, identity.user_id),
+        uid: format!(
+            "aws-iam-authenticator:{}:{}",
+            identity.account, identity.user_id
+        ),
         groups,
         extra,
     })
@@ -441,17 +463,41 @@ mod tests {
             (format!("{TOKEN_PREFIX}%%%"), "base64"),
             (token(&ok.replace("https://", "http://")), "scheme"),
             (token(&url("sts.example.com", "")), "hostname"),
-            (token(&url("sts.us-east-1.amazonaws.com:443", "")), "hostname"),
+            (
+                token(&url("sts.us-east-1.amazonaws.com:443", "")),
+                "hostname",
+            ),
             (token(&url("127.0.0.1:4566", "")), "hostname"),
             (token(&ok.replace(".com/?", ".com/x?")), "path"),
-            (token(&url("sts.amazonaws.com", "&Foo=1")), "non-whitelisted"),
-            (token(&url("sts.amazonaws.com", "&Action=GetCallerIdentity")), "multiple"),
-            (token(&ok.replace("GetCallerIdentity", "AssumeRole")), "action"),
+            (
+                token(&url("sts.amazonaws.com", "&Foo=1")),
+                "non-whitelisted",
+            ),
+            (
+                token(&url("sts.amazonaws.com", "&Action=GetCallerIdentity")),
+                "multiple",
+            ),
+            (
+                token(&ok.replace("GetCallerIdentity", "AssumeRole")),
+                "action",
+            ),
             (token(&ok.replace("Version=2011-06-15&", "")), "version"),
-            (token(&ok.replace("host%3Bx-k8s-aws-id", "host")), "x-k8s-aws-id"),
-            (token(&ok.replace("Expires=60", "Expires=61")), "X-Amz-Expires"),
-            (token(&ok.replace("Expires=60", "Expires=-1")), "X-Amz-Expires"),
-            (token(&ok.replace("20240101T000000Z", "2024-01-01")), "X-Amz-Date"),
+            (
+                token(&ok.replace("host%3Bx-k8s-aws-id", "host")),
+                "x-k8s-aws-id",
+            ),
+            (
+                token(&ok.replace("Expires=60", "Expires=61")),
+                "X-Amz-Expires",
+            ),
+            (
+                token(&ok.replace("Expires=60", "Expires=-1")),
+                "X-Amz-Expires",
+            ),
+            (
+                token(&ok.replace("20240101T000000Z", "2024-01-01")),
+                "X-Amz-Date",
+            ),
             (format!("{TOKEN_PREFIX}{}", "A".repeat(5000)), "too large"),
         ];
         for (token, reason) in cases {
@@ -520,17 +566,30 @@ mod tests {
                 "{{SessionName}}",
                 &["bastion:{{AccountID}}"],
             ),
-            IdentityMapping::new("arn:aws:iam::123456789012:role/admin", "admin", &["system:masters"]),
+            IdentityMapping::new(
+                "arn:aws:iam::123456789012:role/admin",
+                "admin",
+                &["system:masters"],
+            ),
         ];
         let user = map_identity(
-            &identity("arn:aws:sts::123456789012:assumed-role/bastion-alice/alice@corp", "alice@corp"),
+            &identity(
+                "arn:aws:sts::123456789012:assumed-role/bastion-alice/alice@corp",
+                "alice@corp",
+            ),
             &mappings,
         )
         .expect("mapped");
         assert_eq!(user.username, "alice-corp");
-        assert_eq!(user.groups, ["bastion:123456789012", "system:authenticated"]);
+        assert_eq!(
+            user.groups,
+            ["bastion:123456789012", "system:authenticated"]
+        );
         assert_eq!(user.uid, "aws-iam-authenticator:123456789012:AROAEXAMPLE");
-        assert_eq!(user.extra["canonicalArn"], ["arn:aws:iam::123456789012:role/bastion-alice"]);
+        assert_eq!(
+            user.extra["canonicalArn"],
+            ["arn:aws:iam::123456789012:role/bastion-alice"]
+        );
         let err = map_identity(
             &identity("arn:aws:sts::123456789012:assumed-role/other/x", "x"),
             &mappings,
@@ -569,7 +628,11 @@ data: {mapRoles: "- rolearn: x"}
                     "{{SessionName}}",
                     &["rolesh:users"]
                 ),
-                IdentityMapping::new("arn:aws:iam::123456789012:user/ops", "ops", &["system:masters"]),
+                IdentityMapping::new(
+                    "arn:aws:iam::123456789012:user/ops",
+                    "ops",
+                    &["system:masters"]
+                ),
             ]
         );
     }

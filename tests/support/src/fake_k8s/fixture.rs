@@ -183,7 +183,10 @@ impl Fixture {
                 return Err(format!("{id}: not a valid name"));
             }
             if !namespaces.contains(pod.namespace.as_str()) {
-                return Err(format!("{id}: namespace {:?} is not in the fixture", pod.namespace));
+                return Err(format!(
+                    "{id}: namespace {:?} is not in the fixture",
+                    pod.namespace
+                ));
             }
             if !pods.insert((pod.namespace.as_str(), pod.name.as_str())) {
                 return Err(format!("{id} is defined twice"));
@@ -199,7 +202,10 @@ impl Fixture {
                 .chain(&pod.ephemeral_containers)
             {
                 if !super::selector::is_dns_label(c.name()) || !names.insert(c.name()) {
-                    return Err(format!("{id}: container name {:?} is invalid or repeated", c.name()));
+                    return Err(format!(
+                        "{id}: container name {:?} is invalid or repeated",
+                        c.name()
+                    ));
                 }
             }
             if !matches!(
@@ -246,7 +252,9 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
 pub(crate) fn parse_age(age: &str) -> Result<Duration, String> {
     let bad = || format!("age {age:?}: expected a number and s, m, h or d");
     let unit = age.chars().last().ok_or_else(bad)?;
-    let number: u64 = age[..age.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
+    let number: u64 = age[..age.len() - unit.len_utf8()]
+        .parse()
+        .map_err(|_| bad())?;
     let seconds = match unit {
         's' => number,
         'm' => number * 60,
@@ -258,7 +266,9 @@ pub(crate) fn parse_age(age: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn rfc3339(at: SystemTime) -> String {
-    let at = OffsetDateTime::from(at).replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let at = OffsetDateTime::from(at)
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     at.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -268,7 +278,9 @@ fn uid(kind: &str, namespace: &str, name: &str) -> String {
     let mut h2: u64 = 0x8422_2325_cbf2_9ce4;
     for b in format!("{kind}/{namespace}/{name}").bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        h2 = (h2 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(7);
+        h2 = (h2 ^ u64::from(b))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(7);
     }
     let hex = format!("{h:016x}{h2:016x}");
     format!(
@@ -401,9 +413,7 @@ impl Rendered {
                 })
             })
             .collect();
-        let condition = |kind: &str, status: bool| {
-            json!({"type": kind, "status": if status { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": created})
-        };
+        let condition = |kind: &str, status: bool| json!({"type": kind, "status": if status { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": created});
         let mut spec = json!({
             "containers": pod.containers.iter().map(container).collect::<Vec<_>>(),
             "restartPolicy": "Always",
@@ -507,12 +517,27 @@ mod tests {
     #[test]
     fn invalid_fixtures_are_refused() {
         let cases = [
-            ("pods: [{name: p, namespace: nope, containers: [c]}]", "not in the fixture"),
+            (
+                "pods: [{name: p, namespace: nope, containers: [c]}]",
+                "not in the fixture",
+            ),
             ("namespaces: [{name: a}, {name: a}]", "twice"),
-            ("namespaces: [{name: a}]\npods: [{name: p, namespace: a, containers: []}]", "at least one"),
-            ("namespaces: [{name: a}]\npods: [{name: p, namespace: a, containers: [c, c]}]", "repeated"),
-            ("namespaces: [{name: a}]\npods: [{name: p, namespace: a, containers: [c], phase: Up}]", "phase"),
-            ("namespaces: [{name: a}]\npods: [{name: p, namespace: a, containers: [c], age: 3w}]", "age"),
+            (
+                "namespaces: [{name: a}]\npods: [{name: p, namespace: a, containers: []}]",
+                "at least one",
+            ),
+            (
+                "namespaces: [{name: a}]\npods: [{name: p, namespace: a, containers: [c, c]}]",
+                "repeated",
+            ),
+            (
+                "namespaces: [{name: a}]\npods: [{name: p, namespace: a, containers: [c], phase: Up}]",
+                "phase",
+            ),
+            (
+                "namespaces: [{name: a}]\npods: [{name: p, namespace: a, containers: [c], age: 3w}]",
+                "age",
+            ),
             ("namespaces: [{name: a, colour: red}]", "unknown field"),
             ("namespaces: [{name: a, labels: {'a b': c}}]", "label"),
         ];

@@ -167,7 +167,7 @@ impl Subject {
     fn applies(&self, user: &str, groups: &[String], binding_namespace: &str) -> bool {
         match self.kind {
             SubjectKind::User => self.name == user,
-            SubjectKind::Group => groups.iter().any(|g| *g == self.name),
+            SubjectKind::Group => groups.contains(&self.name),
             SubjectKind::ServiceAccount => {
                 let namespace = if self.namespace.is_empty() {
                     binding_namespace
@@ -540,7 +540,13 @@ impl Authorizer {
     }
 
     /// Whether `user` may `verb` (`get`, `post`, …) the non-resource `path`.
-    pub fn allows_non_resource(&self, user: &str, groups: &[String], verb: &str, path: &str) -> bool {
+    pub fn allows_non_resource(
+        &self,
+        user: &str,
+        groups: &[String],
+        verb: &str,
+        path: &str,
+    ) -> bool {
         self.authorize(user, groups, &Attributes::non_resource(verb, path))
             .allowed
     }
@@ -548,20 +554,25 @@ impl Authorizer {
     /// The RBAC decision for a request, with the binding that allowed it.
     pub fn authorize(&self, user: &str, groups: &[String], attributes: &Attributes) -> Decision {
         let mut found = None;
-        self.visit(user, groups, &attributes.namespace, |binding, subject, rule| {
-            if rule_allows(attributes, rule) {
-                found = Some(format!(
-                    "RBAC: allowed by {} of {} \"{}\" to {}",
-                    binding_description(binding),
-                    binding.role_kind,
-                    binding.role_name,
-                    subject.describe()
-                ));
-                true
-            } else {
-                false
-            }
-        });
+        self.visit(
+            user,
+            groups,
+            &attributes.namespace,
+            |binding, subject, rule| {
+                if rule_allows(attributes, rule) {
+                    found = Some(format!(
+                        "RBAC: allowed by {} of {} \"{}\" to {}",
+                        binding_description(binding),
+                        binding.role_kind,
+                        binding.role_name,
+                        subject.describe()
+                    ));
+                    true
+                } else {
+                    false
+                }
+            },
+        );
         match found {
             Some(reason) => Decision {
                 allowed: true,
@@ -694,7 +705,9 @@ fn validate_rule(rule: &PolicyRule, namespaced: bool) -> Result<(), String> {
                 rule.non_resource_urls
             ));
         }
-        if !rule.api_groups.is_empty() || !rule.resources.is_empty() || !rule.resource_names.is_empty()
+        if !rule.api_groups.is_empty()
+            || !rule.resources.is_empty()
+            || !rule.resource_names.is_empty()
         {
             return Err(format!(
                 "nonResourceURLs: Invalid value: {:?}: rules cannot apply to both regular \
@@ -705,10 +718,14 @@ fn validate_rule(rule: &PolicyRule, namespaced: bool) -> Result<(), String> {
         return Ok(());
     }
     if rule.api_groups.is_empty() {
-        return Err("apiGroups: Required value: resource rules must supply at least one api group".into());
+        return Err(
+            "apiGroups: Required value: resource rules must supply at least one api group".into(),
+        );
     }
     if rule.resources.is_empty() {
-        return Err("resources: Required value: resource rules must supply at least one resource".into());
+        return Err(
+            "resources: Required value: resource rules must supply at least one resource".into(),
+        );
     }
     Ok(())
 }
@@ -758,10 +775,7 @@ fn subject(s: &SubjectObject, namespaced_binding: bool) -> Result<Subject, Strin
 
 /// `RuleAllows` of the Kubernetes RBAC authorizer.
 pub(crate) fn rule_allows(attributes: &Attributes, rule: &PolicyRule) -> bool {
-    let verb_matches = rule
-        .verbs
-        .iter()
-        .any(|v| v == "*" || *v == attributes.verb);
+    let verb_matches = rule.verbs.iter().any(|v| v == "*" || *v == attributes.verb);
     if !verb_matches {
         return false;
     }
@@ -873,11 +887,56 @@ items:
     fn subresources_resource_names_and_wildcards() {
         let rbac = Authorizer::from_yaml(POLICY).expect("policy");
         let none = groups(&[]);
-        assert!(rbac.allows("alice", &none, "create", "", "pods", "exec", "web", "frontend-1"));
-        assert!(!rbac.allows("alice", &none, "create", "", "pods", "exec", "web", "frontend-2"));
-        assert!(!rbac.allows("alice", &none, "create", "", "pods", "", "web", "frontend-1"));
-        assert!(rbac.allows("alice", &none, "update", "apps", "deployments", "scale", "web", "d"));
-        assert!(!rbac.allows("alice", &none, "update", "apps", "deployments", "", "web", "d"));
+        assert!(rbac.allows(
+            "alice",
+            &none,
+            "create",
+            "",
+            "pods",
+            "exec",
+            "web",
+            "frontend-1"
+        ));
+        assert!(!rbac.allows(
+            "alice",
+            &none,
+            "create",
+            "",
+            "pods",
+            "exec",
+            "web",
+            "frontend-2"
+        ));
+        assert!(!rbac.allows(
+            "alice",
+            &none,
+            "create",
+            "",
+            "pods",
+            "",
+            "web",
+            "frontend-1"
+        ));
+        assert!(rbac.allows(
+            "alice",
+            &none,
+            "update",
+            "apps",
+            "deployments",
+            "scale",
+            "web",
+            "d"
+        ));
+        assert!(!rbac.allows(
+            "alice",
+            &none,
+            "update",
+            "apps",
+            "deployments",
+            "",
+            "web",
+            "d"
+        ));
     }
 
     #[test]
@@ -885,7 +944,16 @@ items:
         let rbac = Authorizer::from_yaml(POLICY).expect("policy");
         let sa = "system:serviceaccount:web:builder";
         assert!(rbac.allows(sa, &[], "get", "", "pods", "", "web", "p"));
-        assert!(!rbac.allows("system:serviceaccount:jobs:builder", &[], "get", "", "pods", "", "web", "p"));
+        assert!(!rbac.allows(
+            "system:serviceaccount:jobs:builder",
+            &[],
+            "get",
+            "",
+            "pods",
+            "",
+            "web",
+            "p"
+        ));
     }
 
     #[test]
@@ -895,7 +963,11 @@ items:
         assert!(rbac.allows_non_resource("prometheus", &[], "get", "/debug/pprof"));
         assert!(!rbac.allows_non_resource("prometheus", &[], "post", "/metrics"));
         assert!(!rbac.allows_non_resource("prometheus", &[], "get", "/api"));
-        let decision = rbac.authorize("prometheus", &[], &Attributes::non_resource("get", "/metrics"));
+        let decision = rbac.authorize(
+            "prometheus",
+            &[],
+            &Attributes::non_resource("get", "/metrics"),
+        );
         assert_eq!(
             decision.reason,
             "RBAC: allowed by ClusterRoleBinding \"metrics\" of ClusterRole \"metrics\" to User \"prometheus\""
@@ -907,12 +979,49 @@ items:
         let rbac = Authorizer::bootstrap();
         let authenticated = groups(&["system:authenticated"]);
         assert!(rbac.allows_non_resource("x", &authenticated, "get", "/api/v1"));
-        assert!(rbac.allows_non_resource("x", &groups(&["system:unauthenticated"]), "get", "/version"));
-        assert!(!rbac.allows_non_resource("x", &groups(&["system:unauthenticated"]), "get", "/api"));
-        assert!(rbac.allows("x", &authenticated, "create", "authorization.k8s.io", "selfsubjectaccessreviews", "", "", ""));
-        assert!(rbac.allows("x", &authenticated, "create", "authentication.k8s.io", "selfsubjectreviews", "", "", ""));
+        assert!(rbac.allows_non_resource(
+            "x",
+            &groups(&["system:unauthenticated"]),
+            "get",
+            "/version"
+        ));
+        assert!(!rbac.allows_non_resource(
+            "x",
+            &groups(&["system:unauthenticated"]),
+            "get",
+            "/api"
+        ));
+        assert!(rbac.allows(
+            "x",
+            &authenticated,
+            "create",
+            "authorization.k8s.io",
+            "selfsubjectaccessreviews",
+            "",
+            "",
+            ""
+        ));
+        assert!(rbac.allows(
+            "x",
+            &authenticated,
+            "create",
+            "authentication.k8s.io",
+            "selfsubjectreviews",
+            "",
+            "",
+            ""
+        ));
         assert!(!rbac.allows("x", &authenticated, "list", "", "pods", "", "web", ""));
-        assert!(rbac.allows("root", &groups(&["system:masters"]), "delete", "", "nodes", "", "", "n"));
+        assert!(rbac.allows(
+            "root",
+            &groups(&["system:masters"]),
+            "delete",
+            "",
+            "nodes",
+            "",
+            "",
+            "n"
+        ));
     }
 
     #[test]
@@ -927,7 +1036,10 @@ items:
     #[test]
     fn invalid_objects_are_refused_like_the_api_server_does() {
         let cases = [
-            ("kind: Role\nmetadata: {name: r}\nrules: []", "namespace: Required"),
+            (
+                "kind: Role\nmetadata: {name: r}\nrules: []",
+                "namespace: Required",
+            ),
             (
                 "kind: Role\nmetadata: {name: r, namespace: web}\nrules: [{nonResourceURLs: [/x], verbs: [get]}]",
                 "namespaced rules cannot apply",
@@ -954,9 +1066,19 @@ items:
             let err = Authorizer::from_yaml(&yaml).expect_err(body);
             assert!(err.0.contains(expected), "{err} should mention {expected}");
         }
-        let twice = format!("{POLICY}\n---\n{}", POLICY.split("---").nth(3).expect("doc"));
-        assert!(Authorizer::from_yaml(&twice).expect_err("dup").0.contains("twice"));
+        let twice = format!(
+            "{POLICY}\n---\n{}",
+            POLICY.split("---").nth(3).expect("doc")
+        );
+        assert!(
+            Authorizer::from_yaml(&twice)
+                .expect_err("dup")
+                .0
+                .contains("twice")
+        );
         // Other kinds are skipped.
-        assert!(Authorizer::from_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: web}").is_ok());
+        assert!(
+            Authorizer::from_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: web}").is_ok()
+        );
     }
 }

@@ -306,10 +306,11 @@ impl LabelSelector {
             return Ok(Self::default());
         }
         loop {
-            requirements
-                .push(parser.requirement().map_err(|e| {
-                    SelectorError(format!("unable to parse requirement: {}", e.0))
-                })?);
+            requirements.push(
+                parser
+                    .requirement()
+                    .map_err(|e| SelectorError(format!("unable to parse requirement: {}", e.0)))?,
+            );
             match parser.next() {
                 None => break,
                 Some(Token::Comma) if parser.peek().is_some() => {}
@@ -489,7 +490,9 @@ impl FieldSelector {
                 continue;
             }
             let (field, equal, value) = split_term(&raw).ok_or_else(|| {
-                SelectorError(format!("invalid selector: '{input}'; can't understand '{raw}'"))
+                SelectorError(format!(
+                    "invalid selector: '{input}'; can't understand '{raw}'"
+                ))
             })?;
             terms.push((unescape(&field), equal, unescape(&value)));
         }
@@ -612,7 +615,8 @@ mod tests {
             ("app in (in, frontend)", true),
         ];
         for (selector, expected) in cases {
-            let parsed = LabelSelector::parse(selector).unwrap_or_else(|e| panic!("{selector}: {e}"));
+            let parsed =
+                LabelSelector::parse(selector).unwrap_or_else(|e| panic!("{selector}: {e}"));
             assert_eq!(parsed.matches(&web), expected, "{selector}");
         }
     }
@@ -622,7 +626,11 @@ mod tests {
         let none = labels(&[("a", "")]);
         assert!(LabelSelector::parse("a=").expect("a=").matches(&none));
         assert!(LabelSelector::parse("a in ()").expect("()").matches(&none));
-        assert!(LabelSelector::parse("a in (x,)").expect("(x,)").matches(&none));
+        assert!(
+            LabelSelector::parse("a in (x,)")
+                .expect("(x,)")
+                .matches(&none)
+        );
     }
 
     #[test]
@@ -642,7 +650,10 @@ mod tests {
         ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad} should not parse");
         }
-        assert!(LabelSelector::parse("app=").is_ok(), "an empty value is a value");
+        assert!(
+            LabelSelector::parse("app=").is_ok(),
+            "an empty value is a value"
+        );
         let err = LabelSelector::parse("app in frontend").expect_err("no parens");
         assert!(err.0.starts_with("unable to parse requirement"), "{err}");
     }

@@ -1,0 +1,486 @@
+//! The fake Kubernetes API server used by real kubectl: the newest one here (1.30+, WebSocket
+//! exec), Debian's kubectl 1.20 (SPDY exec, refused), and /usr/bin/kubectl. Credentials come
+//! from the rolesh binary as exec plugin (`rolesh token --cluster-name demo --role-arn …`),
+//! which assumes the role through the fake STS; the fake cluster verifies the token with the
+//! fake STS and maps `role/bastion-alice` to `alice` (group web-devs) and `role/bastion-bob` to
+//! `bob` (no RBAC).
+
+mod kube;
+
+use kube::{ALICE_ROLE, BOB_ROLE, Cluster, Kubectl, names};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const FRONTEND_1: &str = "frontend-6d8f7c9b5-x7k2p";
+const FRONTEND_2: &str = "frontend-6d8f7c9b5-q9m4z";
+const CANARY: &str = "frontend-canary-7b5d4c8f9-z8r2w";
+const EDGE: &str = "edge-proxy-5f6c7d8b9-h2j5k";
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_kubectl_lists_namespaces_and_selects_pods() {
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    for kubectl in kube::all() {
+        let namespaces = names(&cluster.ok(&kubectl, &alice, &["get", "namespaces"]));
+        assert_eq!(
+            namespaces,
+            sorted(&["default", "jobs", "kube-system", "web"]),
+            "{kubectl:?}"
+        );
+
+        let cases: [(&str, &[&str]); 6] = [
+            ("app=frontend", &[FRONTEND_1, FRONTEND_2, CANARY]),
+            ("tier in (web,edge)", &[FRONTEND_1, FRONTEND_2, EDGE]),
+            (
+                "app=frontend,track notin (canary)",
+                &[FRONTEND_1, FRONTEND_2],
+            ),
+            ("app in (frontend),!track", &[FRONTEND_1, FRONTEND_2]),
+            ("tier,tier!=web", &[EDGE, "api-7c9d8e6f5-m3n8p", "redis-0"]),
+            ("app=nothing", &[]),
+        ];
+        for (selector, expected) in cases {
+            let output = cluster.ok(
+                &kubectl,
+                &alice,
+                &["get", "pods", "-n", "web", "-l", selector],
+            );
+            assert_eq!(
+                names(&output),
+                sorted(expected),
+                "{selector} with {kubectl:?}:\n{output}"
+            );
+        }
+
+        // The default (Table) output has the columns of a real cluster.
+        let table = cluster.ok(
+            &kubectl,
+            &alice,
+            &["get", "pods", "-n", "web", "-l", "app=frontend"],
+        );
+        let header: Vec<&str> = table
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
+            "{table}"
+        );
+        assert!(table.contains("ContainerCreating"), "{table}");
+
+        let by_field = cluster.ok(
+            &kubectl,
+            &alice,
+            &[
+                "get",
+                "pods",
+                "-n",
+                "web",
+                "--field-selector",
+                "status.phase=Pending",
+                "-o",
+                "name",
+            ],
+        );
+        assert_eq!(by_field.trim(), format!("pod/{CANARY}"), "{kubectl:?}");
+        let by_name = cluster.ok(
+            &kubectl,
+            &alice,
+            &[
+                "get",
+                "pods",
+                "-n",
+                "web",
+                "--field-selector",
+                &format!("metadata.name={EDGE}"),
+                "-o",
+                "name",
+            ],
+        );
+        assert_eq!(by_name.trim(), format!("pod/{EDGE}"));
+
+        let json: serde_json::Value = serde_json::from_str(&cluster.ok(
+            &kubectl,
+            &alice,
+            &["get", "pod", FRONTEND_2, "-n", "web", "-o", "json"],
+        ))
+        .expect("JSON pod");
+        assert_eq!(json["spec"]["containers"][1]["name"], "log-shipper");
+        assert_eq!(json["spec"]["initContainers"][0]["name"], "migrate");
+        assert_eq!(json["spec"]["ephemeralContainers"][0]["name"], "debugger");
+        assert_eq!(json["status"]["phase"], "Running");
+
+        let err = cluster.fails(
+            &kubectl,
+            &alice,
+            &["get", "pods", "-n", "web", "-l", "app in frontend"],
+        );
+        assert!(err.contains("unable to parse requirement"), "{err}");
+        let err = cluster.fails(&kubectl, &alice, &["get", "pod", "nope", "-n", "web"]);
+        assert!(err.contains("pods \"nope\" not found"), "{err}");
+    }
+}
+
+#[test]
+fn whoami_shows_the_mapped_user() {
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    let mut tested = 0;
+    for kubectl in kube::all().into_iter().filter(Kubectl::has_whoami) {
+        let output = cluster.ok(&kubectl, &alice, &["auth", "whoami", "-o", "json"]);
+        let review: serde_json::Value = serde_json::from_str(&output).expect("JSON");
+        let user = &review["status"]["userInfo"];
+        assert_eq!(user["username"], "alice", "{output}");
+        assert_eq!(
+            user["groups"],
+            serde_json::json!(["web-devs", "system:authenticated"])
+        );
+        assert_eq!(
+            user["extra"]["arn"][0],
+            "arn:aws:sts::123456789012:assumed-role/bastion-alice/EKSGetTokenAuth"
+        );
+        assert_eq!(user["extra"]["canonicalArn"][0], ALICE_ROLE);
+        let table = cluster.ok(&kubectl, &alice, &["auth", "whoami"]);
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("Username") && l.ends_with("alice")),
+            "{table}"
+        );
+        tested += 1;
+    }
+    assert!(
+        tested > 0 || !kube::require_all(),
+        "no kubectl with auth whoami"
+    );
+}
+
+#[test]
+fn can_i_answers_from_rbac() {
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    let bob = cluster.kubeconfig_for_role(BOB_ROLE);
+    for kubectl in kube::all() {
+        let can = |config: &std::path::Path, args: &[&str]| {
+            let mut all = vec!["auth", "can-i"];
+            all.extend_from_slice(args);
+            let output = cluster.run(&kubectl, config, &all);
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        };
+        assert_eq!(
+            can(
+                &alice,
+                &["create", "pods", "--subresource=exec", "-n", "web"]
+            ),
+            "yes"
+        );
+        assert_eq!(can(&alice, &["list", "pods", "-n", "jobs"]), "yes");
+        assert_eq!(
+            can(
+                &alice,
+                &["create", "pods", "--subresource=exec", "-n", "jobs"]
+            ),
+            "no"
+        );
+        assert_eq!(can(&alice, &["list", "pods", "-n", "kube-system"]), "no");
+        assert_eq!(can(&alice, &["delete", "pods", "-n", "web"]), "no");
+        assert_eq!(can(&alice, &["list", "namespaces"]), "yes");
+        assert_eq!(can(&bob, &["list", "pods", "-n", "web"]), "no");
+        assert_eq!(can(&bob, &["get", "/version"]), "yes", "{kubectl:?}");
+
+        let list = cluster.ok(&kubectl, &alice, &["auth", "can-i", "--list", "-n", "web"]);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("pods/exec") && l.contains("[create]")),
+            "{list}"
+        );
+    }
+}
+
+#[test]
+fn users_without_rbac_get_403() {
+    let cluster = Cluster::start();
+    let bob = cluster.kubeconfig_for_role(BOB_ROLE);
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    for kubectl in kube::all() {
+        let err = cluster.fails(&kubectl, &bob, &["get", "pods", "-n", "web"]);
+        assert!(
+            err.contains(
+                "Error from server (Forbidden): pods is forbidden: User \"bob\" cannot list \
+                 resource \"pods\" in API group \"\" in the namespace \"web\""
+            ),
+            "{kubectl:?}: {err}"
+        );
+        let err = cluster.fails(&kubectl, &alice, &["get", "pods", "--all-namespaces"]);
+        assert!(err.contains("at the cluster scope"), "{err}");
+        let err = cluster.fails(&kubectl, &bob, &["get", "namespace", "web"]);
+        assert!(err.contains("namespaces \"web\" is forbidden"), "{err}");
+        let err = cluster.fails(&kubectl, &bob, &["exec", "-n", "web", EDGE, "--", "true"]);
+        assert!(
+            err.contains("Forbidden") && err.contains("bob"),
+            "{kubectl:?}: {err}"
+        );
+    }
+    // The failures were RBAC's, after authentication succeeded.
+    let events = cluster.k8s.handle().events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.status == 403 && e.user.as_deref() == Some("bob"))
+    );
+    assert!(!events.iter().any(|e| e.status == 401), "{events:?}");
+}
+
+#[test]
+fn exec_runs_the_command_and_returns_its_exit_code() {
+    if kube::newest().is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    for kubectl in kube::all().into_iter().filter(Kubectl::websocket_exec) {
+        let output = cluster.run(
+            &kubectl,
+            &alice,
+            &[
+                "exec",
+                "-n",
+                "web",
+                FRONTEND_1,
+                "-c",
+                "log-shipper",
+                "--",
+                "sh",
+                "-c",
+                "echo \"$HOSTNAME $ROLESH_FAKE_CONTAINER\"; echo oops >&2; exit 3",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(3), "{kubectl:?}: {output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("{FRONTEND_1} log-shipper\n")
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("oops"), "{stderr}");
+        assert!(
+            stderr.contains("command terminated with exit code 3"),
+            "{stderr}"
+        );
+
+        // The default container is the first one.
+        let who = cluster.ok(
+            &kubectl,
+            &alice,
+            &[
+                "exec",
+                "-n",
+                "web",
+                FRONTEND_1,
+                "--",
+                "printenv",
+                "ROLESH_FAKE_CONTAINER",
+            ],
+        );
+        assert_eq!(who, "nginx\n");
+
+        // stdin piped through, EOF included.
+        let mut child = cluster
+            .kubectl(
+                &kubectl,
+                &alice,
+                &[
+                    "exec",
+                    "-i",
+                    "-n",
+                    "web",
+                    EDGE,
+                    "--",
+                    "sh",
+                    "-c",
+                    "cat; echo done",
+                ],
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"hi\n")
+            .expect("write stdin");
+        let output = child.wait_with_output().expect("kubectl exec -i");
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "hi\ndone\n");
+
+        let err = cluster.fails(
+            &kubectl,
+            &alice,
+            &["exec", "-n", "web", FRONTEND_1, "-c", "nope", "--", "true"],
+        );
+        assert!(err.contains("container nope is not valid for pod"), "{err}");
+        let err = cluster.fails(
+            &kubectl,
+            &alice,
+            &["exec", "-n", "web", EDGE, "--", "/nonexistent/cmd"],
+        );
+        assert!(err.contains("executable file not found"), "{err}");
+        // Alice may read pods in jobs but not exec there.
+        let err = cluster.fails(
+            &kubectl,
+            &alice,
+            &["exec", "-n", "jobs", "backfill-2h7x9", "--", "true"],
+        );
+        assert!(
+            err.contains(
+                "cannot create resource \"pods/exec\" in API group \"\" in the namespace \"jobs\""
+            ),
+            "{err}"
+        );
+    }
+    // Exec was authorized as `create pods/exec` whatever the method.
+    let exec_events: Vec<_> = cluster
+        .k8s
+        .handle()
+        .events()
+        .into_iter()
+        .filter(|e| e.path.ends_with("/exec"))
+        .collect();
+    assert!(!exec_events.is_empty());
+    assert!(
+        exec_events.iter().all(|e| e.verb == "create"),
+        "{exec_events:?}"
+    );
+}
+
+#[test]
+fn debian_kubectl_1_20_execs_over_spdy_which_the_fake_refuses() {
+    let Some(kubectl) = kube::debian_1_20() else {
+        return;
+    };
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    let err = cluster.fails(&kubectl, &alice, &["exec", "-n", "web", EDGE, "--", "true"]);
+    assert!(err.contains("exec over SPDY is not supported"), "{err}");
+}
+
+/// Runs kubectl in a PTY of `rows`x`cols`; `script` drives it (reads what it printed so far,
+/// resizes, types). Returns the exit code and everything printed.
+fn in_pty(
+    cluster: &Cluster,
+    kubectl: &Kubectl,
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    script: impl FnOnce(&dyn Fn() -> String, &pty_process::blocking::Pty),
+) -> (Option<i32>, String) {
+    let (pty, pts) = pty_process::blocking::open().expect("open a pty");
+    pty.resize(pty_process::Size::new(30, 100)).expect("size");
+    let child = pty_process::blocking::Command::new(&kubectl.path)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", cluster.home.path())
+        .env("KUBECONFIG", kubeconfig)
+        .env("TERM", "xterm")
+        .spawn(pts)
+        .expect("spawn kubectl in a pty");
+    let pty = Arc::new(pty);
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let (pty, output) = (Arc::clone(&pty), Arc::clone(&output));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once kubectl and its terminal are gone.
+            while let Ok(n) = (&*pty).read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                output.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let so_far = || String::from_utf8_lossy(&output.lock().expect("lock")).into_owned();
+    script(&so_far, &pty);
+    let mut child = child;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl did not exit: {}",
+            so_far()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(pty);
+    let _ = reader.join();
+    let printed = String::from_utf8_lossy(&output.lock().expect("lock")).into_owned();
+    (status.code(), printed)
+}
+
+fn wait_for(so_far: &dyn Fn() -> String, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !so_far().contains(what) {
+        assert!(
+            Instant::now() < deadline,
+            "never printed {what:?}: {:?}",
+            so_far()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn exec_with_a_tty_runs_in_a_pty_and_follows_resizes() {
+    if kube::newest().is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    for kubectl in kube::all().into_iter().filter(Kubectl::websocket_exec) {
+        let (code, printed) = in_pty(
+            &cluster,
+            &kubectl,
+            &alice,
+            &[
+                "exec",
+                "-it",
+                "-n",
+                "web",
+                EDGE,
+                "--",
+                "sh",
+                "-c",
+                "tty; echo \"TERM=$TERM\"; stty size; read line; echo \"got $line\"; stty size; exit 5",
+            ],
+            |so_far, pty| {
+                wait_for(so_far, "30 100");
+                pty.resize(pty_process::Size::new(40, 120)).expect("resize");
+                // kubectl forwards the new size on SIGWINCH; give it a moment, then type.
+                std::thread::sleep(Duration::from_millis(500));
+                (&*pty).write_all(b"hello\r").expect("type");
+                wait_for(so_far, "got hello");
+            },
+        );
+        assert_eq!(code, Some(5), "{kubectl:?}: {printed}");
+        assert!(printed.contains("/dev/pts/"), "{printed}");
+        assert!(printed.contains("TERM=xterm"), "{printed}");
+        assert!(
+            printed.contains("40 120"),
+            "the resize reached the remote terminal: {printed}"
+        );
+    }
+}
