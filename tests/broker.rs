@@ -48,7 +48,7 @@ fn identity(b: &BrokerProc, token: &str, cluster: &str) -> String {
         .unwrap();
     let who = rt
         .block_on(
-            b.aws
+            b.aws()
                 .handle()
                 .presigned_caller_identity(&url, &[("x-k8s-aws-id", cluster)]),
         )
@@ -97,7 +97,7 @@ fn each_user_gets_only_their_own_role() {
     );
 
     // Every AssumeRole carried the user's own name as session name and source identity.
-    for rec in b.aws.handle().assume_role_requests() {
+    for rec in b.aws().handle().assume_role_requests() {
         let user = rec.role_session_name.clone();
         assert_eq!(rec.source_identity.as_deref(), Some(user.as_str()));
         let expected_role = if user == "rbkalice" {
@@ -108,7 +108,7 @@ fn each_user_gets_only_their_own_role() {
         assert!(rec.role_arn.ends_with(expected_role), "{rec:?}");
     }
     assert_eq!(
-        b.aws.handle().counters().assume_role,
+        b.aws().handle().counters().assume_role,
         2,
         "one AssumeRole per user"
     );
@@ -145,7 +145,7 @@ fn unmapped_and_denied_users_get_exit_77_and_no_token() {
     // root is in deny_users: even the broker's own uid gets nothing.
     let answer = request_as_self(&b.socket(), r#"{"v":1,"op":"token","cluster":"demo"}"#).unwrap();
     assert!(answer.contains(r#""code":"denied""#), "{answer}");
-    assert_eq!(b.aws.handle().counters().assume_role, 0);
+    assert_eq!(b.aws().handle().counters().assume_role, 0);
     assert!(
         b.log().contains("event=\"denied\" user=rbkstranger"),
         "{}",
@@ -160,8 +160,8 @@ fn throttled_sts_still_logs_in_with_one_call_in_flight_per_role() {
     }
     let carol = TestUser::create("rbkcarol", &[]);
     let b = BrokerProc::start("", MAPPING);
-    b.aws.handle().throttle_next(Api::Sts, 5);
-    b.aws.handle().set_latency(Duration::from_millis(20));
+    b.aws().handle().throttle_next(Api::Sts, 5);
+    b.aws().handle().set_latency(Duration::from_millis(20));
     let handles: Vec<_> = (0..10)
         .map(|_| {
             let uid = carol.uid();
@@ -179,7 +179,7 @@ fn throttled_sts_still_logs_in_with_one_call_in_flight_per_role() {
         token_of(&h.join().unwrap());
     }
     let role = "arn:aws:iam::123456789012:role/carol";
-    let h = b.aws.handle();
+    let h = b.aws().handle();
     assert_eq!(h.max_concurrent_assume_role(role), 1, "single flight");
     assert_eq!(h.assume_role_calls_for(role), 6, "5 throttled + 1 answered");
     assert_eq!(h.assume_role_requests().len(), 1);
@@ -200,11 +200,11 @@ fn a_warm_cache_keeps_serving_while_sts_is_down() {
             "idle_timeout = \"2s\"\nrefresh_before = \"10m\"",
         ),
     );
-    b.aws
+    b.aws()
         .handle()
         .set_credential_duration(Some(Duration::from_secs(600)));
     let first = token_of(&b.client(dave.uid(), &["token", "--cluster", "demo"]));
-    b.aws
+    b.aws()
         .handle()
         .fail_next(Api::Sts, 1000, http::StatusCode::SERVICE_UNAVAILABLE);
     for _ in 0..3 {
@@ -224,9 +224,9 @@ fn a_warm_cache_keeps_serving_while_sts_is_down() {
 }
 
 fn identity_unfaulted(b: &BrokerProc, token: &str) -> String {
-    b.aws.handle().clear_faults();
+    b.aws().handle().clear_faults();
     let who = identity(b, token, "demo");
-    b.aws
+    b.aws()
         .handle()
         .fail_next(Api::Sts, 1000, http::StatusCode::SERVICE_UNAVAILABLE);
     who
@@ -239,7 +239,7 @@ fn cold_cache_with_sts_down_fails_closed_with_exit_1() {
     }
     let erin = TestUser::create("rbkerin", &[]);
     let b = BrokerProc::start("", MAPPING);
-    b.aws
+    b.aws()
         .handle()
         .fail_next(Api::Sts, 1000, http::StatusCode::INTERNAL_SERVER_ERROR);
     let r = b.client(erin.uid(), &["token", "--cluster", "demo"]);
@@ -250,7 +250,7 @@ fn cold_cache_with_sts_down_fails_closed_with_exit_1() {
         "{}",
         r.stderr
     );
-    assert!(!r.stderr.contains(&b.aws.options().secret_access_key));
+    assert!(!r.stderr.contains(&b.aws().options().secret_access_key));
     assert_eq!(r.stdout, "");
 }
 
@@ -338,11 +338,11 @@ fn credentials_only_when_exposed_and_only_the_users_own() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["Version"], 1);
-    let issued = b.aws.handle().assume_role_requests();
+    let issued = b.aws().handle().assume_role_requests();
     assert_eq!(v["AccessKeyId"], issued[0].issued_access_key_id.as_str());
     assert_ne!(
         v["AccessKeyId"],
-        b.aws.options().access_key_id.as_str(),
+        b.aws().options().access_key_id.as_str(),
         "never the base credentials"
     );
     assert_eq!(

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::broker::BrokerProc;
 use common::*;
-
-const CA: &str = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJrVENCK3dJSkFLSENBPT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=";
 
 struct Sshd {
     child: Child,
@@ -161,11 +158,11 @@ fn ssh_sessions_through_rolesh() {
     }
 
     std::fs::create_dir_all("/run/rolesh").unwrap();
-    let mapping = format!(
-        "[mapping]\ndeny_users = [\"rsedenied\"]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{{user}}\"\n[[cluster]]\nname = \"demo\"\nendpoint = \"https://127.0.0.1:6443\"\ncertificate_authority_data = \"{CA}\"\ndefault_namespace = \"web\"\n[[cluster.namespace]]\nname = \"web\"\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n"
-    );
-    let mut b = BrokerProc::start("", &mapping);
-    // Login mode honours no socket variable: move this broker to the compiled-in path.
+    // The rolesh-testkit stack (fake AWS, fake EKS clusters demo and staging) with its
+    // config, and this drop-in for the test's accounts and session settings.
+    let drop_in = "[mapping]\ndeny_users = [\"rsedenied\"]\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n";
+    let mut b = BrokerProc::start_stack(drop_in);
+    // Login mode honours no socket variable: the broker must be on the compiled-in path.
     b.kill();
     let _ = std::fs::remove_file("/run/rolesh/broker.sock");
     std::os::unix::fs::symlink(b.socket(), "/run/rolesh/broker.sock").ok();
@@ -197,7 +194,37 @@ fn ssh_sessions_through_rolesh() {
         r.stderr,
         std::fs::read_to_string(dir.path().join("sshd.log")).unwrap_or_default()
     );
-    assert_eq!(r.stdout, "demo\ndemo/web\n");
+    assert_eq!(
+        r.stdout,
+        "demo\ndemo/jobs\ndemo/web\nstaging\nstaging/jobs\nstaging/web\n"
+    );
+
+    // ssh alice@bastion kubectl get pods -n web: the cluster sees the Unix user.
+    let demo = b.stack().unwrap().cluster("demo").unwrap();
+    demo.handle().clear_events();
+    let r = run(&mut sshd.ssh(
+        "rsealice",
+        &[],
+        &["kubectl", "get", "pods", "-n", "web", "-o", "name"],
+    ));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("pod/"), "{}", r.stdout);
+    let users: Vec<Option<String>> = demo.handle().events().into_iter().map(|e| e.user).collect();
+    assert!(
+        !users.is_empty() && users.iter().all(|u| u.as_deref() == Some("rsealice")),
+        "{users:?}"
+    );
+    let r = run(&mut sshd.ssh(
+        "rsealice",
+        &[],
+        &["kubectl", "get", "pods", "-n", "kube-system"],
+    ));
+    assert_ne!(r.code, 0, "RBAC on the cluster still decides");
+    assert!(
+        r.stderr.to_lowercase().contains("forbidden"),
+        "{}",
+        r.stderr
+    );
 
     // The environment sshd passes (AcceptEnv *) does not reach the command.
     let r = run(&mut sshd.ssh(

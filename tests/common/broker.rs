@@ -10,17 +10,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rolesh_testkit::fake_aws::{FakeAws, FakeAwsOptions};
+use rolesh_testkit::stack::Stack;
 use serde_json::Value;
 
 use super::{Run, rolesh, run, write_config};
 
 pub struct BrokerProc {
     pub dir: tempfile::TempDir,
-    pub aws: FakeAws,
-    /// Where the broker's AWS calls go and the base credentials it has.
-    endpoint: String,
-    base_credentials: (String, String),
+    aws: Aws,
+    /// `--config`: a file, or a directory with config.toml and config.d/.
+    config: PathBuf,
+    /// The broker's environment: base credentials and where AWS calls go.
+    env: Vec<(String, String)>,
     child: Option<Child>,
+}
+
+/// The fake AWS the broker talks to: its own, or a whole rolesh-testkit stack's.
+enum Aws {
+    Own(FakeAws),
+    Stack(Box<Stack>),
 }
 
 impl BrokerProc {
@@ -54,15 +62,71 @@ impl BrokerProc {
             "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{endpoint}\"\n{aws_extra}\n{extra}"
         );
         write_config(dir.path(), "config.toml", &config);
+        let env = vec![
+            ("AWS_ACCESS_KEY_ID".to_string(), base.0.to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), base.1.to_string()),
+            ("AWS_ENDPOINT_URL_EKS".to_string(), endpoint.to_string()),
+        ];
+        let config = dir.path().join("config.toml");
         let mut broker = BrokerProc {
             dir,
-            aws,
-            endpoint: endpoint.to_string(),
-            base_credentials: (base.0.to_string(), base.1.to_string()),
+            aws: Aws::Own(aws),
+            config,
+            env,
             child: None,
         };
         broker.spawn();
         broker
+    }
+
+    /// A broker for a rolesh-testkit stack (fake AWS + fake EKS clusters), with its
+    /// config.toml and `drop_in` as config.d/50-test.toml.
+    pub fn start_stack(drop_in: &str) -> BrokerProc {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let stack_dir = dir.path().join("stack");
+        std::fs::create_dir(&stack_dir).unwrap();
+        std::fs::set_permissions(&stack_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let stack = Stack::start(&stack_dir).expect("testkit stack");
+        std::fs::set_permissions(
+            stack_dir.join("config.toml"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        write_config(&stack_dir, "config.d/50-test.toml", drop_in);
+        std::fs::set_permissions(
+            stack_dir.join("config.d"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let env = stack
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut broker = BrokerProc {
+            dir,
+            aws: Aws::Stack(Box::new(stack)),
+            config: stack_dir,
+            env,
+            child: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn aws(&self) -> &FakeAws {
+        match &self.aws {
+            Aws::Own(aws) => aws,
+            Aws::Stack(stack) => stack.aws(),
+        }
+    }
+
+    pub fn stack(&self) -> Option<&Stack> {
+        match &self.aws {
+            Aws::Own(_) => None,
+            Aws::Stack(stack) => Some(stack),
+        }
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -70,7 +134,7 @@ impl BrokerProc {
     }
 
     pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("config.toml")
+        self.config.clone()
     }
 
     pub fn log(&self) -> String {
@@ -92,9 +156,7 @@ impl BrokerProc {
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", "/nonexistent")
-            .env("AWS_ACCESS_KEY_ID", &self.base_credentials.0)
-            .env("AWS_SECRET_ACCESS_KEY", &self.base_credentials.1)
-            .env("AWS_ENDPOINT_URL_EKS", &self.endpoint)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("AWS_EC2_METADATA_DISABLED", "true")
