@@ -76,7 +76,9 @@ pub struct TestUser {
 impl TestUser {
     /// Creates `name` with supplementary `groups` (created as needed). Root only.
     pub fn create(name: &str, groups: &[&str]) -> TestUser {
-        let _ = Command::new("userdel").arg("-r").arg(name).output();
+        // Leftovers of an interrupted run: the account and its personal group.
+        let _ = Command::new("userdel").arg(name).output();
+        let _ = Command::new("groupdel").arg(name).output();
         for g in groups {
             let out = Command::new("groupadd").arg("-f").arg(g).output().unwrap();
             assert!(
@@ -117,6 +119,7 @@ impl TestUser {
 impl Drop for TestUser {
     fn drop(&mut self) {
         let _ = Command::new("userdel").arg(&self.name).output();
+        let _ = Command::new("groupdel").arg(&self.name).output();
         for g in &self.groups {
             let _ = Command::new("groupdel").arg(g).output();
         }
