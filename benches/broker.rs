@@ -63,7 +63,9 @@ fn start_broker(aws: &FakeAws, dir: &Path) -> Killed {
     let mut group = String::from("root:x:0:\n");
     for i in 0..STORM_USERS {
         let uid = STORM_FIRST_UID + i;
-        passwd.push_str(&format!("storm{i}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin\n"));
+        passwd.push_str(&format!(
+            "storm{i}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin\n"
+        ));
         group.push_str(&format!("storm{i}:x:{uid}:\n"));
     }
     std::fs::write(dir.join("passwd"), passwd).unwrap();
@@ -118,7 +120,10 @@ fn throughput(socket: &Path, connections: usize, duration: Duration) {
             })
         })
         .collect();
-    let mut all: Vec<Duration> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut all: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     let elapsed = start.elapsed();
     all.sort();
     let rate = all.len() as f64 / elapsed.as_secs_f64();
@@ -130,7 +135,9 @@ fn throughput(socket: &Path, connections: usize, duration: Duration) {
 }
 
 fn request(conn: &mut BufReader<UnixStream>) {
-    conn.get_mut().write_all(b"{\"v\":1,\"op\":\"token\",\"cluster\":\"demo\"}\n").unwrap();
+    conn.get_mut()
+        .write_all(b"{\"v\":1,\"op\":\"token\",\"cluster\":\"demo\"}\n")
+        .unwrap();
     let mut line = String::new();
     conn.read_line(&mut line).unwrap();
     assert!(line.starts_with("{\"token\":\"k8s-aws-v1."), "{line}");
@@ -192,10 +199,13 @@ fn login_storm(aws: &FakeAws, socket: &Path) {
         ms(percentile(&times, 0.99)),
         total.as_secs_f64()
     );
-    assert_eq!(calls, u64::from(STORM_USERS), "exactly one AssumeRole per user");
+    assert_eq!(
+        calls,
+        u64::from(STORM_USERS),
+        "exactly one AssumeRole per user"
+    );
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
-
