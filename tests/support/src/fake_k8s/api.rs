@@ -278,12 +278,26 @@ pub(crate) async fn route(
 fn group_versions(group: &str) -> &'static [&'static str] {
     match group {
         "authentication.k8s.io" => &["v1", "v1beta1", "v1alpha1"],
-        "authorization.k8s.io" => &["v1"],
+        "authorization.k8s.io" | "rbac.authorization.k8s.io" | "apps" => &["v1"],
         _ => &[],
     }
 }
 
-const GROUPS: [&str; 2] = ["authentication.k8s.io", "authorization.k8s.io"];
+/// Groups in discovery. `rbac.authorization.k8s.io` and `apps` are listed (not served) so
+/// that kubectl can map their kinds: `create --dry-run=client` of generated RBAC, and
+/// `auth can-i` on deployments.
+const GROUPS: [&str; 4] = [
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "rbac.authorization.k8s.io",
+    "apps",
+];
+
+/// A discovery entry for a kind this stand-in only lists.
+fn listed(name: &str, singular: &str, kind: &str, namespaced: bool) -> Value {
+    json!({"name": name, "singularName": singular, "namespaced": namespaced, "kind": kind,
+           "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+}
 
 fn api_group(name: &str) -> Value {
     let versions: Vec<Value> = group_versions(name)
@@ -343,6 +357,8 @@ fn discovery(state: &Arc<State>, a: &Attributes) -> Response<Body> {
                  "kind": "PodExecOptions", "verbs": ["create", "get"]},
                 {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod",
                  "verbs": ["get"]},
+                listed("configmaps", "configmap", "ConfigMap", true),
+                listed("secrets", "secret", "Secret", true),
             ]),
         ),
         _ => {
@@ -370,6 +386,29 @@ fn discovery(state: &Arc<State>, a: &Attributes) -> Response<Body> {
                          "namespaced": false, "kind": "SelfSubjectAccessReview", "verbs": ["create"]},
                         {"name": "selfsubjectrulesreviews", "singularName": "selfsubjectrulesreview",
                          "namespaced": false, "kind": "SelfSubjectRulesReview", "verbs": ["create"]},
+                    ]),
+                ),
+                ["apis", "rbac.authorization.k8s.io", "v1"] => resource_list(
+                    "rbac.authorization.k8s.io/v1",
+                    json!([
+                        listed("clusterroles", "clusterrole", "ClusterRole", false),
+                        listed(
+                            "clusterrolebindings",
+                            "clusterrolebinding",
+                            "ClusterRoleBinding",
+                            false
+                        ),
+                        listed("roles", "role", "Role", true),
+                        listed("rolebindings", "rolebinding", "RoleBinding", true),
+                    ]),
+                ),
+                ["apis", "apps", "v1"] => resource_list(
+                    "apps/v1",
+                    json!([
+                        listed("deployments", "deployment", "Deployment", true),
+                        listed("replicasets", "replicaset", "ReplicaSet", true),
+                        listed("statefulsets", "statefulset", "StatefulSet", true),
+                        listed("daemonsets", "daemonset", "DaemonSet", true),
                     ]),
                 ),
                 _ => return no_such_path(),
