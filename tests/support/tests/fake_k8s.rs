@@ -386,7 +386,15 @@ fn discovery_documents_are_served() {
         .iter()
         .filter_map(|g| g["name"].as_str())
         .collect();
-    assert_eq!(names, ["authentication.k8s.io", "authorization.k8s.io"]);
+    assert_eq!(
+        names,
+        [
+            "authentication.k8s.io",
+            "authorization.k8s.io",
+            "rbac.authorization.k8s.io",
+            "apps"
+        ]
+    );
     let core = get("/api/v1");
     let resources: Vec<&str> = core["resources"]
         .as_array()
@@ -394,7 +402,17 @@ fn discovery_documents_are_served() {
         .iter()
         .filter_map(|r| r["name"].as_str())
         .collect();
-    assert_eq!(resources, ["namespaces", "pods", "pods/exec", "pods/log"]);
+    assert_eq!(
+        resources,
+        [
+            "namespaces",
+            "pods",
+            "pods/exec",
+            "pods/log",
+            "configmaps",
+            "secrets"
+        ]
+    );
     assert_eq!(
         get("/apis/authentication.k8s.io/v1beta1")["resources"][0]["kind"],
         "SelfSubjectReview"
