@@ -328,7 +328,7 @@ fn forbidden_and_not_found_statuses_read_like_the_api_servers() {
         status_json(&body)["message"],
         "field label not supported: spec.hostname"
     );
-    let (status, _) = cluster.request(Method::GET, "/apis/apps/v1", Some(&token), "");
+    let (status, _) = cluster.request(Method::GET, "/apis/batch/v1", Some(&token), "");
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
