@@ -278,3 +278,17 @@ fn shipped_examples_are_valid() {
         assert_eq!(r.code, 0, "{}: {}", file.display(), r.stderr);
     }
 }
+
+#[test]
+fn a_bad_namespace_name_does_not_hide_its_bad_selectors() {
+    let text = format!(
+        "{MINIMAL}\n[[cluster]]\nname = \"prod\"\n[[cluster.namespace]]\nname = \"Bad_NS\"\nselectors = [\"tier in (web\"]\n"
+    );
+    assert_errors(
+        &text,
+        &[
+            "config.toml:10:8: invalid namespace name \"Bad_NS\": lowercase letters, digits and `-`, at most 63",
+            "config.toml:11:14: invalid selector \"tier in (web\": unclosed `(` in the set of values",
+        ],
+    );
+}

@@ -679,6 +679,17 @@ impl Walker {
         let path = format!("{cluster_path}.namespace");
         let mut out: Vec<Namespace> = Vec::new();
         for f in self.tables(node, &path, &["name", "selectors"]) {
+            // Selectors are checked even when the name is wrong: every error at once.
+            let selectors: Vec<Selector> = self
+                .strings(&f, "selectors")
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| {
+                    let parsed = Selector::parse(s)
+                        .map_err(|e| format!("invalid selector {:?}: {e}", s.value));
+                    self.checked(&s.loc, parsed)
+                })
+                .collect();
             let Some(name) = self.required_string(&f, "name") else {
                 continue;
             };
@@ -693,16 +704,6 @@ impl Walker {
                 );
                 continue;
             }
-            let selectors = self
-                .strings(&f, "selectors")
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|s| {
-                    let parsed = Selector::parse(s)
-                        .map_err(|e| format!("invalid selector {:?}: {e}", s.value));
-                    self.checked(&s.loc, parsed)
-                })
-                .collect();
             out.push(Namespace {
                 name: name.value,
                 selectors,
