@@ -12,7 +12,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 
 use crate::cli::{EndpointsArg, TokenArgs};
-use crate::error::Failure;
+use crate::error::{Failure, error_chain};
 use crate::token::{self, StsEndpoints};
 
 /// awscli's session name when `--role-arn` is given.
@@ -119,20 +119,4 @@ fn credentials_from_chain(
 
 fn no_credentials() -> Failure {
     Failure::runtime("no AWS credentials provider is configured")
-}
-
-/// An error and its sources, "outer: inner: innermost", each message once, on one line.
-/// (The SDK's own context printer appends a Debug dump, too much for a one-line message.)
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let text = e.to_string().replace('\n', " ");
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }

@@ -12,8 +12,8 @@ use aws_sdk_sts::error::ProvideErrorMetadata;
 
 use super::protocol::{Code, Error};
 use crate::config::{Config, StsEndpoint};
+use crate::error::error_chain;
 use crate::mapping::Grant;
-use crate::standalone::error_chain;
 
 /// Attempts per STS call (the first and 7 retries): survives a burst of throttling.
 const STS_MAX_ATTEMPTS: u32 = 8;
@@ -97,10 +97,7 @@ impl Aws {
                 Some("AccessDenied") => Code::Denied,
                 _ => Code::Sts,
             };
-            let detail = match (e.code(), e.message()) {
-                (Some(c), Some(m)) => format!("{c}: {m}"),
-                _ => error_chain(&e),
-            };
+            let detail = detail(&e);
             Error::new(
                 code,
                 format!("STS AssumeRole {} failed: {detail}", grant.role_arn),
@@ -160,10 +157,7 @@ impl Aws {
             .send()
             .await
             .map_err(|e| {
-                let detail = match (e.code(), e.message()) {
-                    (Some(c), Some(m)) => format!("{c}: {m}"),
-                    _ => error_chain(&e),
-                };
+                let detail = detail(&e);
                 Error::new(
                     Code::Sts,
                     format!("EKS DescribeCluster {name} failed: {detail}"),
@@ -188,5 +182,13 @@ impl Aws {
                 format!("cluster {name} has no endpoint or CA yet (is it still creating?)"),
             )),
         }
+    }
+}
+
+/// "Code: message" from an AWS error, else its whole chain on one line.
+fn detail(e: &(impl ProvideErrorMetadata + std::error::Error)) -> String {
+    match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        _ => error_chain(e),
     }
 }
