@@ -9,3 +9,32 @@
 pub mod fake_aws;
 pub mod fake_k8s;
 pub mod stack;
+
+/// Runs `serve` on `listener` in a thread of its own with its own two-worker runtime, so a
+/// stand-in can be used from synchronous tests and from inside any runtime.
+pub(crate) fn serve_in_background<F, Fut>(
+    name: &str,
+    listener: std::net::TcpListener,
+    serve: F,
+) -> std::io::Result<()>
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let thread_name = name.to_owned();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener).await,
+                    Err(err) => eprintln!("{thread_name}: {err}"),
+                }
+            });
+        })?;
+    Ok(())
+}

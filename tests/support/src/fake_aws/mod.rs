@@ -177,22 +177,11 @@ impl FakeAws {
     /// synchronous tests and from any runtime.
     pub fn start_in_background(options: FakeAwsOptions) -> io::Result<Self> {
         let (listener, state) = bind(options)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
         let (shutdown, stopped) = oneshot::channel();
         let server_state = Arc::clone(&state);
-        std::thread::Builder::new()
-            .name("fake-aws".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => serve(listener, server_state, stopped).await,
-                        Err(err) => eprintln!("fake-aws: {err}"),
-                    }
-                });
-            })?;
+        crate::serve_in_background("fake-aws", listener, move |listener| {
+            serve(listener, server_state, stopped)
+        })?;
         Ok(Self::new(&state, shutdown))
     }
 

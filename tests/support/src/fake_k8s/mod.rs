@@ -301,22 +301,11 @@ impl FakeK8s {
     /// Like [`FakeK8s::start`], but serves on its own thread and runtime.
     pub fn start_in_background(options: FakeK8sOptions) -> io::Result<Self> {
         let (listener, state, acceptor, ca_pem) = bind(options)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
         let (shutdown, stopped) = oneshot::channel();
         let server_state = Arc::clone(&state);
-        std::thread::Builder::new()
-            .name("fake-k8s".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => serve(listener, acceptor, server_state, stopped).await,
-                        Err(err) => eprintln!("fake-k8s: {err}"),
-                    }
-                });
-            })?;
+        crate::serve_in_background("fake-k8s", listener, move |listener| {
+            serve(listener, acceptor, server_state, stopped)
+        })?;
         Ok(Self::new(state, ca_pem, shutdown))
     }
 
