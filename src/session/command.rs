@@ -105,6 +105,7 @@ mod tests {
             allowed_commands: vec!["ls".into(), "kubectl-missing".into()],
             file_transfer,
             banner: None,
+            home: None,
             max_duration: std::time::Duration::from_secs(60),
             clusters: vec![],
             id: "x".into(),

@@ -35,6 +35,8 @@ pub struct Session {
     pub allowed_commands: Vec<String>,
     pub file_transfer: bool,
     pub banner: Option<String>,
+    /// The user's home directory, if it exists (looked up once, at login).
+    pub home: Option<PathBuf>,
     pub max_duration: std::time::Duration,
     pub clusters: Vec<ClusterEntry>,
     pub id: String,
@@ -88,6 +90,7 @@ impl Session {
                 .collect(),
             file_transfer: s["file_transfer"].as_bool().unwrap_or(false),
             banner: s["banner"].as_str().map(str::to_string),
+            home: home_of(&text(&who["user"])),
             max_duration: std::time::Duration::from_secs(
                 s["max_duration_secs"].as_u64().unwrap_or(12 * 3600),
             ),
@@ -172,7 +175,7 @@ fn command(plan: &Plan, session: &Session, env: &[(String, String)], own_group: 
         }
     };
     cmd.env_clear().envs(env.iter().cloned());
-    if let Some(home) = home_of(&session.user) {
+    if let Some(home) = &session.home {
         cmd.current_dir(home);
     }
     if own_group {
@@ -270,7 +273,7 @@ fn environment(session: &Session, files: &KubeconfigFiles) -> Vec<(String, Strin
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k == "TERM" || k == "LANG" || k == "TZ" || k.starts_with("LC_"))
         .collect();
-    let home = home_of(&session.user).unwrap_or_else(|| "/".into());
+    let home = session.home.clone().unwrap_or_else(|| "/".into());
     env.extend([
         ("HOME".into(), home.display().to_string()),
         ("USER".into(), session.user.clone()),
