@@ -48,6 +48,9 @@ pub enum Command {
     },
     /// Print the session's kubeconfig
     Kubeconfig,
+    /// Restricted mode's prompt (started by the login session on its own terminal)
+    #[command(name = "restricted-prompt", hide = true)]
+    RestrictedPrompt,
     /// Run the credential broker in the foreground
     Broker {
         #[command(flatten)]
@@ -214,6 +217,7 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
         }
         Command::Exec { .. } => Err(Failure::not_implemented("exec")),
         Command::Kubeconfig => session::print_kubeconfig().map(|()| EXIT_OK),
+        Command::RestrictedPrompt => session::restricted_prompt(),
         Command::Broker { config, socket } => broker::run(config.source(), socket),
         Command::Rbac {
             config,

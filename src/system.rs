@@ -228,3 +228,114 @@ pub fn signal_session(pid: u32, group: bool, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(pid, signal)
     };
 }
+
+/// Gives this process (and all it starts) a private, empty `/tmp`: a new user namespace
+/// that maps only the caller's own uid and gid, and in it a new mount namespace with a
+/// tmpfs on `/tmp`. Unprivileged user namespaces are what make this possible without
+/// setuid; where the kernel refuses them (sysctl, container policy) the caller carries on
+/// with the shared `/tmp` and says so in the audit trail.
+///
+/// Must run while the process has a single thread (the kernel refuses `CLONE_NEWUSER`
+/// otherwise) and before `harden_supervisor`: a non-dumpable process cannot write its own
+/// `/proc/self/uid_map`.
+pub fn private_tmp() -> Result<(), String> {
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare(CLONE_NEWUSER|CLONE_NEWNS): {e}"))?;
+    // The same ids inside as outside: the user stays who they are, files keep their owners.
+    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
+        .and_then(|_| std::fs::write("/proc/self/setgroups", "deny"))
+        .and_then(|_| std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")))
+        .map_err(|e| format!("mapping the user namespace: {e}"))?;
+    // Nothing mounted in here propagates back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))?;
+    mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700,size=256m"),
+    )
+    .map_err(|e| format!("mounting a private /tmp: {e}"))
+}
+
+/// The size of the terminal on `fd`, if it is one.
+pub fn window_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(fd).ok()?;
+    (ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
+}
+
+/// Whether `fd` is a terminal.
+pub fn is_terminal(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    rustix::termios::isatty(fd)
+}
+
+/// A terminal switched to raw mode at once, keeping type-ahead (bytes pass through untouched: Ctrl-C reaches the
+/// session's own terminal, not this process), restored when dropped.
+pub struct RawTerminal {
+    fd: std::os::fd::OwnedFd,
+    saved: rustix::termios::Termios,
+}
+
+impl RawTerminal {
+    pub fn enter(fd: std::os::fd::BorrowedFd<'_>) -> Result<RawTerminal, String> {
+        use rustix::termios::{OptionalActions, tcgetattr, tcsetattr};
+        let fd = fd
+            .try_clone_to_owned()
+            .map_err(|e| format!("terminal: {e}"))?;
+        let saved = tcgetattr(&fd).map_err(|e| format!("reading terminal modes: {e}"))?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        tcsetattr(&fd, OptionalActions::Now, &raw)
+            .map_err(|e| format!("setting raw terminal mode: {e}"))?;
+        Ok(RawTerminal { fd, saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        use rustix::termios::{OptionalActions, tcsetattr};
+        let _ = tcsetattr(&self.fd, OptionalActions::Now, &self.saved);
+    }
+}
+
+/// Sends `signal` to every process in the session `sid` (a session's leader has
+/// pid == sid): what is left of a login session when it ends, including jobs the shell put
+/// in their own process groups and daemons that ignored the hangup.
+pub fn signal_whole_session(sid: u32, signal: nix::sys::signal::Signal) -> usize {
+    let mut signalled = 0;
+    for pid in session_members(sid) {
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).is_ok() {
+            signalled += 1;
+        }
+    }
+    signalled
+}
+
+/// Pids whose session id is `sid`, from /proc/PID/stat (field 6, after the parenthesised
+/// command name, which may itself contain spaces and parentheses).
+fn session_members(sid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = &stat[stat.rfind(')')? + 2..];
+                    after.split(' ').nth(3)?.parse::<u32>().ok()
+                })
+                == Some(sid)
+        })
+        .collect()
+}

@@ -129,10 +129,7 @@ fn ssh_sessions_through_rolesh() {
         return;
     }
     // The binary where every account can run it.
-    let bin_dir = tempfile::Builder::new()
-        .prefix("rolesh-e2e")
-        .tempdir()
-        .unwrap();
+    let bin_dir = session_visible_tempdir("rolesh-e2e");
     std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let shell = bin_dir.path().join("rolesh");
     std::fs::copy(env!("CARGO_BIN_EXE_rolesh"), &shell).unwrap();
@@ -140,7 +137,7 @@ fn ssh_sessions_through_rolesh() {
     let alice = TestUser::create("rsealice", &[]);
     let denied = TestUser::create("rsedenied", &[]);
     let contractor = TestUser::create("rsecarl", &["rsecontractors"]);
-    let homes = tempfile::tempdir().unwrap();
+    let homes = session_visible_tempdir("rolesh-homes");
     std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     for u in [&alice, &denied, &contractor] {
         let home = homes.path().join(&u.name);

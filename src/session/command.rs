@@ -107,6 +107,7 @@ mod tests {
             banner: None,
             home: None,
             max_duration: std::time::Duration::from_secs(60),
+            idle_timeout: std::time::Duration::from_secs(60),
             clusters: vec![],
             id: "x".into(),
         }

@@ -1,17 +1,18 @@
 //! The login shell (SPEC §4 login and `-c`, §6): ask the broker who the user is, build the
 //! in-memory kubeconfig, scrub the environment, and run the user's command or shell.
 //!
-//! Built so far: `-c` with its allowlist, shell and restricted modes, `rolesh kubeconfig`,
-//! and a supervisor that ends the whole session on hangup, client disconnect or
-//! `max_duration`. Not yet: picker mode, the idle timeout, the private /tmp, and session
-//! recording (each says so rather than pretending).
+//! On a terminal, the session runs on a pty of its own behind a relay (`relay`) that sees
+//! idle time, passes window sizes on and ends the whole session; without one (`ssh bastion
+//! CMD`), the command inherits sshd's pipes and `supervise` ends it on hangup or
+//! disconnect. Both: private /tmp where the kernel allows it, `max_duration`.
 
 pub mod command;
 pub mod kubeconfig;
+mod relay;
 pub mod restricted;
 mod supervise;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub struct Session {
     /// The user's home directory, if it exists (looked up once, at login).
     pub home: Option<PathBuf>,
     pub max_duration: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
     pub clusters: Vec<ClusterEntry>,
     pub id: String,
 }
@@ -94,8 +96,11 @@ impl Session {
             max_duration: std::time::Duration::from_secs(
                 s["max_duration_secs"].as_u64().unwrap_or(12 * 3600),
             ),
+            idle_timeout: std::time::Duration::from_secs(
+                s["idle_timeout_secs"].as_u64().unwrap_or(30 * 60),
+            ),
             clusters,
-            id: session_id(),
+            id: inherited_session_id(login).unwrap_or_else(session_id),
         })
     }
 }
@@ -111,13 +116,18 @@ pub fn print_kubeconfig() -> Result<(), Failure> {
 /// Login mode: `-c COMMAND` (what sshd runs for `ssh bastion COMMAND`) or an interactive
 /// session.
 pub fn login(run: Option<&str>) -> Result<u8, Failure> {
+    // First, while this process has one thread and may still write its uid_map.
+    let private_tmp = system::private_tmp();
     system::harden_supervisor().map_err(Failure::runtime)?;
     let session = Session::open(true)?;
     let plan = match run {
-        Some(cmd) => Some(command::plan(cmd, &session)?),
+        Some(cmd) => command::plan(cmd, &session)?,
         None => match session.mode.as_str() {
-            "shell" => Some(Plan::Shell(PathBuf::from(&session.shell))),
-            "restricted" => None,
+            "shell" => Plan::Shell(PathBuf::from(&session.shell)),
+            // The prompt and the picker run as programs of their own on the session's
+            // terminal, so that idle time, hangups and recording work the same for all modes.
+            "restricted" => Plan::Subcommand(vec![RESTRICTED_PROMPT.into()]),
+            "picker" => Plan::Subcommand(vec!["exec".into(), "--repeat".into()]),
             other => return Err(Failure::not_implemented(&format!("{other} mode"))),
         },
     };
@@ -127,59 +137,116 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
     {
         println!("{banner}");
     }
+    let ssh_client = std::env::var("SSH_CLIENT").unwrap_or_default();
+    tracing::info!(target: "rolesh::audit", event = "login", user = %session.user, uid = session.uid,
+        session_id = %session.id, ssh_client = %ssh_client, mode = %session.mode,
+        command = %run.unwrap_or_default(), private_tmp = private_tmp.is_ok(),
+        reason = %private_tmp.as_ref().err().map(String::as_str).unwrap_or_default());
     let env = environment(&session, &files);
     let started = std::time::Instant::now();
-    let start = |plan: &Plan, own_group: bool| -> Result<supervise::Outcome, Failure> {
-        let child = command(plan, &session, &env, own_group)
+    let (status, ending) = if system::is_terminal(std::io::stdin().as_fd()) {
+        let limits = relay::Limits {
+            idle_timeout: session.idle_timeout,
+            max_duration: session.max_duration,
+        };
+        let (outcome, ending) = relay::run(pty_command(&plan, &session, &env), limits, None)?;
+        (outcome.status, ending)
+    } else {
+        // No terminal (`ssh bastion CMD`, `ssh -T bastion`): the command gets its own process
+        // group, so that ending the session ends everything it started; an interactive
+        // shell manages its jobs' groups itself.
+        let own_group = !matches!(plan, Plan::Shell(_));
+        let child = command(&plan, &session, &env, own_group)
             .spawn()
             .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
-        supervise::run(
-            child,
-            own_group,
-            session.max_duration.saturating_sub(started.elapsed()),
-        )
+        let outcome = supervise::run(child, own_group, session.max_duration)?;
+        let ending = match outcome.session_ended {
+            true => relay::Ending::Hangup,
+            false => relay::Ending::Exited,
+        };
+        (outcome.status, ending)
     };
-    let code = match plan {
-        // A command gets its own process group, so that ending the session ends everything
-        // it started; an interactive shell manages its jobs' groups itself.
-        Some(plan) => exit_code(start(&plan, !matches!(plan, Plan::Shell(_)))?.status),
-        None => restricted::prompt(&session, &files.dir.join("config"), |plan| {
-            let outcome = start(plan, false)?;
-            Ok(outcome.session_ended)
-        })?,
-    };
+    let code = exit_code(status);
+    tracing::info!(target: "rolesh::audit", event = "logout", user = %session.user, uid = session.uid,
+        session_id = %session.id, exit_code = code, duration_ms = started.elapsed().as_millis() as u64,
+        reason = ending.as_str());
     drop(files);
     Ok(code)
 }
 
-fn command(plan: &Plan, session: &Session, env: &[(String, String)], own_group: bool) -> Command {
-    let mut cmd = match plan {
-        Plan::Program(path, args) => {
-            let mut c = Command::new(path);
-            c.args(args);
-            c
-        }
-        Plan::Subcommand(args) => {
-            let mut c = Command::new(self_path());
-            c.args(args);
-            c
-        }
+/// The hidden subcommand that runs the restricted prompt inside a login session.
+pub const RESTRICTED_PROMPT: &str = "restricted-prompt";
+
+/// Restricted mode's prompt, started by the login supervisor on the session's terminal. It
+/// asks the broker again (the broker, not an inherited file, says what the user may do) and
+/// uses the session's kubeconfig from `KUBECONFIG`.
+pub fn restricted_prompt() -> Result<u8, Failure> {
+    let session = Session::open(false)?;
+    let overlay = std::env::var("KUBECONFIG")
+        .ok()
+        .and_then(|k| k.split(':').next().map(PathBuf::from))
+        .ok_or_else(|| {
+            Failure::usage("the restricted prompt runs inside a rolesh login session")
+        })?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    restricted::prompt(&session, &overlay, |plan| {
+        let child = command(plan, &session, &env, false)
+            .spawn()
+            .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
+        let outcome = supervise::run(child, false, session.max_duration)?;
+        Ok(outcome.session_ended)
+    })
+}
+
+/// What to start for a plan: program, arguments, and the name it sees as argv[0].
+fn launch(plan: &Plan) -> (PathBuf, Vec<String>, Option<String>) {
+    match plan {
+        Plan::Program(path, args) => (path.clone(), args.clone(), None),
+        Plan::Subcommand(args) => (self_path(), args.clone(), None),
         Plan::Shell(shell) => {
-            let mut c = Command::new(shell);
+            // A login shell: argv[0] starts with '-'.
             let name = shell
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            c.arg0(format!("-{name}"));
-            c
+            (shell.clone(), Vec::new(), Some(format!("-{name}")))
         }
-    };
+    }
+}
+
+fn command(plan: &Plan, session: &Session, env: &[(String, String)], own_group: bool) -> Command {
+    let (program, args, arg0) = launch(plan);
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(arg0) = arg0 {
+        cmd.arg0(arg0);
+    }
     cmd.env_clear().envs(env.iter().cloned());
     if let Some(home) = &session.home {
         cmd.current_dir(home);
     }
     if own_group {
         cmd.process_group(0);
+    }
+    cmd
+}
+
+/// The same, started on a pty of its own as a new session (see `relay`).
+fn pty_command(
+    plan: &Plan,
+    session: &Session,
+    env: &[(String, String)],
+) -> pty_process::blocking::Command {
+    let (program, args, arg0) = launch(plan);
+    let mut cmd = pty_process::blocking::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().cloned());
+    if let Some(arg0) = arg0 {
+        cmd = cmd.arg0(arg0);
+    }
+    if let Some(home) = &session.home {
+        cmd = cmd.current_dir(home);
     }
     cmd
 }
@@ -300,6 +367,14 @@ fn home_of(user: &str) -> Option<PathBuf> {
 /// This binary by absolute path: what the kubeconfig's exec plugin calls.
 fn self_path() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/rolesh"))
+}
+
+/// Programs a login session starts (the restricted prompt, the picker, `rolesh exec`)
+/// belong to that session: its id links their audit events to the login's.
+fn inherited_session_id(login: bool) -> Option<String> {
+    let id = std::env::var("ROLESH_SESSION_ID").ok()?;
+    let valid = !login && id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then_some(id)
 }
 
 fn session_id() -> String {

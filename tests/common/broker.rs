@@ -82,7 +82,7 @@ impl BrokerProc {
     /// A broker for a rolesh-testkit stack (fake AWS + fake EKS clusters), with its
     /// config.toml and `drop_in` as config.d/50-test.toml.
     pub fn start_stack(drop_in: &str) -> BrokerProc {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = super::session_visible_tempdir("rolesh-broker");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let stack_dir = dir.path().join("stack");
         std::fs::create_dir(&stack_dir).unwrap();

@@ -194,3 +194,14 @@ pub fn aws_eks_get_token_at(x_amz_date: &str) -> Command {
 }
 pub mod broker;
 pub mod moto;
+
+/// A temporary directory that login sessions can see: outside /tmp, which they get a
+/// private copy of (user + mount namespace). For the binary used as login shell, home
+/// directories and the broker's socket.
+#[allow(dead_code)]
+pub fn session_visible_tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
