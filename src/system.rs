@@ -176,8 +176,17 @@ pub fn sealed_memfd(name: &str, contents: &[u8]) -> Result<std::os::fd::OwnedFd,
         | SealFlag::F_SEAL_WRITE;
     fcntl(&file, FcntlArg::F_ADD_SEALS(seals))
         .map_err(|e| format!("sealing the in-memory kubeconfig: {e}"))?;
-    Ok(std::os::fd::OwnedFd::from(file))
+    // Far from the low numbers: an interactive login bash (5.2) does not pass its inherited
+    // descriptors 3 and 10 on to the programs it starts, but keeps 200; with a low number,
+    // kubectl in a login shell would lose the kubeconfig.
+    let high = fcntl(&file, FcntlArg::F_DUPFD(HIGH_FD))
+        .map_err(|e| format!("moving the in-memory kubeconfig: {e}"))?;
+    // SAFETY: F_DUPFD just returned `high` as a new descriptor that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
 }
+
+/// Where inherited session descriptors live.
+const HIGH_FD: std::os::fd::RawFd = 200;
 
 /// What a session supervisor does to itself before starting anything: no privilege gain
 /// through exec (setuid binaries), no core dumps, not dumpable or ptrace-able by the user,

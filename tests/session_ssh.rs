@@ -137,9 +137,10 @@ fn ssh_sessions_through_rolesh() {
     let alice = TestUser::create("rsealice", &[]);
     let denied = TestUser::create("rsedenied", &[]);
     let contractor = TestUser::create("rsecarl", &["rsecontractors"]);
+    let idler = TestUser::create("rseidle", &["rseidlers"]);
     let homes = session_visible_tempdir("rolesh-homes");
     std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    for u in [&alice, &denied, &contractor] {
+    for u in [&alice, &denied, &contractor, &idler] {
         let home = homes.path().join(&u.name);
         std::fs::create_dir(&home).unwrap();
         std::os::unix::fs::chown(&home, Some(u.uid()), None).unwrap();
@@ -157,7 +158,7 @@ fn ssh_sessions_through_rolesh() {
     std::fs::create_dir_all("/run/rolesh").unwrap();
     // The rolesh-testkit stack (fake AWS, fake EKS clusters demo and staging) with its
     // config, and this drop-in for the test's accounts and session settings.
-    let drop_in = "[mapping]\ndeny_users = [\"rsedenied\"]\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n";
+    let drop_in = "[mapping]\ndeny_users = [\"rsedenied\"]\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n[[session.override]]\ngroups = [\"rseidlers\"]\nidle_timeout = \"1m\"\n";
     let mut b = BrokerProc::start_stack(drop_in);
     // Login mode honours no socket variable: the broker must be on the compiled-in path.
     b.kill();
@@ -177,6 +178,16 @@ fn ssh_sessions_through_rolesh() {
     sshd.authorize("rsealice");
     sshd.authorize("rsedenied");
     sshd.authorize("rsecarl");
+    sshd.authorize("rseidle");
+
+    // Idle timeout (1 minute for rseidlers): a session where nobody types gets a warning,
+    // then ends. Started first and checked last, so the minute overlaps the other steps.
+    let mut idle = sshd.ssh("rseidle", &["-tt"], &[]);
+    idle.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let idle = idle.spawn().unwrap();
+    let idle_started = Instant::now();
 
     // ssh bastion kubectl …: contexts from the in-memory kubeconfig.
     let r = run(&mut sshd.ssh(
@@ -298,7 +309,16 @@ fn ssh_sessions_through_rolesh() {
         "rolesh: user rsedenied is in [mapping] deny_users\n"
     );
 
-    // An interactive login through a pty: banner, then a shell with kubectl configured.
+    // An interactive login through a pty: banner, then a shell with kubectl configured, a
+    // token from the broker for kubectl, the terminal's size, and a private /tmp (where the
+    // kernel lets unprivileged users have a user namespace).
+    let marker = format!("rolesh-host-marker-{}", std::process::id());
+    std::fs::write(Path::new("/tmp").join(&marker), "host").unwrap();
+    let userns = Command::new("runuser")
+        .args(["-u", "rsealice", "--", "unshare", "--user", "true"])
+        .status()
+        .unwrap()
+        .success();
     let mut cmd = sshd.ssh("rsealice", &["-tt"], &[]);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -309,7 +329,14 @@ fn ssh_sessions_through_rolesh() {
         .stdin
         .as_mut()
         .unwrap()
-        .write_all(b"kubectl config current-context; echo \"mode=$SHELL\"; exit 7\n")
+        .write_all(
+            format!(
+                "kubectl config current-context; echo \"mode=$SHELL\"; kubectl get pods -n web -o name | head -n1; \
+                 stty size; test -e /tmp/{marker} && echo tmp=shared || echo tmp=private; \
+                 touch /tmp/{marker}.session; exit 7\n"
+            )
+            .as_bytes(),
+        )
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -326,6 +353,22 @@ fn ssh_sessions_through_rolesh() {
         Some(7),
         "the shell's exit code is rolesh's: {text}"
     );
+    assert!(
+        text.contains("pod/"),
+        "kubectl got a token inside the session: {text}"
+    );
+    assert!(
+        text.contains("24 80\r\n"),
+        "the session's own pty has a size: {text}"
+    );
+    let expected = if userns { "tmp=private" } else { "tmp=shared" };
+    assert!(text.contains(expected), "userns={userns}: {text}");
+    assert_eq!(
+        Path::new("/tmp").join(format!("{marker}.session")).exists(),
+        !userns,
+        "a file the session made in its private /tmp stays there"
+    );
+    let _ = std::fs::remove_file(Path::new("/tmp").join(&marker));
 
     // Restricted mode: rolesh's own prompt, built-ins, and refusals with their reasons.
     let mut cmd = sshd.ssh("rsecarl", &["-tt"], &[]);
@@ -379,13 +422,6 @@ fn ssh_sessions_through_rolesh() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let alice_procs = || {
-        let out = Command::new("pgrep")
-            .args(["-u", "rsealice"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Command::new("pgrep")
         .args(["-u", "rsealice", "-x", "sleep"])
@@ -399,17 +435,58 @@ fn ssh_sessions_through_rolesh() {
     }
     client.kill().unwrap();
     client.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alice_procs() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "processes of rsealice survived the disconnect"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert_no_processes_left("rsealice");
+
+    // The idle session from the start: warned, then ended, with nothing left running.
+    let out = wait_with_deadline(
+        idle,
+        Duration::from_secs(100).saturating_sub(idle_started.elapsed()),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        text.contains(
+            "rolesh: this session has been idle for 45s; it ends in 15s unless you type something"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("rolesh: idle for 1m; ending this session"),
+        "{text}"
+    );
+    assert!(
+        idle_started.elapsed() >= Duration::from_secs(60),
+        "ended early: {text}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(129),
+        "the shell was hung up: {text}"
+    );
+    assert_no_processes_left("rseidle");
 
     let _ = std::fs::remove_file("/run/rolesh/broker.sock");
     drop(b);
+}
+
+/// Every process of `user` is gone within a few seconds (sshd's own per-session process,
+/// which runs as the user, takes a moment after the client sees the end).
+fn assert_no_processes_left(user: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("pgrep")
+            .args(["-a", "-u", user])
+            .output()
+            .unwrap();
+        let left = String::from_utf8_lossy(&out.stdout).into_owned();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes of {user} survived its session:\n{left}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits for an ssh client, killing it (and failing) if it has not finished in `limit`.

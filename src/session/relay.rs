@@ -165,8 +165,9 @@ async fn relay(
                     break Ending::Idle;
                 }
                 if idle >= limits.idle_warning() && !warned {
-                    let left = limits.idle_timeout.saturating_sub(idle);
-                    notice(&format!("this session has been idle for {}; it ends in {} unless you type something", short(idle), short(left)));
+                    let warned_at = limits.idle_warning();
+                    let left = limits.idle_timeout.saturating_sub(warned_at);
+                    notice(&format!("this session has been idle for {}; it ends in {} unless you type something", short(warned_at), short(left)));
                     warned = true;
                 } else if idle < limits.idle_warning() {
                     warned = false;

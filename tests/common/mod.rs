@@ -76,7 +76,8 @@ pub struct TestUser {
 impl TestUser {
     /// Creates `name` with supplementary `groups` (created as needed). Root only.
     pub fn create(name: &str, groups: &[&str]) -> TestUser {
-        // Leftovers of an interrupted run: the account and its personal group.
+        // Leftovers of an interrupted run: its processes, the account, its personal group.
+        let _ = Command::new("pkill").args(["-KILL", "-u", name]).output();
         let _ = Command::new("userdel").arg(name).output();
         let _ = Command::new("groupdel").arg(name).output();
         for g in groups {
@@ -118,6 +119,10 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
+        // userdel refuses an account with running processes (e.g. after a failed assertion).
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .output();
         let _ = Command::new("userdel").arg(&self.name).output();
         let _ = Command::new("groupdel").arg(&self.name).output();
         for g in &self.groups {
