@@ -332,6 +332,7 @@ fn ssh_sessions_through_rolesh() {
         .write_all(
             format!(
                 "kubectl config current-context; echo \"mode=$SHELL\"; kubectl get pods -n web -o name | head -n1; \
+                 kubectx staging/jobs >/dev/null 2>&1; echo \"kubectx: $(kubectx | wc -l) ctx=$(kubectl config current-context) ns=$(kubens -c)\"; \
                  stty size; test -e /tmp/{marker} && echo tmp=shared || echo tmp=private; \
                  touch /tmp/{marker}.session; exit 7\n"
             )
@@ -360,6 +361,10 @@ fn ssh_sessions_through_rolesh() {
     assert!(
         text.contains("24 80\r\n"),
         "the session's own pty has a size: {text}"
+    );
+    assert!(
+        text.contains("kubectx: 6 ctx=staging/jobs ns=jobs\r\n"),
+        "kubectx lists and switches the session's contexts, kubens sees the namespace: {text}"
     );
     let expected = if userns { "tmp=private" } else { "tmp=shared" };
     assert!(text.contains(expected), "userns={userns}: {text}");
