@@ -427,7 +427,7 @@ fn ssh_sessions_through_rolesh() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Command::new("pgrep")
         .args(["-u", "rsealice", "-x", "sleep"])
         .output()
@@ -468,6 +468,34 @@ fn ssh_sessions_through_rolesh() {
         "the shell was hung up: {text}"
     );
     assert_no_processes_left("rseidle");
+
+    // `ssh -t bastion CMD`: the command runs on the session's own pty; its exit code and
+    // output come back through the relay.
+    let r = run(&mut sshd.ssh(
+        "rsealice",
+        &["-tt"],
+        &["kubectl", "config", "current-context"],
+    ));
+    assert_eq!((r.code, r.stdout.as_str()), (0, "demo\r\n"), "{}", r.stderr);
+    let r = run(&mut sshd.ssh(
+        "rsealice",
+        &["-tt"],
+        &["kubectl", "get", "pods", "-n", "kube-system"],
+    ));
+    assert_eq!(r.code, 1, "kubectl's own exit code: {}", r.stdout);
+
+    // The broker down: one line, exit 1, no shell.
+    b.kill();
+    for extra in [&[][..], &["-tt"][..]] {
+        let r = run(&mut sshd.ssh("rsealice", extra, &["kubectl", "version", "--client"]));
+        assert_eq!(r.code, 1, "{extra:?}: {} {}", r.stdout, r.stderr);
+        let text = format!("{}{}", r.stdout, r.stderr).replace('\r', "");
+        assert_eq!(
+            text.trim_end(),
+            "rolesh: the credential broker is not running (systemctl status rolesh-broker)",
+            "{extra:?}"
+        );
+    }
 
     let _ = std::fs::remove_file("/run/rolesh/broker.sock");
     drop(b);
