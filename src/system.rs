@@ -228,3 +228,22 @@ pub fn signal_session(pid: u32, group: bool, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(pid, signal)
     };
 }
+
+/// The size (rows, columns) of the terminal on `fd`, if it is one.
+pub fn terminal_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
+    use std::os::fd::AsRawFd;
+    nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
+    let mut size = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ only writes one `winsize` into the pointer, which points to a
+    // live, properly aligned local; `fd` is borrowed, so it stays open for the call.
+    let result = unsafe { tiocgwinsz(fd.as_raw_fd(), &mut size) };
+    match result {
+        Ok(_) if size.ws_row > 0 && size.ws_col > 0 => Some((size.ws_row, size.ws_col)),
+        _ => None,
+    }
+}
