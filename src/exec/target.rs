@@ -17,9 +17,10 @@ pub struct Target {
 const FORM: &str = "[[CLUSTER/]NAMESPACE/POD[/CONTAINER]]";
 
 impl Target {
-    /// Parses the argument. Three parts are `CLUSTER/NS/POD` when the first names one of
-    /// `clusters`, else `NS/POD/CONTAINER`; one part is a cluster if it names one, else a
-    /// namespace.
+    /// Parses the argument. A first part that names one of `clusters` is the cluster:
+    /// `demo` is a cluster, `demo/web` a cluster and namespace, `demo/web/pod` a pod;
+    /// otherwise the parts start at the namespace (`web`, `web/pod`, `web/pod/container`).
+    /// (`--cluster` and `-n` reach a namespace that happens to be named like a cluster.)
     pub fn parse(arg: Option<&str>, clusters: &[&str]) -> Result<Target, Failure> {
         let Some(arg) = arg else {
             return Ok(Target::default());
@@ -36,6 +37,11 @@ impl Target {
                 ..Target::default()
             },
             [ns] => Target {
+                namespace: some(ns),
+                ..Target::default()
+            },
+            [c, ns] if is_cluster(c) => Target {
+                cluster: some(c),
                 namespace: some(ns),
                 ..Target::default()
             },
@@ -149,6 +155,7 @@ mod tests {
         assert_eq!(p("demo"), t(Some("demo"), None, None, None));
         assert_eq!(p("web"), t(None, Some("web"), None, None));
         assert_eq!(p("web/pod-1"), t(None, Some("web"), Some("pod-1"), None));
+        assert_eq!(p("demo/web"), t(Some("demo"), Some("web"), None, None));
         assert_eq!(
             p("demo/web/pod-1"),
             t(Some("demo"), Some("web"), Some("pod-1"), None)
