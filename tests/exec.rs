@@ -352,3 +352,274 @@ fn ten_mebibytes_of_stdout_are_byte_identical_to_kubectl_exec() {
         "rolesh's output is not what the command wrote"
     );
 }
+
+/// A terminal for rolesh: a tmux server of its own, one window running `command` as the
+/// test account, then reporting whether the terminal settings came back (`TTY=same`) and
+/// the exit code (`EXIT=N`).
+struct Tmux {
+    socket: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn start(env: &Env, label: &str, rolesh_args: &str) -> Option<Tmux> {
+        if !can_run("tmux", Command::new("tmux").arg("-V").output().is_ok()) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tmux.conf"), "set -g status off\n").unwrap();
+        let uid = env.user.uid();
+        let script = format!(
+            "before=$(stty -g); setpriv --reuid={uid} --regid={uid} --clear-groups env -i \
+             PATH=/usr/bin:/bin TERM=xterm ROLESH_BROKER_SOCKET={socket} {rolesh} exec {rolesh_args}; \
+             code=$?; if [ \"$(stty -g)\" = \"$before\" ]; then echo TTY=same; else echo TTY=changed; fi; \
+             echo EXIT=$code; sleep 600",
+            socket = env.broker.socket().display(),
+            rolesh = env!("CARGO_BIN_EXE_rolesh"),
+        );
+        let socket = format!("rolesh-exec-{label}-{}", std::process::id());
+        let out = Command::new("tmux")
+            .args(["-L", &socket, "-f"])
+            .arg(dir.path().join("tmux.conf"))
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "100",
+                "-y",
+                "30",
+                &script,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Tmux { socket, _dir: dir })
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Keys as tmux names them (`Enter`, `C-c`, `C-d`, `Escape`).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// Text typed as it is.
+    fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "t", "-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    /// Waits until the screen satisfies `ready`, and returns it.
+    fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        self.wait(needle, |s| s.contains(needle))
+    }
+
+    /// A line that is exactly `line` (output, not the echo of a typed command).
+    fn wait_for_line(&self, line: &str) -> String {
+        self.wait(line, |s| s.lines().any(|l| l.trim_end() == line))
+    }
+
+    /// Waits for the remote shell's prompt at the bottom. Keys typed before it may be
+    /// lost: the picker's terminal library reads ahead and keeps what follows Enter.
+    fn wait_for_shell(&self) {
+        self.wait("the remote shell's prompt", |s| {
+            s.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.trim_end().ends_with('#') || l.trim_end().ends_with('$'))
+        });
+    }
+
+    fn resize(&self, cols: u16, rows: u16) {
+        self.tmux(&[
+            "resize-window",
+            "-t",
+            "t",
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+        ]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[test]
+fn window_resizes_reach_the_remote_terminal() {
+    let Some(env) = setup("rexresize", "") else {
+        return;
+    };
+    let Some(term) = Tmux::start(
+        &env,
+        "resize",
+        &format!("{BACKFILL} -- sh -c 'stty size; read x; stty size; read y; exit 5'"),
+    ) else {
+        return;
+    };
+    term.wait_for_line("30 100");
+    term.resize(120, 40);
+    // Give SIGWINCH its moment before the remote asks again.
+    std::thread::sleep(Duration::from_millis(300));
+    term.keys(&["Enter"]);
+    term.wait_for_line("40 120");
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=5"), "{screen}");
+}
+
+#[test]
+fn the_picker_in_a_terminal_filters_as_you_type_and_passes_ctrl_c_through() {
+    let Some(env) = setup("rexpicker", "") else {
+        return;
+    };
+    let Some(term) = Tmux::start(&env, "picker", "") else {
+        return;
+    };
+    let screen = term.wait_for("Cluster");
+    assert!(
+        screen.contains("demo") && screen.contains("staging"),
+        "{screen}"
+    );
+    term.type_text("stag");
+    term.wait("demo filtered out", |s| {
+        s.contains("staging") && !s.contains("demo")
+    });
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("Namespace in staging");
+    assert!(
+        screen.contains("app=frontend") && screen.contains("all pods"),
+        "{screen}"
+    );
+    assert!(!screen.contains("kube-system"), "{screen}");
+    term.type_text("jobs");
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("Pod in staging/jobs");
+    let running = screen.find("backfill-2h7x9").expect("backfill listed");
+    let finished = screen
+        .find("nightly-report")
+        .expect("the finished pod listed");
+    assert!(running < finished, "running pods first:\n{screen}");
+    for column in [
+        "Running",
+        "Completed",
+        "1/1",
+        "20m",
+        "ip-10-0-3-12.ec2.internal",
+    ] {
+        assert!(screen.contains(column), "{column}:\n{screen}");
+    }
+    // One container: that level is skipped, and the default command is a shell.
+    term.keys(&["Enter"]);
+    term.wait_for_shell();
+    term.type_text("echo at:$ROLESH_FAKE_CLUSTER/$ROLESH_FAKE_NAMESPACE/$ROLESH_FAKE_POD");
+    term.keys(&["Enter"]);
+    term.wait_for_line("at:staging/jobs/backfill-2h7x9");
+    // Ctrl-C goes to the remote command, not to rolesh.
+    term.type_text("sleep 300");
+    term.keys(&["Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    term.keys(&["C-c"]);
+    term.type_text("echo after-ctrl-$((1+1))");
+    term.keys(&["Enter"]);
+    term.wait_for_line("after-ctrl-2");
+    term.type_text("exit 7");
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=7"), "{screen}");
+}
+
+#[test]
+fn picker_mode_comes_back_after_each_exec_until_q_or_ctrl_d() {
+    let Some(env) = setup("rexrepeat", "") else {
+        return;
+    };
+    let Some(term) = Tmux::start(&env, "repeat", "--repeat --cluster demo -n jobs") else {
+        return;
+    };
+    // The active prompt is the last one on the screen; earlier rounds leave their answers.
+    let prompt = |s: &str| {
+        s.rsplit("Pod in demo/jobs")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for round in 0..3 {
+        let screen = term.wait("a fresh picker", |s| {
+            prompt(s).contains("q  end the session")
+        });
+        assert!(prompt(&screen).contains("backfill-2h7x9"), "{screen}");
+        if round == 2 {
+            break;
+        }
+        term.type_text("back");
+        term.keys(&["Enter"]);
+        term.wait_for_shell();
+        term.type_text(&format!("echo round-$((40+{round}))"));
+        term.keys(&["Enter"]);
+        term.wait_for_line(&format!("round-{}", 40 + round));
+        term.type_text("exit 3");
+        term.keys(&["Enter"]);
+    }
+    // `q` filters down to the quit entry.
+    term.type_text("q");
+    term.wait("only the quit entry", |s| {
+        let p = prompt(s);
+        p.contains("end the session") && !p.contains("backfill")
+    });
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+
+    let Some(term) = Tmux::start(&env, "repeat-d", "--repeat --cluster demo -n jobs") else {
+        return;
+    };
+    term.wait_for("Pod in demo/jobs");
+    term.keys(&["C-d"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+}

@@ -71,6 +71,10 @@ pub fn run(args: ExecArgs) -> Result<u8, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the runtime: {e}")))?;
+    if picker.interactive {
+        terminal::remember()?;
+    }
+    terminal::watch_signals(&runtime)?;
     let session = Session {
         access: &access,
         target: &target,

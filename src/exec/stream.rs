@@ -87,10 +87,7 @@ pub async fn run(client: &kube::Client, spec: &ExecSpec) -> Result<u8, Failure> 
         )));
     }
     let status = attached.take_status();
-    let result = tokio::select! {
-        result = finish(outputs, status) => result,
-        signal = terminating_signal() => Ok(128u8.wrapping_add(signal)),
-    };
+    let result = finish(outputs, status).await;
     pump.stop();
     for task in tasks {
         task.abort();
@@ -152,20 +149,6 @@ pub fn exit_code(status: &Status) -> Result<u8, Failure> {
             "the command failed in the container: {}",
             status.message.as_deref().unwrap_or("no reason given")
         ))),
-    }
-}
-
-/// SIGTERM or SIGHUP (the session ends): return normally so the terminal is restored.
-async fn terminating_signal() -> u8 {
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => 15,
-        _ = hup.recv() => 1,
     }
 }
 
