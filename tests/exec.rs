@@ -246,8 +246,19 @@ fn without_a_terminal_the_picker_lists_choices_and_refuses_to_wait() {
     let refusal = |level: &str, form: &str| {
         format!("rolesh: more than one {level} matches; name one: rolesh exec {form}\n")
     };
-    // Pods of demo/web matching ANY selector, each once, running ones first.
+    // Pods of demo/web matching ANY selector, each once, running ones first; listed with
+    // the user's own token, one list call per selector.
+    env.demo().handle().clear_events();
     let r = env.exec(&["demo/web", "--", "true"]);
+    let events = env.demo().handle().events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(
+            (e.verb.as_str(), e.user.as_deref()),
+            ("list", Some("rexlist")),
+            "{e:?}"
+        );
+    }
     assert_eq!(r.code, 2, "{}", r.stderr);
     let expected = [
         "demo/web/edge-proxy-5f6c7d8b9-h2j5k",
@@ -622,4 +633,83 @@ fn picker_mode_comes_back_after_each_exec_until_q_or_ctrl_d() {
     term.keys(&["C-d"]);
     let screen = term.wait_for("EXIT=");
     assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+}
+
+#[test]
+fn init_and_ephemeral_containers_are_marked_and_esc_cancels() {
+    let Some(env) = setup("rexctr", "") else {
+        return;
+    };
+    let Some(term) = Tmux::start(&env, "containers", "demo/web/frontend-6d8f7c9b5-q9m4z") else {
+        return;
+    };
+    let screen = term.wait_for("Container in demo/web/frontend-6d8f7c9b5-q9m4z");
+    for line in [
+        "nginx",
+        "log-shipper",
+        "migrate  (init)",
+        "debugger  (ephemeral)",
+    ] {
+        assert!(screen.contains(line), "{line}:\n{screen}");
+    }
+    term.keys(&["Escape"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=130"), "{screen}");
+}
+
+/// The rolesh process the account runs in `term`.
+fn rolesh_pid(env: &Env) -> i32 {
+    let out = Command::new("pgrep")
+        .args(["-u", &env.user.uid().to_string(), "-x", "rolesh"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(pids.len(), 1, "one rolesh process: {text}");
+    pids[0]
+}
+
+fn terminate(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+#[test]
+fn sigterm_restores_the_terminal_in_an_exec_and_in_the_picker() {
+    let Some(env) = setup("rexsignal", "") else {
+        return;
+    };
+    // In a raw-mode exec.
+    let Some(term) = Tmux::start(
+        &env,
+        "sig-exec",
+        &format!("{BACKFILL} -- sh -c 'echo started; sleep 30'"),
+    ) else {
+        return;
+    };
+    term.wait_for_line("started");
+    terminate(rolesh_pid(&env));
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=143"), "{screen}");
+    drop(term);
+
+    // In picker mode, back at the picker after an exec (signal handlers installed then
+    // once kept a hung-up picker alive).
+    let Some(term) = Tmux::start(&env, "sig-picker", "--repeat --cluster demo -n jobs") else {
+        return;
+    };
+    term.wait_for("q  end the session");
+    term.keys(&["Enter"]);
+    term.wait_for_shell();
+    term.type_text("exit");
+    term.keys(&["Enter"]);
+    term.wait("the picker again", |s| {
+        s.matches("Pod in demo/jobs").count() == 2 && s.contains("q  end the session")
+    });
+    terminate(rolesh_pid(&env));
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=143"), "{screen}");
 }
