@@ -508,10 +508,16 @@ fn window_resizes_reach_the_remote_terminal() {
     let Some(term) = Tmux::start(
         &env,
         "resize",
-        &format!("{BACKFILL} -- sh -c 'stty size; read x; stty size; read y; exit 5'"),
+        &format!(
+            "{BACKFILL} -- sh -c 'echo ready; read a; stty size; read b; stty size; read c; exit 5'"
+        ),
     ) else {
         return;
     };
+    // The first size travels on the resize channel right after the connection is up,
+    // racing the command's start (as with kubectl): ask once the command has started.
+    term.wait_for_line("ready");
+    term.keys(&["Enter"]);
     term.wait_for_line("30 100");
     term.resize(120, 40);
     // Give SIGWINCH its moment before the remote asks again.
@@ -712,4 +718,35 @@ fn sigterm_restores_the_terminal_in_an_exec_and_in_the_picker() {
     terminate(rolesh_pid(&env));
     let screen = term.wait_for("EXIT=");
     assert!(screen.contains("TTY=same\nEXIT=143"), "{screen}");
+}
+
+#[test]
+fn exec_command_comes_from_the_config_and_a_failed_exec_returns_to_the_picker() {
+    let Some(env) = setup(
+        "rexcmd",
+        "[session]\nexec_command = [\"no-such-shell\", \"-l\"]\n",
+    ) else {
+        return;
+    };
+    // Without a command on the command line, exec_command runs.
+    let r = env.exec(&[BACKFILL]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("\"no-such-shell\": executable file not found"),
+        "{}",
+        r.stderr
+    );
+    // In picker mode the failure is shown and the picker comes back.
+    let Some(term) = Tmux::start(&env, "failed", "--repeat --cluster demo -n jobs") else {
+        return;
+    };
+    term.wait_for("q  end the session");
+    term.keys(&["Enter"]);
+    term.wait("the picker again", |s| {
+        s.contains("executable file not found") && s.matches("Pod in demo/jobs").count() == 2
+    });
+    term.keys(&["C-d"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
 }

@@ -133,16 +133,12 @@ impl Session<'_> {
                 None => Ok(EXIT_CANCELLED),
             };
         }
-        // Picker mode: a failed exec (pod gone, command not found) is reported and the
-        // picker comes back; only quitting ends the session.
+        // Picker mode: back to the picker after each exec until the user quits. A failed
+        // exec is reported by `exec`; any other failure (listing refused, broker down)
+        // would only repeat without the user getting a say, so it ends the session.
         loop {
-            match self.round().await {
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(EXIT_OK),
-                Err(failure) if failure.code == crate::error::EXIT_DENIED => {
-                    eprintln!("{failure}");
-                }
-                Err(failure) => return Err(failure),
+            if self.round().await?.is_none() {
+                return Ok(EXIT_OK);
             }
         }
     }
@@ -347,7 +343,15 @@ impl Session<'_> {
             Err(failure) => failure.code,
         };
         audit(chosen, &spec.command, code, started.elapsed());
-        result
+        match result {
+            // Picker mode: say what went wrong (pod gone, command not found, refused) and
+            // go back to the picker.
+            Err(failure) if self.picker.repeat => {
+                eprintln!("{failure}");
+                Ok(failure.code)
+            }
+            other => other,
+        }
     }
 }
 
