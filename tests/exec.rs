@@ -750,3 +750,28 @@ fn exec_command_comes_from_the_config_and_a_failed_exec_returns_to_the_picker() 
     let screen = term.wait_for("EXIT=");
     assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
 }
+
+#[test]
+fn at_a_terminal_with_stdout_redirected_the_bytes_come_through_unchanged() {
+    let Some(env) = setup("rexredir", "") else {
+        return;
+    };
+    let copy = env.scratch.path().join("copy");
+    let Some(term) = Tmux::start(
+        &env,
+        "redirect",
+        &format!(
+            "{BACKFILL} -- sh -c 'test -t 1 && echo tty; printf \"a\\nb\\r\\n\"' > {}",
+            copy.display()
+        ),
+    ) else {
+        return;
+    };
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        b"a\nb\r\n",
+        "no remote TTY, no CR added"
+    );
+}

@@ -334,7 +334,7 @@ impl Session<'_> {
             pod: chosen.pod.clone(),
             container: chosen.container.clone(),
             command,
-            tty: self.picker.interactive,
+            tty: terminal::wants_tty(),
         };
         let started = Instant::now();
         let result = stream::run(client, &spec).await;

@@ -21,6 +21,13 @@ pub fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
 }
 
+/// Whether the exec gets a remote TTY: stdin and stdout are both terminals. With output
+/// redirected (`rolesh exec … -- cat f > copy`) the bytes must come through unchanged,
+/// which a remote terminal's line discipline would not do.
+pub fn wants_tty() -> bool {
+    stdin_is_terminal() && std::io::stdout().is_terminal()
+}
+
 /// The local terminal's size as (rows, columns).
 pub fn size() -> Option<(u16, u16)> {
     use std::os::fd::AsFd;
