@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::ConfigSource;
 use crate::error::{EXIT_OK, Failure};
-use crate::{broker, check, client, explain, rbac, session, standalone, token};
+use crate::{broker, check, client, exec, explain, rbac, session, standalone, token};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,7 +42,17 @@ pub enum Command {
     Exec {
         /// [[CLUSTER/]NAMESPACE/POD[/CONTAINER]]
         target: Option<String>,
-        /// Command to run in the container
+        /// Only this cluster
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
+        /// Only this namespace
+        #[arg(short = 'n', long, value_name = "NAME")]
+        namespace: Option<String>,
+        /// Picker mode (what `mode = "picker"` runs): back to the picker after each exec,
+        /// until q, Ctrl-D or Esc
+        #[arg(long, hide = true, conflicts_with = "target")]
+        repeat: bool,
+        /// Command to run in the container [default: `exec_command`, else bash or sh]
         #[arg(last = true)]
         command: Vec<String>,
     },
@@ -215,7 +225,19 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
             println!("{answer}");
             Ok(EXIT_OK)
         }
-        Command::Exec { .. } => Err(Failure::not_implemented("exec")),
+        Command::Exec {
+            target,
+            cluster,
+            namespace,
+            repeat,
+            command,
+        } => exec::run(exec::ExecArgs {
+            target,
+            cluster,
+            namespace,
+            command,
+            repeat,
+        }),
         Command::Kubeconfig => session::print_kubeconfig().map(|()| EXIT_OK),
         Command::RestrictedPrompt => session::restricted_prompt(),
         Command::Broker { config, socket } => broker::run(config.source(), socket),

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod explain;
 pub mod mapping;
 pub mod paths;

@@ -1,0 +1,309 @@
+//! One cluster as the user sees it: a kube client built from what the broker hands out
+//! (endpoint, CA and a bearer token signed with the user's own role; no kubeconfig file),
+//! and the pods and namespaces the picker offers.
+//!
+//! Every call here uses the user's own token, so the cluster's RBAC decides what is
+//! listed and what may be exec'ed into; the allowlist only narrows it further.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ListParams};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::client;
+use crate::config::Selector;
+use crate::error::{Failure, error_chain};
+
+/// Where and as whom to connect, from the broker. Holds the bearer token in a
+/// `SecretString`, which never prints it.
+pub struct Connection {
+    pub cluster: String,
+    config: kube::Config,
+}
+
+impl Connection {
+    /// Asks the broker for the cluster's endpoint and CA and for a token.
+    pub fn from_broker(cluster: &str) -> Result<Connection, Failure> {
+        let socket = client::socket_path(false);
+        let info = client::request(&socket, "cluster", &[("cluster", cluster)])?;
+        let answer = client::request(&socket, "token", &[("cluster", cluster)])?;
+        let token = answer["token"]
+            .as_str()
+            .or_else(|| answer["status"]["token"].as_str())
+            .ok_or_else(|| Failure::runtime("the credential broker sent an incomplete token"))?;
+        let endpoint = info["endpoint"].as_str().unwrap_or_default();
+        let url: http::Uri = endpoint.parse().map_err(|_| {
+            Failure::runtime(format!(
+                "cluster {cluster} has an invalid endpoint {endpoint:?}"
+            ))
+        })?;
+        let mut config = kube::Config::new(url);
+        config.root_cert = Some(ca_certificates(
+            cluster,
+            info["certificateAuthorityData"]
+                .as_str()
+                .unwrap_or_default(),
+        )?);
+        config.auth_info.token = Some(secrecy::SecretString::from(token.to_string()));
+        Ok(Connection {
+            cluster: cluster.to_string(),
+            config,
+        })
+    }
+
+    /// The client; must be called inside the tokio runtime.
+    pub fn client(&self) -> Result<kube::Client, Failure> {
+        // Both rustls providers are linked (the AWS SDK and kube); pick aws-lc-rs once.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        kube::Client::try_from(self.config.clone()).map_err(|e| {
+            Failure::runtime(format!(
+                "cannot set up a client for cluster {}: {}",
+                self.cluster,
+                error_chain(&e)
+            ))
+        })
+    }
+}
+
+/// `certificateAuthorityData`: base64 of one or more PEM certificates.
+fn ca_certificates(cluster: &str, data: &str) -> Result<Vec<Vec<u8>>, Failure> {
+    let bad = || Failure::runtime(format!("cluster {cluster} has unreadable CA data"));
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| bad())?;
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.as_ref().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    if certs.is_empty() {
+        return Err(bad());
+    }
+    Ok(certs)
+}
+
+/// A Kubernetes API failure as a rolesh failure: 403 is a refusal by the cluster's RBAC
+/// (exit 77), anything else a runtime error. The message never holds the token.
+pub fn api_failure(what: &str, error: &kube::Error) -> Failure {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => {
+            Failure::denied(format!("the cluster refused to {what}: {}", status.message))
+        }
+        kube::Error::Api(status) if status.code == 404 => {
+            Failure::runtime(format!("cannot {what}: {}", status.message))
+        }
+        other => Failure::runtime(format!("cannot {what}: {}", error_chain(other))),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    Regular,
+    Init,
+    Ephemeral,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub name: String,
+    pub kind: ContainerKind,
+}
+
+/// What the picker shows of a pod, and what the allowlist check needs (its labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    pub name: String,
+    pub phase: String,
+    pub ready: (usize, usize),
+    pub age: String,
+    pub node: String,
+    pub labels: BTreeMap<String, String>,
+    pub containers: Vec<ContainerInfo>,
+}
+
+impl PodInfo {
+    pub fn from_pod(pod: &Pod, now: jiff::Timestamp) -> PodInfo {
+        let spec = pod.spec.as_ref();
+        let status = pod.status.as_ref();
+        let mut containers = Vec::new();
+        let mut push = |names: Vec<String>, kind| {
+            containers.extend(names.into_iter().map(|name| ContainerInfo { name, kind }));
+        };
+        if let Some(spec) = spec {
+            push(
+                spec.containers.iter().map(|c| c.name.clone()).collect(),
+                ContainerKind::Regular,
+            );
+            push(
+                spec.init_containers
+                    .iter()
+                    .flatten()
+                    .map(|c| c.name.clone())
+                    .collect(),
+                ContainerKind::Init,
+            );
+            push(
+                spec.ephemeral_containers
+                    .iter()
+                    .flatten()
+                    .map(|c| c.name.clone())
+                    .collect(),
+                ContainerKind::Ephemeral,
+            );
+        }
+        let statuses = status.and_then(|s| s.container_statuses.as_ref());
+        let ready = statuses.map_or(0, |s| s.iter().filter(|c| c.ready).count());
+        let total = spec.map_or(0, |s| s.containers.len());
+        let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        PodInfo {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            phase: status
+                .and_then(|s| s.reason.clone().or_else(|| s.phase.clone()))
+                .unwrap_or_else(|| "Unknown".into()),
+            ready: (ready, total),
+            age: created.map_or_else(|| "?".into(), |t| short_age(now.duration_since(t))),
+            node: spec
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_else(|| "-".into()),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            containers,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.phase == "Running"
+    }
+
+    /// Whether the pod matches ANY of `selectors` (none: every pod matches).
+    pub fn matches_any(&self, selectors: &[String]) -> bool {
+        selectors.is_empty()
+            || selectors.iter().any(|s| {
+                Selector::parse(s)
+                    .map(|sel| sel.matches(&self.labels))
+                    .unwrap_or(false)
+            })
+    }
+}
+
+/// `45s`, `12m`, `3h`, `9d`, as kubectl's AGE column.
+fn short_age(d: jiff::SignedDuration) -> String {
+    let s = d.as_secs().max(0);
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172_800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Pods in `namespace` matching ANY of `selectors`: one list call per selector (the API
+/// server evaluates each, set-based ones included), the union deduplicated by name.
+/// Running pods first, then by name.
+pub async fn list_pods(
+    client: &kube::Client,
+    namespace: &str,
+    selectors: &[String],
+) -> Result<Vec<PodInfo>, Failure> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let queries: Vec<ListParams> = if selectors.is_empty() {
+        vec![ListParams::default()]
+    } else {
+        selectors
+            .iter()
+            .map(|s| ListParams::default().labels(s))
+            .collect()
+    };
+    let now = jiff::Timestamp::now();
+    let mut pods = BTreeMap::new();
+    for query in &queries {
+        let list = api
+            .list(query)
+            .await
+            .map_err(|e| api_failure(&format!("list pods in {namespace}"), &e))?;
+        for pod in &list.items {
+            let info = PodInfo::from_pod(pod, now);
+            pods.insert(info.name.clone(), info);
+        }
+    }
+    let mut pods: Vec<PodInfo> = pods.into_values().collect();
+    pods.sort_by(|a, b| {
+        b.is_running()
+            .cmp(&a.is_running())
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(pods)
+}
+
+/// One pod, read with the user's token (what the selector check needs: its labels).
+pub async fn get_pod(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<PodInfo, Failure> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = api
+        .get(name)
+        .await
+        .map_err(|e| api_failure(&format!("read pod {namespace}/{name}"), &e))?;
+    Ok(PodInfo::from_pod(&pod, jiff::Timestamp::now()))
+}
+
+/// For a cluster without an allowlist: the namespaces the user's RBAC lets them list;
+/// if it does not, the cluster's default namespace alone (RBAC still decides on pods).
+pub async fn visible_namespaces(
+    client: &kube::Client,
+    default_namespace: Option<&str>,
+) -> Result<Vec<String>, Failure> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list
+            .items
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect()),
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            Ok(default_namespace.into_iter().map(str::to_string).collect())
+        }
+        Err(e) => Err(api_failure("list namespaces", &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(labels: &[(&str, &str)]) -> PodInfo {
+        PodInfo {
+            name: "p".into(),
+            phase: "Running".into(),
+            ready: (1, 1),
+            age: "1m".into(),
+            node: "n".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            containers: vec![],
+        }
+    }
+
+    #[test]
+    fn a_pod_is_allowed_when_it_matches_any_selector() {
+        let selectors = vec!["app=frontend".to_string(), "tier in (web,edge)".to_string()];
+        assert!(pod(&[("app", "frontend")]).matches_any(&selectors));
+        assert!(pod(&[("app", "proxy"), ("tier", "edge")]).matches_any(&selectors));
+        assert!(!pod(&[("app", "api"), ("tier", "backend")]).matches_any(&selectors));
+        assert!(pod(&[]).matches_any(&[]));
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let s = jiff::SignedDuration::from_secs;
+        assert_eq!(short_age(s(45)), "45s");
+        assert_eq!(short_age(s(50 * 60)), "50m");
+        assert_eq!(short_age(s(3 * 3600)), "3h");
+        assert_eq!(short_age(s(12 * 86400)), "12d");
+    }
+}

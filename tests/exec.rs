@@ -1,0 +1,777 @@
+//! `rolesh exec` and the picker end to end: a real broker, the rolesh-testkit stack (fake
+//! AWS, fake EKS clusters `demo` and `staging` whose exec runs a real process, in a real
+//! PTY for a TTY), real accounts, real kubectl for comparison, and tmux as the terminal
+//! for the picker and window resizes.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::broker::BrokerProc;
+use common::*;
+
+/// A broker on the stack and one account using it.
+struct Env {
+    broker: BrokerProc,
+    user: TestUser,
+    /// World-readable scratch space (kubeconfig for kubectl, scripts for tmux).
+    scratch: tempfile::TempDir,
+}
+
+const WEB_FRONTEND: &str = "frontend-6d8f7c9b5-x7k2p";
+const BACKFILL: &str = "demo/jobs/backfill-2h7x9";
+
+/// Starts the stack and a broker, and creates `name`; `None` (test skipped) unless root.
+fn setup(name: &str, drop_in: &str) -> Option<Env> {
+    if !need_root() {
+        return None;
+    }
+    let user = TestUser::create(name, &[]);
+    let broker = BrokerProc::start_stack(drop_in);
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(Env {
+        broker,
+        user,
+        scratch,
+    })
+}
+
+impl Env {
+    /// `rolesh ARGS` as the account, with nothing on stdin.
+    fn rolesh(&self, args: &[&str]) -> Command {
+        let mut cmd = rolesh();
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("ROLESH_BROKER_SOCKET", self.broker.socket())
+            .uid(self.user.uid())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn exec(&self, args: &[&str]) -> Run {
+        let mut full = vec!["exec"];
+        full.extend_from_slice(args);
+        run(&mut self.rolesh(&full))
+    }
+
+    /// Runs `cmd` with `input` on its stdin and returns exit code and raw stdout.
+    fn with_stdin(cmd: &mut Command, input: &[u8]) -> (i32, Vec<u8>, String) {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The session kubeconfig (`rolesh kubeconfig`) in a file, for kubectl.
+    fn kubeconfig(&self) -> PathBuf {
+        let r = run(&mut self.rolesh(&["kubeconfig"]));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let path = self.scratch.path().join("kubeconfig");
+        std::fs::write(&path, r.stdout).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    }
+
+    /// `kubectl ARGS` as the account, through the session kubeconfig.
+    fn kubectl(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("/usr/bin/kubectl");
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", self.scratch.path())
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("ROLESH_BROKER_SOCKET", self.broker.socket())
+            .uid(self.user.uid())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn demo(&self) -> &rolesh_testkit::fake_k8s::FakeK8s {
+        self.broker.stack().unwrap().cluster("demo").unwrap()
+    }
+}
+
+#[test]
+fn the_remote_exit_code_is_rolesh_exit_code() {
+    let Some(env) = setup("rexcodes", "") else {
+        return;
+    };
+    for (script, code) in [("exit 0", 0), ("exit 3", 3), ("kill -9 $$", 137)] {
+        let r = env.exec(&[BACKFILL, "--", "sh", "-c", script]);
+        assert_eq!(r.code, code, "{script}: {}", r.stderr);
+    }
+    let r = env.exec(&[BACKFILL, "--", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "out\n"), "{}", r.stderr);
+    assert_eq!(r.stderr, "err\n", "stderr stays stderr without a TTY");
+    // A command that cannot start: 1, with the server's reason.
+    let r = env.exec(&[BACKFILL, "--", "no-such-command"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.starts_with("rolesh: "), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("executable file not found"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn stdin_is_streamed_and_its_eof_reaches_the_remote() {
+    let Some(env) = setup("rexstdin", "") else {
+        return;
+    };
+    let (code, out, err) =
+        Env::with_stdin(&mut env.rolesh(&["exec", BACKFILL, "--", "cat"]), b"hi\n");
+    assert_eq!((code, out.as_slice()), (0, b"hi\n".as_slice()), "{err}");
+    // More than any buffer, and the remote counts it only once stdin has ended.
+    let input = vec![b'x'; 3 * 1024 * 1024 + 7];
+    let (code, out, err) = Env::with_stdin(
+        &mut env.rolesh(&["exec", BACKFILL, "--", "wc", "-c"]),
+        &input,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out).trim(),
+        input.len().to_string()
+    );
+}
+
+#[test]
+fn targets_outside_the_allowlist_are_refused_before_any_api_call() {
+    let Some(env) = setup("rexdenied", "") else {
+        return;
+    };
+    let clusters = env.broker.stack().unwrap().clusters();
+    for c in clusters {
+        c.handle().clear_events();
+    }
+    for target in [
+        "kube-system/etcd-0",
+        "demo/kube-system/etcd-0",
+        "demo/default/x",
+    ] {
+        let r = env.exec(&[target, "--", "true"]);
+        assert_eq!(r.code, 77, "{target}: {}", r.stderr);
+        assert!(r.stderr.starts_with("rolesh: "), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("web"),
+            "names what is allowed: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+    }
+    let r = env.exec(&["prod/web/x/c", "--", "true"]);
+    assert_eq!(r.code, 77, "an unknown cluster: {}", r.stderr);
+    assert!(r.stderr.contains("demo, staging"), "{}", r.stderr);
+    let r = env.exec(&["-n", "kube-system", "--", "true"]);
+    assert_eq!(r.code, 77, "-n outside the allowlist: {}", r.stderr);
+    for c in clusters {
+        assert!(
+            c.handle().events().is_empty(),
+            "no request may reach {}: {:?}",
+            c.cluster_name(),
+            c.handle().events()
+        );
+    }
+
+    // In an allowed namespace, a pod that matches none of its selectors: refused after
+    // reading its labels, and never exec'ed into.
+    let r = env.exec(&["demo/web/api-7c9d8e6f5-m3n8p", "--", "true"]);
+    assert_eq!(r.code, 77, "{}", r.stderr);
+    assert!(r.stderr.contains("matches none"), "{}", r.stderr);
+    let events = env.demo().handle().events();
+    assert!(
+        events
+            .iter()
+            .all(|e| e.method == "GET" && !e.path.ends_with("/exec")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn selectors_are_ored_and_set_based_ones_work() {
+    let Some(env) = setup("rexselect", "") else {
+        return;
+    };
+    let cases = [
+        // app=frontend
+        (format!("demo/web/{WEB_FRONTEND}/nginx"), 0),
+        // only `tier in (web,edge)` (set-based)
+        ("demo/web/edge-proxy-5f6c7d8b9-h2j5k".to_string(), 0),
+        // neither
+        ("demo/web/redis-0".to_string(), 77),
+        // a namespace without selectors: every pod
+        ("demo/jobs/backfill-2h7x9".to_string(), 0),
+    ];
+    for (target, code) in cases {
+        let r = env.exec(&[
+            &target,
+            "--",
+            "sh",
+            "-c",
+            "echo $ROLESH_FAKE_POD/$ROLESH_FAKE_CONTAINER",
+        ]);
+        assert_eq!(r.code, code, "{target}: {}", r.stderr);
+        if code == 0 {
+            let pod_and_container = target.split('/').skip(2).collect::<Vec<_>>().join("/");
+            assert!(
+                r.stdout.starts_with(&pod_and_container),
+                "{target}: {}",
+                r.stdout
+            );
+        }
+    }
+}
+
+#[test]
+fn without_a_terminal_the_picker_lists_choices_and_refuses_to_wait() {
+    let Some(env) = setup("rexlist", "") else {
+        return;
+    };
+    let refusal = |level: &str, form: &str| {
+        format!("rolesh: more than one {level} matches; name one: rolesh exec {form}\n")
+    };
+    // Pods of demo/web matching ANY selector, each once, running ones first; listed with
+    // the user's own token, one list call per selector.
+    env.demo().handle().clear_events();
+    let r = env.exec(&["demo/web", "--", "true"]);
+    let events = env.demo().handle().events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(
+            (e.verb.as_str(), e.user.as_deref()),
+            ("list", Some("rexlist")),
+            "{e:?}"
+        );
+    }
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let expected = [
+        "demo/web/edge-proxy-5f6c7d8b9-h2j5k",
+        "demo/web/frontend-6d8f7c9b5-q9m4z",
+        "demo/web/frontend-6d8f7c9b5-x7k2p",
+        "demo/web/frontend-canary-7b5d4c8f9-z8r2w",
+    ];
+    assert_eq!(
+        r.stderr,
+        format!(
+            "{}\n{}",
+            expected.join("\n"),
+            refusal("pod", "CLUSTER/NS/POD")
+        )
+    );
+    // Clusters; then the namespaces of one: only the allowlisted ones, never kube-system.
+    let r = env.exec(&[]);
+    assert_eq!(
+        (r.code, r.stderr.clone()),
+        (
+            2,
+            format!("demo\nstaging\n{}", refusal("cluster", "CLUSTER/NS/POD"))
+        )
+    );
+    let r = env.exec(&["--cluster", "staging"]);
+    assert_eq!(
+        (r.code, r.stderr.clone()),
+        (
+            2,
+            format!(
+                "staging/web\nstaging/jobs\n{}",
+                refusal("namespace", "CLUSTER/NS/POD")
+            )
+        )
+    );
+    // Containers: init and ephemeral ones too.
+    let r = env.exec(&["demo/web/frontend-6d8f7c9b5-q9m4z"]);
+    let pod = "demo/web/frontend-6d8f7c9b5-q9m4z";
+    assert_eq!(
+        r.stderr,
+        format!(
+            "{pod}/nginx\n{pod}/log-shipper\n{pod}/migrate\n{pod}/debugger\n{}",
+            refusal("container", "CLUSTER/NS/POD/CONTAINER")
+        )
+    );
+    // A level with one choice is skipped: demo/jobs has one running pod and a finished
+    // one, so it still asks; -n narrows the cluster to the first allowing it.
+    let r = env.exec(&["-n", "jobs", "--", "true"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .starts_with("demo/jobs/backfill-2h7x9\ndemo/jobs/nightly-report"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn ten_mebibytes_of_stdout_are_byte_identical_to_kubectl_exec() {
+    let Some(env) = setup("rexbytes", "") else {
+        return;
+    };
+    // Every byte value, CR and LF included, deterministically.
+    let generate =
+        "import random,sys; sys.stdout.buffer.write(random.Random(7).randbytes(10*1024*1024))";
+    let expected = Command::new("python3")
+        .args(["-c", generate])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(expected.len(), 10 * 1024 * 1024);
+    let ours = env
+        .rolesh(&["exec", BACKFILL, "--", "python3", "-c", generate])
+        .output()
+        .unwrap();
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let theirs = env
+        .kubectl(&[
+            "--context",
+            "demo/jobs",
+            "exec",
+            "backfill-2h7x9",
+            "--",
+            "python3",
+            "-c",
+            generate,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        theirs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    assert!(ours.stdout == theirs.stdout, "rolesh and kubectl differ");
+    assert!(
+        ours.stdout == expected,
+        "rolesh's output is not what the command wrote"
+    );
+}
+
+/// A terminal for rolesh: a tmux server of its own, one window running `command` as the
+/// test account, then reporting whether the terminal settings came back (`TTY=same`) and
+/// the exit code (`EXIT=N`).
+struct Tmux {
+    socket: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    fn start(env: &Env, label: &str, rolesh_args: &str) -> Option<Tmux> {
+        if !can_run("tmux", Command::new("tmux").arg("-V").output().is_ok()) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tmux.conf"), "set -g status off\n").unwrap();
+        let uid = env.user.uid();
+        let script = format!(
+            "before=$(stty -g); setpriv --reuid={uid} --regid={uid} --clear-groups env -i \
+             PATH=/usr/bin:/bin TERM=xterm ROLESH_BROKER_SOCKET={socket} {rolesh} exec {rolesh_args}; \
+             code=$?; if [ \"$(stty -g)\" = \"$before\" ]; then echo TTY=same; else echo TTY=changed; fi; \
+             echo EXIT=$code; sleep 600",
+            socket = env.broker.socket().display(),
+            rolesh = env!("CARGO_BIN_EXE_rolesh"),
+        );
+        let socket = format!("rolesh-exec-{label}-{}", std::process::id());
+        let out = Command::new("tmux")
+            .args(["-L", &socket, "-f"])
+            .arg(dir.path().join("tmux.conf"))
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "100",
+                "-y",
+                "30",
+                &script,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(Tmux { socket, _dir: dir })
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Keys as tmux names them (`Enter`, `C-c`, `C-d`, `Escape`).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// Text typed as it is.
+    fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "t", "-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    /// Waits until the screen satisfies `ready`, and returns it.
+    fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        self.wait(needle, |s| s.contains(needle))
+    }
+
+    /// A line that is exactly `line` (output, not the echo of a typed command).
+    fn wait_for_line(&self, line: &str) -> String {
+        self.wait(line, |s| s.lines().any(|l| l.trim_end() == line))
+    }
+
+    /// Waits for the remote shell's prompt at the bottom. Keys typed before it may be
+    /// lost: the picker's terminal library reads ahead and keeps what follows Enter.
+    fn wait_for_shell(&self) {
+        self.wait("the remote shell's prompt", |s| {
+            s.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.trim_end().ends_with('#') || l.trim_end().ends_with('$'))
+        });
+    }
+
+    fn resize(&self, cols: u16, rows: u16) {
+        self.tmux(&[
+            "resize-window",
+            "-t",
+            "t",
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+        ]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[test]
+fn window_resizes_reach_the_remote_terminal() {
+    let Some(env) = setup("rexresize", "") else {
+        return;
+    };
+    let Some(term) = Tmux::start(
+        &env,
+        "resize",
+        &format!(
+            "{BACKFILL} -- sh -c 'echo ready; read a; stty size; read b; stty size; read c; exit 5'"
+        ),
+    ) else {
+        return;
+    };
+    // The first size travels on the resize channel right after the connection is up,
+    // racing the command's start (as with kubectl): ask once the command has started.
+    term.wait_for_line("ready");
+    term.keys(&["Enter"]);
+    term.wait_for_line("30 100");
+    term.resize(120, 40);
+    // Give SIGWINCH its moment before the remote asks again.
+    std::thread::sleep(Duration::from_millis(300));
+    term.keys(&["Enter"]);
+    term.wait_for_line("40 120");
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=5"), "{screen}");
+}
+
+#[test]
+fn the_picker_in_a_terminal_filters_as_you_type_and_passes_ctrl_c_through() {
+    let Some(env) = setup("rexpicker", "") else {
+        return;
+    };
+    let Some(term) = Tmux::start(&env, "picker", "") else {
+        return;
+    };
+    let screen = term.wait_for("Cluster");
+    assert!(
+        screen.contains("demo") && screen.contains("staging"),
+        "{screen}"
+    );
+    term.type_text("stag");
+    term.wait("demo filtered out", |s| {
+        s.contains("staging") && !s.contains("demo")
+    });
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("Namespace in staging");
+    assert!(
+        screen.contains("app=frontend") && screen.contains("all pods"),
+        "{screen}"
+    );
+    assert!(!screen.contains("kube-system"), "{screen}");
+    term.type_text("jobs");
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("Pod in staging/jobs");
+    let running = screen.find("backfill-2h7x9").expect("backfill listed");
+    let finished = screen
+        .find("nightly-report")
+        .expect("the finished pod listed");
+    assert!(running < finished, "running pods first:\n{screen}");
+    for column in [
+        "Running",
+        "Completed",
+        "1/1",
+        "20m",
+        "ip-10-0-3-12.ec2.internal",
+    ] {
+        assert!(screen.contains(column), "{column}:\n{screen}");
+    }
+    // One container: that level is skipped, and the default command is a shell.
+    term.keys(&["Enter"]);
+    term.wait_for_shell();
+    term.type_text("echo at:$ROLESH_FAKE_CLUSTER/$ROLESH_FAKE_NAMESPACE/$ROLESH_FAKE_POD");
+    term.keys(&["Enter"]);
+    term.wait_for_line("at:staging/jobs/backfill-2h7x9");
+    // Ctrl-C goes to the remote command, not to rolesh.
+    term.type_text("sleep 300");
+    term.keys(&["Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    term.keys(&["C-c"]);
+    term.type_text("echo after-ctrl-$((1+1))");
+    term.keys(&["Enter"]);
+    term.wait_for_line("after-ctrl-2");
+    term.type_text("exit 7");
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=7"), "{screen}");
+}
+
+#[test]
+fn picker_mode_comes_back_after_each_exec_until_q_or_ctrl_d() {
+    let Some(env) = setup("rexrepeat", "") else {
+        return;
+    };
+    let Some(term) = Tmux::start(&env, "repeat", "--repeat --cluster demo -n jobs") else {
+        return;
+    };
+    // The active prompt is the last one on the screen; earlier rounds leave their answers.
+    let prompt = |s: &str| {
+        s.rsplit("Pod in demo/jobs")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for round in 0..3 {
+        let screen = term.wait("a fresh picker", |s| {
+            prompt(s).contains("q  end the session")
+        });
+        assert!(prompt(&screen).contains("backfill-2h7x9"), "{screen}");
+        if round == 2 {
+            break;
+        }
+        term.type_text("back");
+        term.keys(&["Enter"]);
+        term.wait_for_shell();
+        term.type_text(&format!("echo round-$((40+{round}))"));
+        term.keys(&["Enter"]);
+        term.wait_for_line(&format!("round-{}", 40 + round));
+        term.type_text("exit 3");
+        term.keys(&["Enter"]);
+    }
+    // `q` filters down to the quit entry.
+    term.type_text("q");
+    term.wait("only the quit entry", |s| {
+        let p = prompt(s);
+        p.contains("end the session") && !p.contains("backfill")
+    });
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+
+    let Some(term) = Tmux::start(&env, "repeat-d", "--repeat --cluster demo -n jobs") else {
+        return;
+    };
+    term.wait_for("Pod in demo/jobs");
+    term.keys(&["C-d"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+}
+
+#[test]
+fn init_and_ephemeral_containers_are_marked_and_esc_cancels() {
+    let Some(env) = setup("rexctr", "") else {
+        return;
+    };
+    let Some(term) = Tmux::start(&env, "containers", "demo/web/frontend-6d8f7c9b5-q9m4z") else {
+        return;
+    };
+    let screen = term.wait_for("Container in demo/web/frontend-6d8f7c9b5-q9m4z");
+    for line in [
+        "nginx",
+        "log-shipper",
+        "migrate  (init)",
+        "debugger  (ephemeral)",
+    ] {
+        assert!(screen.contains(line), "{line}:\n{screen}");
+    }
+    term.keys(&["Escape"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=130"), "{screen}");
+}
+
+/// The rolesh process the account runs in `term`.
+fn rolesh_pid(env: &Env) -> i32 {
+    let out = Command::new("pgrep")
+        .args(["-u", &env.user.uid().to_string(), "-x", "rolesh"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(pids.len(), 1, "one rolesh process: {text}");
+    pids[0]
+}
+
+fn terminate(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+#[test]
+fn sigterm_restores_the_terminal_in_an_exec_and_in_the_picker() {
+    let Some(env) = setup("rexsignal", "") else {
+        return;
+    };
+    // In a raw-mode exec.
+    let Some(term) = Tmux::start(
+        &env,
+        "sig-exec",
+        &format!("{BACKFILL} -- sh -c 'echo started; sleep 30'"),
+    ) else {
+        return;
+    };
+    term.wait_for_line("started");
+    terminate(rolesh_pid(&env));
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=143"), "{screen}");
+    drop(term);
+
+    // In picker mode, back at the picker after an exec (signal handlers installed then
+    // once kept a hung-up picker alive).
+    let Some(term) = Tmux::start(&env, "sig-picker", "--repeat --cluster demo -n jobs") else {
+        return;
+    };
+    term.wait_for("q  end the session");
+    term.keys(&["Enter"]);
+    term.wait_for_shell();
+    term.type_text("exit");
+    term.keys(&["Enter"]);
+    term.wait("the picker again", |s| {
+        s.matches("Pod in demo/jobs").count() == 2 && s.contains("q  end the session")
+    });
+    terminate(rolesh_pid(&env));
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=143"), "{screen}");
+}
+
+#[test]
+fn exec_command_comes_from_the_config_and_a_failed_exec_returns_to_the_picker() {
+    let Some(env) = setup(
+        "rexcmd",
+        "[session]\nexec_command = [\"no-such-shell\", \"-l\"]\n",
+    ) else {
+        return;
+    };
+    // Without a command on the command line, exec_command runs.
+    let r = env.exec(&[BACKFILL]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("\"no-such-shell\": executable file not found"),
+        "{}",
+        r.stderr
+    );
+    // In picker mode the failure is shown and the picker comes back.
+    let Some(term) = Tmux::start(&env, "failed", "--repeat --cluster demo -n jobs") else {
+        return;
+    };
+    term.wait_for("q  end the session");
+    term.keys(&["Enter"]);
+    term.wait("the picker again", |s| {
+        s.contains("executable file not found") && s.matches("Pod in demo/jobs").count() == 2
+    });
+    term.keys(&["C-d"]);
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+}
+
+#[test]
+fn at_a_terminal_with_stdout_redirected_the_bytes_come_through_unchanged() {
+    let Some(env) = setup("rexredir", "") else {
+        return;
+    };
+    let copy = env.scratch.path().join("copy");
+    let Some(term) = Tmux::start(
+        &env,
+        "redirect",
+        &format!(
+            "{BACKFILL} -- sh -c 'test -t 1 && echo tty; printf \"a\\nb\\r\\n\"' > {}",
+            copy.display()
+        ),
+    ) else {
+        return;
+    };
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        b"a\nb\r\n",
+        "no remote TTY, no CR added"
+    );
+}
