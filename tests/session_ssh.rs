@@ -82,6 +82,16 @@ impl Sshd {
         std::fs::set_permissions(keys.join(user), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
 
+    /// The same ssh command line as text, for a terminal to run.
+    fn ssh_line(&self, user: &str, extra: &[&str]) -> String {
+        let cmd = self.ssh(user, extra, &[]);
+        std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn ssh(&self, user: &str, extra: &[&str], command: &[&str]) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.args(["-q", "-i"])
@@ -138,9 +148,10 @@ fn ssh_sessions_through_rolesh() {
     let denied = TestUser::create("rsedenied", &[]);
     let contractor = TestUser::create("rsecarl", &["rsecontractors"]);
     let idler = TestUser::create("rseidle", &["rseidlers"]);
+    let picker = TestUser::create("rsepick", &["rsepickers"]);
     let homes = session_visible_tempdir("rolesh-homes");
     std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    for u in [&alice, &denied, &contractor, &idler] {
+    for u in [&alice, &denied, &contractor, &idler, &picker] {
         let home = homes.path().join(&u.name);
         std::fs::create_dir(&home).unwrap();
         std::os::unix::fs::chown(&home, Some(u.uid()), None).unwrap();
@@ -158,7 +169,7 @@ fn ssh_sessions_through_rolesh() {
     std::fs::create_dir_all("/run/rolesh").unwrap();
     // The rolesh-testkit stack (fake AWS, fake EKS clusters demo and staging) with its
     // config, and this drop-in for the test's accounts and session settings.
-    let drop_in = "[mapping]\ndeny_users = [\"rsedenied\"]\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n[[session.override]]\ngroups = [\"rseidlers\"]\nidle_timeout = \"1m\"\n";
+    let drop_in = "[mapping]\ndeny_users = [\"rsedenied\"]\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n[[session.override]]\ngroups = [\"rseidlers\"]\nidle_timeout = \"1m\"\n[[session.override]]\ngroups = [\"rsepickers\"]\nmode = \"picker\"\n";
     let mut b = BrokerProc::start_stack(drop_in);
     // Login mode honours no socket variable: the broker must be on the compiled-in path.
     b.kill();
@@ -179,6 +190,7 @@ fn ssh_sessions_through_rolesh() {
     sshd.authorize("rsedenied");
     sshd.authorize("rsecarl");
     sshd.authorize("rseidle");
+    sshd.authorize("rsepick");
 
     // Idle timeout (1 minute for rseidlers): a session where nobody types gets a warning,
     // then ends. Started first and checked last, so the minute overlaps the other steps.
@@ -469,6 +481,56 @@ fn ssh_sessions_through_rolesh() {
     );
     assert_no_processes_left("rseidle");
 
+    // Picker mode: `ssh bastion` lands in the picker; choose a pod, work in it, leave it,
+    // and the picker comes back until `q`. Driven through a real terminal (tmux), since
+    // the picker asks the terminal for its cursor position.
+    let term = Tmux::start(&format!(
+        "{}; echo EXIT=$?; sleep 600",
+        sshd.ssh_line("rsepick", &["-tt"])
+    ));
+    term.wait_for("Cluster");
+    term.type_text("demo\r");
+    term.wait_for("Namespace in demo");
+    term.type_text("jobs\r");
+    term.wait_for("Pod in demo/jobs");
+    term.type_text("back\r");
+    term.wait("the container's shell", |s| {
+        s.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.trim_end().ends_with('#') || l.trim_end().ends_with('$'))
+    });
+    term.type_text("echo picked-$((6*7))\r");
+    term.wait("the command's output", |s| {
+        s.lines().any(|l| l.trim_end() == "picked-42")
+    });
+    term.type_text("exit\r");
+    // Back to the first level (this user has two clusters), which offers the way out.
+    let last_picker = |s: &str| s.rsplit("? Cluster").next().unwrap_or_default().to_string();
+    term.wait("the picker again", |s| {
+        s.contains("? Cluster")
+            && s.rsplit("picked-42")
+                .next()
+                .unwrap_or_default()
+                .contains("? Cluster")
+            && last_picker(s).contains("q  end the session")
+    });
+    term.type_text("q");
+    term.wait("only the quit entry", |s| {
+        let last = last_picker(s);
+        last.contains("end the session") && !last.contains("staging")
+    });
+    term.type_text("\r");
+    let screen = term.wait_for("EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let exec_seen = demo
+        .handle()
+        .events()
+        .into_iter()
+        .any(|e| e.user.as_deref() == Some("rsepick") && e.path.ends_with("/exec"));
+    assert!(exec_seen, "the cluster saw rsepick's exec");
+    drop(term);
+
     // `ssh -t bastion CMD`: the command runs on the session's own pty; its exit code and
     // output come back through the relay.
     let r = run(&mut sshd.ssh(
@@ -519,6 +581,91 @@ fn assert_no_processes_left(user: &str) {
             "processes of {user} survived its session:\n{left}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A terminal (tmux on its own server socket) running one command, for what only a real
+/// terminal can drive.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(script: &str) -> Tmux {
+        let socket = format!("rolesh-ssh-{}", std::process::id());
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+            ])
+            .args(["-x", "100", "-y", "30", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmux { socket }
+    }
+
+    fn type_text(&self, text: &str) {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "t", "-l", text])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    /// The whole scrollback, not just the visible screen.
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "capture-pane",
+                "-p",
+                "-S",
+                "-",
+                "-t",
+                "t",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting for {what}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        self.wait(needle, |s| s.contains(needle))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
     }
 }
 
