@@ -193,4 +193,5 @@ pub fn aws_eks_get_token_at(x_amz_date: &str) -> Command {
     cmd
 }
 pub mod broker;
+pub mod journal;
 pub mod moto;
