@@ -341,6 +341,13 @@ async fn read_events(recording: &mut Recording, reader: &mut BufReader<OwnedRead
         if let Err(why) = recording.event(text) {
             return End::Abnormal(format!("invalid event: {why}"));
         }
+        // Hand what arrived to the kernel before waiting for more: a broker that dies
+        // loses at most the events it was reading.
+        if reader.buffer().is_empty()
+            && let Err(e) = recording.out.flush()
+        {
+            return End::Abnormal(format!("cannot write: {e}"));
+        }
     }
 }
 
