@@ -238,6 +238,8 @@ pub fn main() -> u8 {
 
 fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
     if is_login(argv0, &cli) {
+        // Session audit events (login, command, exec, logout) go through the broker.
+        crate::audit::init_session(&client::socket_path(true));
         return session::login(cli.run.as_deref());
     }
     let Some(command) = cli.command else {

@@ -228,3 +228,27 @@ pub fn signal_session(pid: u32, group: bool, signal: nix::sys::signal::Signal) {
         nix::sys::signal::kill(pid, signal)
     };
 }
+
+// --- audit and recordings ----------------------------------------------------------------
+
+/// `O_NOFOLLOW`, for `OpenOptionsExt::custom_flags`: the audit file and recordings are never
+/// opened through a symlink someone put in their place.
+pub fn no_follow_flag() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
+/// The effective uid: who owns what the broker creates.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Whether stderr is the journal stream systemd connected (`JOURNAL_STREAM=DEV:INODE`).
+pub fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    stream.to_string_lossy() == format!("{}:{}", stat.st_dev, stat.st_ino)
+}

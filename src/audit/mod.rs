@@ -250,7 +250,7 @@ pub fn open_audit_file(path: &Path) -> Result<File, String> {
         .create(true)
         .append(true)
         .mode(0o640)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .custom_flags(crate::system::no_follow_flag())
         .open(path)
         .map_err(|e| format!("cannot open the audit file {}: {e}", path.display()))
 }
@@ -268,7 +268,7 @@ pub fn init_broker(audit: &Audit) -> Result<(), String> {
         Some(path) => Some(Mutex::new(open_audit_file(path)?)),
         None => None,
     };
-    let skip_audit_on_stderr = journald.is_some() && stderr_is_journal();
+    let skip_audit_on_stderr = journald.is_some() && crate::system::stderr_is_journal();
     let sinks = Arc::new(Sinks {
         journald,
         file,
@@ -301,17 +301,6 @@ where
         .with_writer(|| RedactingStderr)
         .with_ansi(false)
         .with_target(true)
-}
-
-/// Whether stderr is the journal stream systemd connected (`JOURNAL_STREAM=DEV:INODE`).
-fn stderr_is_journal() -> bool {
-    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
-        return false;
-    };
-    let Ok(stat) = nix::sys::stat::fstat(std::io::stderr()) else {
-        return false;
-    };
-    stream.to_string_lossy() == format!("{}:{}", stat.st_dev, stat.st_ino)
 }
 
 /// stderr, with every formatted line passed through [`redact::redact`] (fmt writes each

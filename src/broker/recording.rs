@@ -103,7 +103,7 @@ pub fn create(
         .write(true)
         .create_new(true)
         .mode(FILE_MODE)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .custom_flags(crate::system::no_follow_flag())
         .open(&path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Error::new(
@@ -168,7 +168,7 @@ fn make_dir(path: &Path, recursive: bool) -> Result<(), Error> {
         Err(e) => return Err(unavailable(path, e)),
     }
     let meta = std::fs::symlink_metadata(path).map_err(|e| unavailable(path, e))?;
-    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+    if !meta.is_dir() || meta.uid() != crate::system::effective_uid() {
         return Err(Error::new(
             Code::Unavailable,
             format!(
