@@ -119,6 +119,9 @@ pub enum Command {
         /// Read the JSON Lines copy ([audit] file) instead of journald
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// The user the broker runs as: its journal entries (and root's) are believed
+        #[arg(long, value_name = "USER", default_value = crate::audit::query::BROKER_USER)]
+        broker_user: String,
     },
     /// Testing aid: record stdin's scripted events through the broker (hidden)
     #[command(name = "__record", hide = true)]
@@ -285,11 +288,13 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
             since,
             json,
             file,
+            broker_user,
         } => crate::audit::query::run(&crate::audit::query::Query {
             user,
             since,
             json,
             file,
+            broker_user,
         }),
         Command::TestRecord { session_id, input } => crate::testing::record(&session_id, input),
         Command::TestEvent { event, fields } => crate::testing::event(&event, &fields),

@@ -33,13 +33,15 @@ recordings_dir = "{dir}/sessions"
     )
 }
 
-fn audit_dir() -> tempfile::TempDir {
+/// Where the broker writes its audit file and recordings; `owner`: the broker's uid.
+fn audit_dir(owner: Option<u32>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    std::os::unix::fs::chown(dir.path(), owner, None).unwrap();
     dir
 }
 
@@ -81,9 +83,19 @@ fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
     }
     let alice = TestUser::create("audalice", &[]);
     let stranger = TestUser::create("audstranger", &[]);
-    let dir = audit_dir();
-    let b = BrokerProc::start("", &mapping("audalice", dir.path()));
+    // The broker runs as its own system user, as `rolesh` does in production.
+    let broker_user = TestUser::create("audbroker", &[]);
+    let dir = audit_dir(Some(broker_user.uid()));
+    let b = BrokerProc::start_as(broker_user.uid(), "", &mapping("audalice", dir.path()));
     let sid = unique_session_id();
+    // Earlier runs left entries for the same user names: look at this run's only.
+    let since = format!(
+        "@{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    );
 
     // STS down: an error event; then up again: assume_role and token.
     let handle = b.aws().handle();
@@ -140,11 +152,12 @@ fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
         .iter()
         .all(|e| !of_event(es, e).is_empty())
     });
+    let broker_uid = broker_user.uid().to_string();
     for e in &by_broker {
         assert_eq!(
             field(e, "_UID"),
-            Some("0"),
-            "the broker's uid (root here): {e:?}"
+            Some(broker_uid.as_str()),
+            "the broker's uid: {e:?}"
         );
         assert_eq!(field(e, "SYSLOG_IDENTIFIER"), Some("rolesh-audit"));
     }
@@ -211,15 +224,25 @@ fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
     assert_eq!(exec["session_id"], sid.as_str());
     assert!(exec["ts"].as_str().unwrap().ends_with('Z'));
     assert_eq!(line("command")["uid"], alice.uid());
-    let mode = std::fs::metadata(dir.path().join("audit.jsonl")).unwrap();
+    let meta = std::fs::metadata(dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::mode(&meta) & 0o777, 0o640);
     assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
-        0o640
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        broker_user.uid()
     );
 
     // rolesh audit: who assumed which role, when, which pods.
     let mut cmd = rolesh();
-    let table = run(cmd.args(["audit", "--user", "audalice"]));
+    let table = run(cmd
+        .args([
+            "audit",
+            "--user",
+            "audalice",
+            "--broker-user",
+            "audbroker",
+            "--since",
+        ])
+        .arg(&since));
     assert_eq!(table.code, 0, "{}", table.stderr);
     assert!(
         table
@@ -232,6 +255,27 @@ fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
         table.stdout.contains("demo/web/web-1/app sh (exit 3)"),
         "{}",
         table.stdout
+    );
+    let mut cmd = rolesh();
+    let unbelieved = run(cmd
+        .args([
+            "audit",
+            "--user",
+            "audalice",
+            "--broker-user",
+            "audnobody",
+            "--since",
+        ])
+        .arg(&since));
+    assert!(
+        !unbelieved.stdout.contains("assume_role"),
+        "{}",
+        unbelieved.stdout
+    );
+    assert!(
+        unbelieved.stderr.contains("left out"),
+        "{}",
+        unbelieved.stderr
     );
     let mut cmd = rolesh();
     let file = run(cmd
@@ -307,7 +351,7 @@ fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {
         return;
     }
     let alice = TestUser::create("audsecret", &[]);
-    let dir = audit_dir();
+    let dir = audit_dir(None);
     let b = BrokerProc::start(
         "expose_credentials = true",
         &mapping("audsecret", dir.path()),
@@ -398,4 +442,48 @@ fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {
         }
     }
     assert!(stderrs.contains("<redacted>"), "{stderrs}");
+}
+
+#[test]
+fn a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself() {
+    if !need_root() || !journal::ensure_journald() {
+        return;
+    }
+    let frank = TestUser::create("audfrank", &[]);
+    let sid = unique_session_id();
+    let nowhere = tempfile::tempdir().unwrap();
+    let mut cmd = rolesh();
+    cmd.args(["__event", "logout", "exit_code=0", "uid=0", "user=root"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ROLESH_BROKER_SOCKET", nowhere.path().join("none.sock"))
+        .env("ROLESH_SESSION_ID", &sid)
+        .uid(frank.uid());
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let found = journal::wait_for(&[format!("ROLESH_SESSION_ID={sid}")], |es| es.len() == 1);
+    let uid = frank.uid().to_string();
+    assert_eq!(field(&found[0], "_UID"), Some(uid.as_str()));
+    assert_eq!(
+        field(&found[0], "ROLESH_UID"),
+        Some(uid.as_str()),
+        "its own uid, not the claim"
+    );
+    assert_eq!(field(&found[0], "ROLESH_USER"), None);
+    assert_eq!(
+        field(&found[0], "ROLESH_REPORTED_BY"),
+        Some("session-direct")
+    );
+    assert!(field(&found[0], "ROLESH_REPORT_ERROR").is_some());
+
+    let mut cmd = rolesh();
+    let out = run(cmd.args(["audit", "--json"]));
+    let shown: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["session_id"] == sid.as_str())
+        .collect();
+    assert_eq!(shown.len(), 1, "{}", out.stdout);
+    assert_eq!(shown[0]["source"], "self-reported");
 }

@@ -17,9 +17,12 @@ use common::journal::unique_session_id;
 use common::*;
 use serde_json::Value;
 
-fn broker_for(user: &str, extra: &str) -> (BrokerProc, tempfile::TempDir) {
+/// A broker running as `broker` (its own system user, like `rolesh`), recording to a
+/// directory of its own.
+fn broker_for(user: &str, broker: &TestUser, extra: &str) -> (BrokerProc, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(broker.uid()), None).unwrap();
     let config = format!(
         r#"
 [mapping.users]
@@ -32,7 +35,7 @@ recordings_dir = "{}/sessions"
 "#,
         dir.path().display()
     );
-    (BrokerProc::start("", &config), dir)
+    (BrokerProc::start_as(broker.uid(), "", &config), dir)
 }
 
 /// `rolesh __record` as `uid`, stdin and stdout piped.
@@ -129,7 +132,8 @@ fn a_recorded_session_is_written_by_the_broker_and_plays_in_asciinema() {
         return;
     }
     let alice = TestUser::create("recalice", &[]);
-    let (b, dir) = broker_for("recalice", "");
+    let broker = TestUser::create("recbrk1", &[]);
+    let (b, dir) = broker_for("recalice", &broker, "");
     let id = unique_session_id();
     let mut child = recorder(&b, alice.uid(), &id, true);
     // "é" split across two writes; input is not allowed by the configuration.
@@ -167,7 +171,7 @@ fn a_recorded_session_is_written_by_the_broker_and_plays_in_asciinema() {
 
     // Owned by the broker's user, 0640 in a 0750 directory.
     let meta = std::fs::metadata(&path).unwrap();
-    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    assert_eq!(meta.uid(), broker.uid(), "owned by the broker's user");
     assert_eq!(meta.mode() & 0o7777, 0o640);
     let user_dir = std::fs::metadata(path.parent().unwrap()).unwrap();
     assert_eq!(user_dir.mode() & 0o7777, 0o750);
@@ -186,10 +190,16 @@ fn input_is_recorded_only_where_the_configuration_says_so() {
         return;
     }
     let bob = TestUser::create("recbob", &[]);
-    let (b, dir) = broker_for("recbob", "record_input = true");
+    let broker = TestUser::create("recbrk2", &[]);
+    let (b, dir) = broker_for(
+        "recbob",
+        &broker,
+        "record_input = true\n[broker]\nidle_timeout = \"1s\"",
+    );
     let id = unique_session_id();
     let mut child = recorder(&b, bob.uid(), &id, true);
-    script(&mut child, "i ls\\r\no ls\\r\\n\nfinish 3\n");
+    // Silent for longer than the broker's idle timeout: record streams are exempt.
+    script(&mut child, "i ls\\r\nsleep 1500\no ls\\r\\n\nfinish 3\n");
     finish(child);
     let all = lines(&cast_path(dir.path(), "recbob", &id));
     assert_eq!(events_of(&all, "i"), ["ls\r"]);
@@ -202,7 +212,8 @@ fn the_recorded_user_cannot_write_replace_or_read_recordings() {
         return;
     }
     let carol = TestUser::create("reccarol", &[]);
-    let (b, dir) = broker_for("reccarol", "");
+    let broker = TestUser::create("recbrk3", &[]);
+    let (b, dir) = broker_for("reccarol", &broker, "");
     let id = unique_session_id();
     let mut child = recorder(&b, carol.uid(), &id, false);
     script(&mut child, "o finished session\\r\\n\nfinish 0\n");
@@ -258,7 +269,8 @@ fn killing_the_session_leaves_a_recording_with_an_abnormal_end_marker() {
         return;
     }
     let dave = TestUser::create("recdave", &[]);
-    let (b, dir) = broker_for("recdave", "");
+    let broker = TestUser::create("recbrk4", &[]);
+    let (b, dir) = broker_for("recdave", &broker, "");
     let id = unique_session_id();
     let mut child = recorder(&b, dave.uid(), &id, false);
     script(&mut child, "o before the kill\\r\\n\nr 120x40\nready\n");
@@ -302,6 +314,28 @@ fn killing_the_session_leaves_a_recording_with_an_abnormal_end_marker() {
 }
 
 #[test]
+fn a_broker_that_stops_mid_session_marks_the_recording() {
+    if !need_root() {
+        return;
+    }
+    let gina = TestUser::create("recgina", &[]);
+    let broker = TestUser::create("recbrk6", &[]);
+    let (mut b, dir) = broker_for("recgina", &broker, "");
+    let id = unique_session_id();
+    let mut child = recorder(&b, gina.uid(), &id, false);
+    script(&mut child, "o still running\\r\\n\n");
+    let path = cast_path(dir.path(), "recgina", &id);
+    wait_until(|| std::fs::read_to_string(&path).is_ok_and(|t| t.contains("still running")));
+    // SIGTERM: the broker drains for 10 s, then lets go of the open recording.
+    b.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(b.wait().success());
+    let all = lines(&path);
+    assert_eq!(all.last().unwrap()[2], "abnormal end: the broker stopped");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
 fn a_session_that_must_be_recorded_does_not_start_without_a_recorder() {
     if !need_root() {
         return;
@@ -324,7 +358,8 @@ fn a_session_that_must_be_recorded_does_not_start_without_a_recorder() {
     );
 
     // A broker whose recordings_dir cannot be used (a file stands where it should be).
-    let (b, bdir) = broker_for("recerin", "");
+    let broker = TestUser::create("recbrk5", &[]);
+    let (b, bdir) = broker_for("recerin", &broker, "");
     std::fs::write(bdir.path().join("sessions"), "not a directory").unwrap();
     let child = recorder(&b, erin.uid(), &unique_session_id(), false);
     let out = child.wait_with_output().unwrap();

@@ -22,6 +22,8 @@ pub struct Query {
     pub since: Option<String>,
     pub json: bool,
     pub file: Option<std::path::PathBuf>,
+    /// The broker's user (default [`BROKER_USER`]).
+    pub broker_user: String,
 }
 
 /// The system user the broker runs as (packaging/systemd/rolesh.sysusers).
@@ -65,7 +67,7 @@ fn from_journal(query: &Query) -> Result<(Vec<Map<String, Value>>, usize), Failu
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let trusted = trusted_uids();
+    let trusted = trusted_uids(&query.broker_user);
     let mut records = Vec::new();
     let mut ignored = 0;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -81,9 +83,9 @@ fn from_journal(query: &Query) -> Result<(Vec<Map<String, Value>>, usize), Failu
 }
 
 /// Root and the broker's user.
-pub fn trusted_uids() -> Vec<u32> {
+pub fn trusted_uids(broker_user: &str) -> Vec<u32> {
     let mut uids = vec![0];
-    if let Ok(Some(a)) = crate::system::account_by_name(BROKER_USER) {
+    if let Ok(Some(a)) = crate::system::account_by_name(broker_user) {
         uids.push(a.uid);
     }
     uids
