@@ -350,11 +350,14 @@ fn run_rbac(
 /// `rolesh token --cluster NAME`: the broker signs with the user's own role; this prints
 /// the ExecCredential kubectl reads.
 fn broker_token(cluster: &str) -> Result<(), Failure> {
-    let answer = client::request(
-        &client::socket_path(false),
-        "token",
-        &[("cluster", cluster)],
-    )?;
+    // The session's id links the broker's token event to the session (kubectl runs this
+    // inside it); the broker checks its form and still learns who asks from the kernel.
+    let session_id = std::env::var("ROLESH_SESSION_ID").unwrap_or_default();
+    let mut fields = vec![("cluster", cluster)];
+    if crate::audit::valid_session_id(&session_id) {
+        fields.push(("session_id", &session_id));
+    }
+    let answer = client::request(&client::socket_path(false), "token", &fields)?;
     let field = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let (Some(token), Some(expiration)) = (field("token"), field("expirationTimestamp")) else {
         return Err(Failure::runtime(

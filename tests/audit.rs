@@ -103,7 +103,14 @@ fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
     let failed = b.client(alice.uid(), &["token", "--cluster", "demo"]);
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     handle.clear_faults();
-    let r = b.client(alice.uid(), &["token", "--cluster", "demo"]);
+    // kubectl inside the session: the token event is linked to the session.
+    let mut cmd = rolesh();
+    cmd.args(["token", "--cluster", "demo"])
+        .env_clear()
+        .env("ROLESH_BROKER_SOCKET", b.socket())
+        .env("ROLESH_SESSION_ID", &sid)
+        .uid(alice.uid());
+    let r = run(&mut cmd);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let denied = b.client(stranger.uid(), &["token", "--cluster", "demo"]);
     assert_eq!(denied.code, 77);
@@ -173,6 +180,7 @@ fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
     let token = one("token");
     assert_eq!(field(&token, "ROLESH_CLUSTER"), Some("demo"));
     assert_eq!(field(&token, "ROLESH_ROLE_ARN"), Some(role));
+    assert_eq!(field(&token, "ROLESH_SESSION_ID"), Some(sid.as_str()));
     let denied = one("denied");
     assert_eq!(field(&denied, "ROLESH_USER"), Some("audstranger"));
     assert!(field(&denied, "ROLESH_REASON").is_some());

@@ -31,9 +31,16 @@ struct Raw {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Whoami,
-    Token { cluster: String },
+    /// `session_id`: the client's `ROLESH_SESSION_ID`, if valid, to link the token event to
+    /// a session. A claim, not an identity: who asks is still SO_PEERCRED's.
+    Token {
+        cluster: String,
+        session_id: Option<String>,
+    },
     Credentials,
-    Cluster { cluster: String },
+    Cluster {
+        cluster: String,
+    },
     Record(RecordStart),
     Event(Box<SessionEvent>),
 }
@@ -166,6 +173,10 @@ pub fn parse(line: &[u8]) -> Result<Request, Error> {
         Some("whoami") => Ok(Request::Whoami),
         Some("token") => Ok(Request::Token {
             cluster: cluster()?,
+            session_id: raw
+                .session_id
+                .clone()
+                .filter(|id| audit::valid_session_id(id)),
         }),
         Some("credentials") => Ok(Request::Credentials),
         Some("cluster") => Ok(Request::Cluster {
@@ -285,7 +296,8 @@ mod tests {
         assert_eq!(
             r.unwrap(),
             Request::Token {
-                cluster: "prod".into()
+                cluster: "prod".into(),
+                session_id: None,
             }
         );
     }

@@ -220,7 +220,10 @@ impl Broker {
         let grant = self.grant(config, peer, account)?;
         match request {
             Request::Whoami => Ok(whoami(account, &grant)),
-            Request::Token { cluster } => self.token(config, peer, account, &grant, &cluster).await,
+            Request::Token { cluster, session_id } => {
+                let link = session_id.as_deref();
+                self.token(config, peer, account, &grant, &cluster, link).await
+            }
             Request::Credentials => self.exposed_credentials(config, account, &grant).await,
             Request::Cluster { cluster } => self.cluster(config, account, &grant, &cluster).await.map(|(name, info)| {
                 json!({"name": name, "endpoint": info.endpoint, "certificateAuthorityData": info.ca_data})
@@ -320,6 +323,7 @@ impl Broker {
         account: &Account,
         grant: &Grant,
         cluster: &str,
+        session_id: Option<&str>,
     ) -> Result<Value, Error> {
         let access = visible(grant, cluster)?;
         let (key, creds) = self.role_credentials(config, account, grant).await?;
@@ -342,7 +346,7 @@ impl Broker {
         t.expiration = t.expiration.min(creds.expiry);
         if !reused {
             crate::audit::redact::register_secret(&t.token);
-            info!(target: "rolesh::audit", event = "token", user = %account.name, uid = peer.uid, pid = peer.pid.unwrap_or(0), role_arn = %grant.role_arn, session_name = %grant.session_name, cluster = %cluster);
+            info!(target: "rolesh::audit", event = "token", user = %account.name, uid = peer.uid, pid = peer.pid.unwrap_or(0), role_arn = %grant.role_arn, session_name = %grant.session_name, cluster = %cluster, session_id);
         }
         Ok(json!({"token": t.token, "expirationTimestamp": token::rfc3339(t.expiration)}))
     }
