@@ -252,3 +252,13 @@ pub fn stderr_is_journal() -> bool {
     };
     stream.to_string_lossy() == format!("{}:{}", stat.st_dev, stat.st_ino)
 }
+
+/// Blocks SIGPIPE in the calling thread only: a write to a broker that went away then
+/// fails with EPIPE instead of killing the session (whose other threads keep the default
+/// action, so `rolesh … | head` still ends quietly).
+pub fn block_sigpipe_in_this_thread() {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGPIPE);
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+}

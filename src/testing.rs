@@ -8,7 +8,8 @@ use crate::error::{EXIT_OK, Failure};
 use crate::record::{Recorder, RecordingMeta};
 
 /// Reads commands from stdin: `o TEXT`, `i TEXT`, `r COLSxROWS`, `sleep MS`, `finish N`,
-/// `ready` (prints "ready" once everything before it is queued). TEXT may use `\n`, `\r`,
+/// `ready` (prints "ready" once everything before it is queued), `status` (prints
+/// "healthy" or "broken"). TEXT may use `\n`, `\r`,
 /// `\e` and `\xHH`.
 pub fn record(session_id: &str, input: bool) -> Result<u8, Failure> {
     let socket = crate::client::socket_path(false);
@@ -36,6 +37,14 @@ pub fn record(session_id: &str, input: bool) -> Result<u8, Failure> {
                 std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap_or(0)))
             }
             "ready" => println!("ready"),
+            "status" => println!(
+                "{}",
+                if recorder.healthy() {
+                    "healthy"
+                } else {
+                    "broken"
+                }
+            ),
             "finish" => {
                 recorder.finish(arg.parse().unwrap_or(0));
                 return Ok(EXIT_OK);

@@ -331,8 +331,27 @@ fn a_broker_that_stops_mid_session_marks_the_recording() {
     assert!(b.wait().success());
     let all = lines(&path);
     assert_eq!(all.last().unwrap()[2], "abnormal end: the broker stopped");
-    let _ = child.kill();
-    let _ = child.wait();
+    // The session lives on (no SIGPIPE) and can tell its recording is gone.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        script(&mut child, "o after the broker\\r\\n\nsleep 100\nstatus\n");
+        let mut status = String::new();
+        stdout.read_line(&mut status).unwrap();
+        if status.trim() == "broken" {
+            break;
+        }
+        assert_eq!(status.trim(), "healthy");
+        assert!(Instant::now() < deadline, "the recorder never noticed");
+    }
+    script(&mut child, "finish 0\n");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "killed by {:?}", out.status);
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("after the broker")
+    );
 }
 
 #[test]

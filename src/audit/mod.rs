@@ -268,6 +268,7 @@ pub fn init_broker(audit: &Audit) -> Result<(), String> {
         Some(path) => Some(Mutex::new(open_audit_file(path)?)),
         None => None,
     };
+    let journald_missing = audit.journald && journald.is_none();
     let skip_audit_on_stderr = journald.is_some() && crate::system::stderr_is_journal();
     let sinks = Arc::new(Sinks {
         journald,
@@ -282,6 +283,17 @@ pub fn init_broker(audit: &Audit) -> Result<(), String> {
         .with(stderr)
         .with(AuditLayer { sinks })
         .try_init();
+    if journald_missing {
+        tracing::warn!(
+            "journald is not running ({} is missing): audit events go to stderr{} only",
+            journald::SOCKET,
+            if audit.file.is_some() {
+                " and the audit file"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(())
 }
 
@@ -388,7 +400,17 @@ pub fn report_session_event(socket: &Path, mut record: Record) {
     ] {
         record.remove(reserved);
     }
-    let broker_error = match send_event(socket, &record) {
+    // On a thread of its own with SIGPIPE blocked: a broker that closes the connection
+    // must not kill the session that reports.
+    let sent = std::thread::scope(|s| {
+        s.spawn(|| {
+            crate::system::block_sigpipe_in_this_thread();
+            send_event(socket, &record)
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the reporting thread failed".into()))
+    });
+    let broker_error = match sent {
         Ok(()) => return,
         Err(e) => e,
     };

@@ -31,6 +31,10 @@ const QUEUE: usize = 4096;
 /// How long `start` waits for the broker to accept, and `finish` for it to close.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long one write to a broker that takes nothing may block the writer thread before
+/// the recording is given up (and `finish` stops waiting).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What is recorded, as the session knows it at the start.
 #[derive(Debug, Clone)]
 pub struct RecordingMeta {
@@ -67,17 +71,36 @@ impl Recorder {
     /// Asks the broker at `socket` to record. An error means no recording: a session that
     /// must be recorded must not start.
     pub fn start(socket: &Path, meta: RecordingMeta) -> Result<Recorder, Failure> {
-        let stream = open(socket, &meta)?;
         let (queue, received) = mpsc::sync_channel(QUEUE);
+        let (opened, open_result) = mpsc::sync_channel(1);
+        let record_input = meta.record_input;
+        let socket = socket.to_path_buf();
+        // Everything that touches the socket runs on the writer thread, with SIGPIPE
+        // blocked there: a broker that goes away must not kill the session, whatever the
+        // rest of the process does with SIGPIPE.
         let writer = std::thread::Builder::new()
             .name("rolesh-recorder".into())
-            .spawn(move || write_events(stream, received))
+            .spawn(move || {
+                crate::system::block_sigpipe_in_this_thread();
+                match open(&socket, &meta) {
+                    Ok(stream) => {
+                        let _ = opened.send(Ok(()));
+                        write_events(stream, received);
+                    }
+                    Err(failure) => {
+                        let _ = opened.send(Err(failure));
+                    }
+                }
+            })
             .map_err(|e| Failure::runtime(format!("cannot start the recorder: {e}")))?;
+        open_result
+            .recv()
+            .unwrap_or_else(|_| Err(Failure::runtime("the recorder stopped")))?;
         Ok(Recorder {
             queue,
             writer: Some(writer),
             started: Instant::now(),
-            record_input: meta.record_input,
+            record_input,
             output_tail: Vec::new(),
             input_tail: Vec::new(),
             left_out: 0,
@@ -98,6 +121,13 @@ impl Recorder {
             let text = decode(&mut self.input_tail, data);
             self.text_events("i", &text);
         }
+    }
+
+    /// False once the stream to the broker is gone (broker stopped, write timed out): the
+    /// session decides whether to go on unrecorded; the recording itself is already
+    /// marked as ended abnormally by the broker.
+    pub fn healthy(&self) -> bool {
+        self.writer.as_ref().is_some_and(|w| !w.is_finished())
     }
 
     pub fn resize(&mut self, cols: u16, rows: u16) {
@@ -180,6 +210,7 @@ fn open(socket: &Path, meta: &RecordingMeta) -> Result<UnixStream, Failure> {
         .write_all(format!("{request}\n").as_bytes())
         .map_err(|e| fail(e.to_string()))?;
     stream.set_read_timeout(Some(ANSWER_TIMEOUT)).ok();
+    stream.set_write_timeout(Some(WRITE_TIMEOUT)).ok();
     let answer = read_answer(&stream).map_err(fail)?;
     if let Some(err) = answer.get("error") {
         let message = err
