@@ -35,6 +35,18 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// the recording is given up (and `finish` stops waiting).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Whether a session must be recorded: `interactive` records login sessions, `all` also
+/// `ssh bastion CMD` (`-c`) and `rolesh exec`. When true and [`Recorder::start`] fails,
+/// the session must not start.
+pub fn required(record: crate::config::Record, interactive: bool) -> bool {
+    use crate::config::Record;
+    match record {
+        Record::Off => false,
+        Record::Interactive => interactive,
+        Record::All => true,
+    }
+}
+
 /// What is recorded, as the session knows it at the start.
 #[derive(Debug, Clone)]
 pub struct RecordingMeta {
@@ -319,6 +331,15 @@ pub fn chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_sessions_are_recorded() {
+        use crate::config::Record;
+        assert!(required(Record::Interactive, true));
+        assert!(!required(Record::Interactive, false));
+        assert!(required(Record::All, false));
+        assert!(!required(Record::Off, true));
+    }
 
     #[test]
     fn utf8_split_across_chunks_is_joined() {
