@@ -331,6 +331,11 @@ fn a_broker_that_stops_mid_session_marks_the_recording() {
     assert!(b.wait().success());
     let all = lines(&path);
     assert_eq!(all.last().unwrap()[2], "abnormal end: the broker stopped");
+    assert!(
+        b.log().contains("ended abnormally: the broker stopped"),
+        "{}",
+        b.log()
+    );
     // The session lives on (no SIGPIPE) and can tell its recording is gone.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -87,6 +87,10 @@ pub struct Recording {
     finished: bool,
     started: Instant,
     allow_input: bool,
+    /// Who and which session, for the audit event of an abnormal end.
+    user: String,
+    uid: u32,
+    session_id: String,
 }
 
 /// Creates the recording of `start` for `account` under `dir`, header included.
@@ -140,6 +144,9 @@ pub fn create(
         finished: false,
         started: Instant::now(),
         allow_input,
+        user: account.name.clone(),
+        uid: account.uid,
+        session_id: start.session_id.clone(),
     })
 }
 
@@ -273,6 +280,17 @@ impl Recording {
         if let Err(e) = done {
             warn!(path = %self.path.display(), "cannot finish the recording: {e}");
         }
+        if let End::Abnormal(reason) = how {
+            // Auditors learn of it from the trail, not only from the file.
+            info!(
+                target: "rolesh::audit",
+                event = "error",
+                user = %self.user,
+                uid = self.uid,
+                session_id = %self.session_id,
+                reason = %format!("recording {} ended abnormally: {reason}", self.path.display()),
+            );
+        }
     }
 }
 
@@ -290,7 +308,6 @@ pub async fn stream(
     mut recording: Recording,
     mut reader: BufReader<OwnedReadHalf>,
     write: &mut OwnedWriteHalf,
-    user: &str,
 ) {
     let end = read_events(&mut recording, &mut reader).await;
     recording.end(&end);
@@ -299,12 +316,13 @@ pub async fn stream(
         End::Abnormal(reason) => Error::new(Code::BadRequest, reason.clone()).to_json(),
     };
     let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+    let path = recording.path.display().to_string();
     match &end {
         End::Clean(code) => {
-            info!(user = %user, path = %recording.path.display(), exit_code = code, "recording finished")
+            info!(user = %recording.user, path = %path, exit_code = code, "recording finished")
         }
         End::Abnormal(reason) => {
-            warn!(user = %user, path = %recording.path.display(), reason = %reason, "recording ended abnormally")
+            warn!(user = %recording.user, path = %path, reason = %reason, "recording ended abnormally")
         }
     }
 }

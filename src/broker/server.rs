@@ -148,7 +148,7 @@ impl Broker {
         if send(write, &answer).await.is_err() {
             return;
         }
-        recording::stream(recording, reader, write, &user).await;
+        recording::stream(recording, reader, write).await;
     }
 
     fn open_recording(
