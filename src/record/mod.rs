@@ -333,6 +333,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_recorder_can_move_into_a_task() {
+        fn send<T: Send + 'static>() {}
+        send::<Recorder>();
+    }
+
+    #[test]
     fn which_sessions_are_recorded() {
         use crate::config::Record;
         assert!(required(Record::Interactive, true));
