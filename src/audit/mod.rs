@@ -297,14 +297,6 @@ pub fn init_broker(audit: &Audit) -> Result<(), String> {
     Ok(())
 }
 
-/// Diagnostics only (before the configuration is known, or when it is invalid).
-pub fn init_stderr() {
-    let _ = tracing_subscriber::registry()
-        .with(LevelFilter::INFO)
-        .with(stderr_layer())
-        .try_init();
-}
-
 fn stderr_layer<S>() -> impl Layer<S>
 where
     S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
