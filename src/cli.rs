@@ -108,8 +108,56 @@ pub enum Command {
         )]
         bastion_role: String,
     },
-    /// Play back a session recording
-    Replay { file: PathBuf },
+    /// Play back a session recording (asciicast v2)
+    Replay {
+        file: PathBuf,
+        /// Playback speed (2 plays twice as fast)
+        #[arg(long, default_value = "1", value_parser = positive)]
+        speed: f64,
+        /// Cut pauses longer than this many seconds
+        #[arg(long, value_name = "S", value_parser = positive)]
+        idle_limit: Option<f64>,
+    },
+    /// Who assumed which role, when, and which pods they entered (from journald)
+    Audit {
+        /// Only this user's events
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Only events since this time (journalctl's --since syntax; RFC 3339 with --file)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// One JSON object per line instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Read the JSON Lines copy ([audit] file) instead of journald
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The user the broker runs as: its journal entries (and root's) are believed
+        #[arg(long, value_name = "USER", default_value = crate::audit::query::BROKER_USER)]
+        broker_user: String,
+    },
+    /// Testing aid: record stdin's scripted events through the broker (hidden)
+    #[command(name = "__record", hide = true)]
+    TestRecord {
+        #[arg(long)]
+        session_id: String,
+        #[arg(long)]
+        input: bool,
+    },
+    /// Testing aid: emit one session audit event through the session's layer (hidden)
+    #[command(name = "__event", hide = true)]
+    TestEvent {
+        event: String,
+        /// KEY=VALUE: cluster, namespace, pod, container, command, exit_code
+        fields: Vec<String>,
+    },
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -206,6 +254,8 @@ pub fn main() -> u8 {
 
 fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
     if is_login(argv0, &cli) {
+        // Session audit events (login, command, exec, logout) go through the broker.
+        crate::audit::init_session(&client::socket_path(true));
         return session::login(cli.run.as_deref());
     }
     let Some(command) = cli.command else {
@@ -254,7 +304,26 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
             identity,
             &bastion_role,
         ),
-        Command::Replay { .. } => Err(Failure::not_implemented("replay")),
+        Command::Replay {
+            file,
+            speed,
+            idle_limit,
+        } => crate::replay::run(&file, &crate::replay::Options { speed, idle_limit }),
+        Command::Audit {
+            user,
+            since,
+            json,
+            file,
+            broker_user,
+        } => crate::audit::query::run(&crate::audit::query::Query {
+            user,
+            since,
+            json,
+            file,
+            broker_user,
+        }),
+        Command::TestRecord { session_id, input } => crate::testing::record(&session_id, input),
+        Command::TestEvent { event, fields } => crate::testing::event(&event, &fields),
     }
 }
 
@@ -307,11 +376,14 @@ fn run_rbac(
 /// `rolesh token --cluster NAME`: the broker signs with the user's own role; this prints
 /// the ExecCredential kubectl reads.
 fn broker_token(cluster: &str) -> Result<(), Failure> {
-    let answer = client::request(
-        &client::socket_path(false),
-        "token",
-        &[("cluster", cluster)],
-    )?;
+    // The session's id links the broker's token event to the session (kubectl runs this
+    // inside it); the broker checks its form and still learns who asks from the kernel.
+    let session_id = std::env::var("ROLESH_SESSION_ID").unwrap_or_default();
+    let mut fields = vec![("cluster", cluster)];
+    if crate::audit::valid_session_id(&session_id) {
+        fields.push(("session_id", &session_id));
+    }
+    let answer = client::request(&client::socket_path(false), "token", &fields)?;
     let field = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let (Some(token), Some(expiration)) = (field("token"), field("expirationTimestamp")) else {
         return Err(Failure::runtime(

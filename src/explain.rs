@@ -104,10 +104,11 @@ fn grant_text(g: &Grant) -> String {
     }
     let s = &g.session;
     out.push_str(&format!(
-        "session:         mode {}, shell {}, record {}, idle {}, max {}{}\n",
+        "session:         mode {}, shell {}, record {}{}, idle {}, max {}{}\n",
         s.mode.as_str(),
         s.shell,
         s.record.as_str(),
+        if s.record_input { " (with input)" } else { "" },
         values::short(s.idle_timeout),
         values::short(s.max_duration),
         g.session_override

@@ -5,6 +5,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod broker;
 pub mod check;
 pub mod cli;
@@ -16,8 +17,11 @@ pub mod explain;
 pub mod mapping;
 pub mod paths;
 pub mod rbac;
+pub mod record;
+pub mod replay;
 pub mod session;
 pub mod standalone;
 #[allow(unsafe_code)]
 pub mod system;
+pub mod testing;
 pub mod token;

@@ -75,6 +75,7 @@ fn session_json(s: &SessionSettings) -> Value {
         "max_duration_secs": s.max_duration.as_secs(),
         "banner": s.banner,
         "record": s.record.as_str(),
+        "record_input": s.record_input,
         "exec_command": s.exec_command,
     })
 }

@@ -67,6 +67,40 @@ pub fn current_uid() -> u32 {
     Uid::current().as_raw()
 }
 
+// --- audit and recordings ----------------------------------------------------------------
+
+/// `O_NOFOLLOW`, for `OpenOptionsExt::custom_flags`: the audit file and recordings are never
+/// opened through a symlink someone put in their place.
+pub fn no_follow_flag() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits()
+}
+
+/// The effective uid: who owns what the broker creates.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Whether stderr is the journal stream systemd connected (`JOURNAL_STREAM=DEV:INODE`).
+pub fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    stream.to_string_lossy() == format!("{}:{}", stat.st_dev, stat.st_ino)
+}
+
+/// Blocks SIGPIPE in the calling thread only: a write to a broker that went away then
+/// fails with EPIPE instead of killing the session (whose other threads keep the default
+/// action, so `rolesh … | head` still ends quietly).
+pub fn block_sigpipe_in_this_thread() {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGPIPE);
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+}
+
 /// The host name, for the `{hostname}` template (short form, as `hostname -s` prints).
 pub fn hostname() -> String {
     let full = nix::unistd::gethostname()

@@ -292,3 +292,20 @@ fn a_bad_namespace_name_does_not_hide_its_bad_selectors() {
         ],
     );
 }
+
+#[test]
+fn record_input_is_a_boolean_in_session_and_overrides() {
+    let text = format!(
+        "{MINIMAL}\n[session]\nrecord_input = \"yes\"\n\n[[session.override]]\nusers = [\"alice\"]\nrecord_input = 1\nrecord_inptu = true\n"
+    );
+    assert_errors(
+        &text,
+        &[
+            "config.toml:8:16: `session.record_input` must be true or false, not a string",
+            "config.toml:12:16: `session.override[0].record_input` must be true or false, not an integer",
+            "config.toml:13:1: unknown key `record_inptu` in [session.override[0]]; did you mean `record_input`?",
+        ],
+    );
+    let ok = format!("{MINIMAL}\n[session]\nrecord = \"all\"\nrecord_input = true\n");
+    assert_eq!(check(&ok).code, 0);
+}

@@ -108,6 +108,8 @@ impl Aws {
             .ok_or_else(|| Error::new(Code::Sts, "STS AssumeRole returned no credentials"))?;
         let expiry = SystemTime::try_from(*c.expiration())
             .map_err(|_| Error::new(Code::Sts, "STS AssumeRole returned an invalid expiration"))?;
+        crate::audit::redact::register_secret(c.secret_access_key());
+        crate::audit::redact::register_secret(c.session_token());
         Ok(RoleCredentials {
             credentials: Credentials::new(
                 c.access_key_id(),

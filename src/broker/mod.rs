@@ -9,6 +9,7 @@ pub mod aws;
 pub mod cache;
 pub mod limits;
 pub mod protocol;
+pub mod recording;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,6 @@ use crate::system;
 use server::Broker;
 
 pub fn run(source: ConfigSource, socket: Option<PathBuf>) -> Result<u8, Failure> {
-    init_logging();
     let loaded = match Config::load(&source) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -35,6 +35,11 @@ pub fn run(source: ConfigSource, socket: Option<PathBuf>) -> Result<u8, Failure>
             return Ok(EXIT_USAGE);
         }
     };
+    if let Err(e) = crate::audit::init_broker(&loaded.config.audit) {
+        eprintln!("rolesh: {e}; the broker does not run without its audit trail");
+        return Err(Failure::runtime(e));
+    }
+    register_base_secrets();
     for w in &loaded.warnings {
         warn!("{w}");
     }
@@ -46,12 +51,14 @@ pub fn run(source: ConfigSource, socket: Option<PathBuf>) -> Result<u8, Failure>
     Ok(EXIT_OK)
 }
 
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(true)
-        .try_init();
+/// The broker's own credentials, when they come from the environment: scrubbed from
+/// every log line and error like the role credentials it obtains later.
+fn register_base_secrets() {
+    for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        if let Ok(secret) = std::env::var(var) {
+            crate::audit::redact::register_secret(&secret);
+        }
+    }
 }
 
 async fn serve(

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 use super::aws::{Aws, ClusterInfo, RoleCredentials};
 use super::cache::{ClusterCache, CredentialCache, RoleKey, Source, TokenCache};
 use super::limits::Limits;
-use super::protocol::{self, Code, Error, MAX_LINE, Request};
+use super::protocol::{self, Code, Error, MAX_LINE, RecordStart, Request, SessionEvent};
+use super::recording;
 use crate::config::{CertificateAuthority, Config, StsEndpoint};
 use crate::mapping::{self, DenialKind, Grant};
 use crate::system::{self, Account};
@@ -27,6 +28,7 @@ pub struct Broker {
     tokens: TokenCache,
     clusters: ClusterCache,
     limits: Limits,
+    recordings: recording::Active,
     hostname: String,
 }
 
@@ -47,6 +49,7 @@ impl Broker {
             tokens: TokenCache::default(),
             clusters: ClusterCache::default(),
             limits: Limits::default(),
+            recordings: recording::Active::default(),
             hostname: system::hostname(),
         }
     }
@@ -110,26 +113,93 @@ impl Broker {
                 let _ = send(&mut write, &Error::new(Code::BadRequest, message).to_json()).await;
                 return;
             }
-            let answer = self.answer(peer, &account, &line).await;
+            let request = protocol::parse(&line);
+            if let Ok(Request::Record(start)) = request {
+                // The connection becomes the recording's stream (no idle timeout).
+                return self.record(peer, &account, start, reader, &mut write).await;
+            }
+            let answer = self.answer(peer, &account, request).await;
             if send(&mut write, &answer).await.is_err() {
                 return;
             }
         }
     }
 
-    async fn answer(&self, peer: Peer, account: &Result<Account, Error>, line: &[u8]) -> Value {
+    /// `record`: checks and opens the recording, answers, then writes the stream.
+    async fn record(
+        &self,
+        peer: Peer,
+        account: &Result<Account, Error>,
+        start: RecordStart,
+        reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+        write: &mut tokio::net::unix::OwnedWriteHalf,
+    ) {
+        let opened = self.open_recording(peer, account, &start);
+        let (recording, _slot, user) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                warn!(uid = peer.uid, session_id = %start.session_id, "recording refused: {}", e.message);
+                let _ = send(write, &e.to_json()).await;
+                return;
+            }
+        };
+        let answer = json!({"ok": true, "path": recording.path.display().to_string()});
+        info!(user = %user, uid = peer.uid, path = %recording.path.display(), "recording started");
+        if send(write, &answer).await.is_err() {
+            return;
+        }
+        recording::stream(recording, reader, write).await;
+    }
+
+    fn open_recording(
+        &self,
+        peer: Peer,
+        account: &Result<Account, Error>,
+        start: &RecordStart,
+    ) -> Result<(recording::Recording, recording::Slot, String), Error> {
         let config = self.config();
-        if !self
+        self.rate_limit(peer, &config)?;
+        let account = account.as_ref().map_err(Clone::clone)?;
+        let grant = self.grant(&config, peer, account)?;
+        let slot = self.recordings.admit(peer.uid)?;
+        let allow_input = start.record_input && grant.session.record_input;
+        // Blocking file system calls, but few and local: creating two directories at most
+        // and one file.
+        let recording = recording::create(
+            &config.audit.recordings_dir,
+            account,
+            &self.hostname,
+            start,
+            allow_input,
+        )?;
+        Ok((recording, slot, account.name.clone()))
+    }
+
+    fn rate_limit(&self, peer: Peer, config: &Config) -> Result<(), Error> {
+        if self
             .limits
             .allow_request(peer.uid, config.broker.rate_per_uid)
         {
-            let message = format!(
-                "rate limit: at most {} requests per second per user",
-                config.broker.rate_per_uid
-            );
-            return Error::new(Code::Unavailable, message).to_json();
+            return Ok(());
         }
-        let result = match (protocol::parse(line), account) {
+        let message = format!(
+            "rate limit: at most {} requests per second per user",
+            config.broker.rate_per_uid
+        );
+        Err(Error::new(Code::Unavailable, message))
+    }
+
+    async fn answer(
+        &self,
+        peer: Peer,
+        account: &Result<Account, Error>,
+        request: Result<Request, Error>,
+    ) -> Value {
+        let config = self.config();
+        if let Err(e) = self.rate_limit(peer, &config) {
+            return e.to_json();
+        }
+        let result = match (request, account) {
             (Err(e), _) => Err(e),
             (Ok(_), Err(e)) => Err(e.clone()),
             (Ok(request), Ok(account)) => self.handle(&config, peer, account, request).await,
@@ -144,16 +214,63 @@ impl Broker {
         account: &Account,
         request: Request,
     ) -> Result<Value, Error> {
+        if let Request::Event(event) = request {
+            return Ok(self.session_event(config, peer, account, &event));
+        }
         let grant = self.grant(config, peer, account)?;
         match request {
             Request::Whoami => Ok(whoami(account, &grant)),
-            Request::Token { cluster } => self.token(config, peer, account, &grant, &cluster).await,
+            Request::Token { cluster, session_id } => {
+                let link = session_id.as_deref();
+                self.token(config, peer, account, &grant, &cluster, link).await
+            }
             Request::Credentials => self.exposed_credentials(config, account, &grant).await,
             Request::Cluster { cluster } => self.cluster(config, account, &grant, &cluster).await.map(|(name, info)| {
                 json!({"name": name, "endpoint": info.endpoint, "certificateAuthorityData": info.ca_data})
             }),
-            Request::Record => Err(Error::new(Code::BadRequest, "session recording is not implemented yet")),
+            Request::Record(_) | Request::Event(_) => Err(Error::new(Code::BadRequest, "unexpected request")),
         }
+    }
+
+    /// `event`: a session's audit event, attributed from SO_PEERCRED and the mapping (the
+    /// session's own claims about who it is were dropped when it was parsed).
+    fn session_event(
+        &self,
+        config: &Config,
+        peer: Peer,
+        account: &Account,
+        e: &SessionEvent,
+    ) -> Value {
+        let grant = mapping::decide(config, account, &self.hostname)
+            .outcome
+            .ok();
+        let role_arn = grant.as_ref().map(|g| g.role_arn.as_str());
+        let session_name = grant.as_ref().map(|g| g.session_name.as_str());
+        info!(
+            target: "rolesh::audit",
+            event = %e.event,
+            user = %account.name,
+            uid = peer.uid,
+            pid = peer.pid.unwrap_or(0),
+            role_arn,
+            session_name,
+            session_id = e.session_id.as_deref(),
+            ssh_client = e.ssh_client.as_deref(),
+            cluster = e.cluster.as_deref(),
+            namespace = e.namespace.as_deref(),
+            pod = e.pod.as_deref(),
+            container = e.container.as_deref(),
+            command = e.command.as_deref(),
+            exit_code = e.exit_code,
+            duration_ms = e.duration_ms,
+            reason = e.reason.as_deref(),
+            mode = e.mode.as_deref(),
+            record = e.record.as_deref(),
+            private_tmp = e.private_tmp,
+            extra = e.extra.as_deref(),
+            reported_by = "session",
+        );
+        json!({"ok": true})
     }
 
     /// The mapping decision for this account; a denial is audited here.
@@ -206,6 +323,7 @@ impl Broker {
         account: &Account,
         grant: &Grant,
         cluster: &str,
+        session_id: Option<&str>,
     ) -> Result<Value, Error> {
         let access = visible(grant, cluster)?;
         let (key, creds) = self.role_credentials(config, account, grant).await?;
@@ -227,7 +345,8 @@ impl Broker {
         // A presigned URL dies with the credentials that signed it.
         t.expiration = t.expiration.min(creds.expiry);
         if !reused {
-            info!(target: "rolesh::audit", event = "token", user = %account.name, uid = peer.uid, pid = peer.pid.unwrap_or(0), role_arn = %grant.role_arn, session_name = %grant.session_name, cluster = %cluster);
+            crate::audit::redact::register_secret(&t.token);
+            info!(target: "rolesh::audit", event = "token", user = %account.name, uid = peer.uid, pid = peer.pid.unwrap_or(0), role_arn = %grant.role_arn, session_name = %grant.session_name, cluster = %cluster, session_id);
         }
         Ok(json!({"token": t.token, "expirationTimestamp": token::rfc3339(t.expiration)}))
     }

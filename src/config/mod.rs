@@ -188,6 +188,9 @@ pub struct SessionSettings {
     pub max_duration: Duration,
     pub banner: Option<String>,
     pub record: Record,
+    /// Whether recordings also hold what the user types (passwords typed at a prompt
+    /// included: off unless an administrator decides otherwise).
+    pub record_input: bool,
     /// The command `rolesh exec` runs when none is given; `None`: bash if present, else sh.
     pub exec_command: Option<Vec<String>>,
 }
@@ -204,6 +207,7 @@ impl Default for SessionSettings {
             max_duration: Duration::from_secs(12 * 3600),
             banner: None,
             record: Record::Off,
+            record_input: false,
             exec_command: None,
         }
     }
@@ -221,6 +225,7 @@ pub struct SessionPatch {
     pub max_duration: Option<Duration>,
     pub banner: Option<String>,
     pub record: Option<Record>,
+    pub record_input: Option<bool>,
     pub exec_command: Option<Vec<String>>,
 }
 
@@ -242,6 +247,7 @@ impl SessionPatch {
             base.banner = self.banner.clone();
         }
         set(&mut base.record, &self.record);
+        set(&mut base.record_input, &self.record_input);
         if self.exec_command.is_some() {
             base.exec_command = self.exec_command.clone();
         }

@@ -712,7 +712,7 @@ impl Walker {
         out
     }
 
-    const SESSION_KEYS: [&'static str; 10] = [
+    const SESSION_KEYS: [&'static str; 11] = [
         "mode",
         "shell",
         "path",
@@ -722,6 +722,7 @@ impl Walker {
         "max_duration",
         "banner",
         "record",
+        "record_input",
         "exec_command",
     ];
 
@@ -857,6 +858,7 @@ impl Walker {
             max_duration: self.duration(f, "max_duration", 5 * MINUTE, 7 * 24 * HOUR),
             banner: self.string(f, "banner").map(|b| b.value),
             record,
+            record_input: self.bool(f, "record_input"),
             exec_command,
         }
     }

@@ -22,6 +22,8 @@ pub struct BrokerProc {
     config: PathBuf,
     /// The broker's environment: base credentials and where AWS calls go.
     env: Vec<(String, String)>,
+    /// The broker's uid, when not root (like the `rolesh` system user in production).
+    run_as: Option<u32>,
     child: Option<Child>,
 }
 
@@ -47,9 +49,40 @@ impl BrokerProc {
         Self::start_against(aws, &endpoint, (&key, &secret), aws_extra, extra)
     }
 
+    /// Like [`start`](Self::start), with the broker running as `uid` (its own system
+    /// user, as in production): its directory (socket, log) is handed to that uid.
+    pub fn start_as(uid: u32, aws_extra: &str, extra: &str) -> BrokerProc {
+        let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
+        let (endpoint, key, secret) = {
+            let o = aws.options();
+            (
+                aws.endpoint(),
+                o.access_key_id.clone(),
+                o.secret_access_key.clone(),
+            )
+        };
+        let mut broker = Self::prepare(aws, &endpoint, (&key, &secret), aws_extra, extra);
+        std::os::unix::fs::chown(broker.dir.path(), Some(uid), None).unwrap();
+        broker.run_as = Some(uid);
+        broker.spawn();
+        broker
+    }
+
     /// A broker whose STS and EKS calls go to `endpoint` (e.g. moto) with these base
     /// credentials; `aws` is still started, unused.
     pub fn start_against(
+        aws: FakeAws,
+        endpoint: &str,
+        base: (&str, &str),
+        aws_extra: &str,
+        extra: &str,
+    ) -> BrokerProc {
+        let mut broker = Self::prepare(aws, endpoint, base, aws_extra, extra);
+        broker.spawn();
+        broker
+    }
+
+    fn prepare(
         aws: FakeAws,
         endpoint: &str,
         base: (&str, &str),
@@ -68,15 +101,14 @@ impl BrokerProc {
             ("AWS_ENDPOINT_URL_EKS".to_string(), endpoint.to_string()),
         ];
         let config = dir.path().join("config.toml");
-        let mut broker = BrokerProc {
+        BrokerProc {
             dir,
             aws: Aws::Own(aws),
             config,
             env,
+            run_as: None,
             child: None,
-        };
-        broker.spawn();
-        broker
+        }
     }
 
     /// A broker for a rolesh-testkit stack (fake AWS + fake EKS clusters), with its
@@ -109,6 +141,7 @@ impl BrokerProc {
             aws: Aws::Stack(Box::new(stack)),
             config: stack_dir,
             env,
+            run_as: None,
             child: None,
         };
         broker.spawn();
@@ -148,7 +181,14 @@ impl BrokerProc {
             .append(true)
             .open(self.dir.path().join("broker.log"))
             .unwrap();
-        let child = rolesh()
+        let mut cmd = rolesh();
+        if let Some(uid) = self.run_as {
+            let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                .unwrap()
+                .expect("the broker's account");
+            cmd.uid(uid).gid(user.gid.as_raw());
+        }
+        let child = cmd
             .args(["broker", "--config"])
             .arg(self.config_path())
             .arg("--socket")

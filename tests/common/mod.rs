@@ -198,6 +198,7 @@ pub fn aws_eks_get_token_at(x_amz_date: &str) -> Command {
     cmd
 }
 pub mod broker;
+pub mod journal;
 pub mod moto;
 
 /// A temporary directory that login sessions can see: outside /tmp, which they get a

@@ -189,6 +189,7 @@ fn auth_error(err: AuthError) -> AwsError {
 
 fn fault_error(fault: Fault) -> AwsError {
     match fault {
+        Fault::FailWith(status, message) => AwsError::new(status, "ServerException", message),
         Fault::Throttle => AwsError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "ThrottlingException",

@@ -66,10 +66,12 @@ pub struct Counters {
 }
 
 /// A fault the next request of an API gets instead of its answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
     Throttle,
     Fail(StatusCode),
+    /// A failure whose error message is the test's (e.g. one echoing secrets back).
+    FailWith(StatusCode, String),
 }
 
 /// A key pair the fake accepts, with the principal it belongs to.
@@ -117,6 +119,7 @@ struct ApiFaults {
     throttle: u32,
     fail: u32,
     fail_status: Option<StatusCode>,
+    fail_message: Option<String>,
 }
 
 #[derive(Default)]
@@ -176,6 +179,12 @@ impl State {
         }
         if faults.fail > 0 {
             faults.fail -= 1;
+            let status = faults
+                .fail_status
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if let Some(message) = &faults.fail_message {
+                return Some(Fault::FailWith(status, message.clone()));
+            }
             return Some(Fault::Fail(
                 faults
                     .fail_status
@@ -359,6 +368,17 @@ impl FakeAwsHandle {
         let faults = inner.faults.entry(api).or_default();
         faults.fail = n;
         faults.fail_status = Some(status);
+        faults.fail_message = None;
+    }
+
+    /// Like [`fail_next`](Self::fail_next), with `message` as the error message: what a
+    /// misbehaving endpoint or proxy might echo back (secrets included).
+    pub fn fail_next_with_message(&self, api: Api, n: u32, status: StatusCode, message: &str) {
+        let mut inner = self.state.lock();
+        let faults = inner.faults.entry(api).or_default();
+        faults.fail = n;
+        faults.fail_status = Some(status);
+        faults.fail_message = Some(message.to_string());
     }
 
     /// Every STS and EKS call waits `latency` before it is answered (zero to turn off); calls

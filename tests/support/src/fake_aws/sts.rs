@@ -475,6 +475,7 @@ fn auth_error(err: AuthError) -> AwsError {
 
 fn fault_error(fault: Fault) -> AwsError {
     match fault {
+        Fault::FailWith(status, message) => AwsError::new(status, "InternalFailure", message),
         Fault::Throttle => AwsError::new(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded"),
         Fault::Fail(StatusCode::SERVICE_UNAVAILABLE) => AwsError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,0 +1,96 @@
+//! A minimal client of journald's native protocol (`systemd.journal-fields(7)`,
+//! "Native Journal Protocol"): one datagram per entry on `/run/systemd/journal/socket`.
+//!
+//! Why not the `tracing-journald` crate: it writes each field straight from the tracing
+//! event to the socket, with no hook in between, and the audit trail must scrub secrets
+//! (see `redact`) and cap sizes in one place before anything leaves the process. The field
+//! names it would produce with `with_field_prefix(Some("ROLESH"))` are the same as ours.
+//!
+//! journald adds the trusted fields (`_UID`, `_PID`, `_COMM`, …) itself from the socket's
+//! credentials: those are what `rolesh audit` uses to decide whom to believe.
+
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+
+/// Where journald listens for native entries.
+pub const SOCKET: &str = "/run/systemd/journal/socket";
+
+pub struct Journald {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl Journald {
+    /// A client of the journald listening at `path`, or `None` if none listens there.
+    pub fn connect(path: &Path) -> Option<Journald> {
+        if !path.exists() {
+            return None;
+        }
+        let socket = UnixDatagram::unbound().ok()?;
+        Some(Journald {
+            socket,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Sends one entry; `fields` are (NAME, value) with valid journal field names.
+    pub fn send(&self, fields: &[(String, String)]) -> io::Result<()> {
+        let payload = encode(fields);
+        self.socket.send_to(&payload, &self.path).map(|_| ())
+    }
+}
+
+/// The native encoding: `NAME=value\n`, or for values with a newline
+/// `NAME\n` + 64-bit little-endian length + value + `\n`.
+pub fn encode(fields: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_bytes());
+        if value.contains('\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        } else {
+            out.push(b'=');
+        }
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// `ROLESH_` + the field name in upper case: `role_arn` → `ROLESH_ROLE_ARN`. Anything
+/// but ASCII letters, digits and `_` becomes `_` (journald accepts nothing else).
+pub fn field_name(name: &str) -> String {
+    let mut out = String::with_capacity(7 + name.len());
+    out.push_str("ROLESH_");
+    out.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_exactly_rolesh_upper() {
+        assert_eq!(field_name("role_arn"), "ROLESH_ROLE_ARN");
+        assert_eq!(field_name("event"), "ROLESH_EVENT");
+        assert_eq!(field_name("exit_code"), "ROLESH_EXIT_CODE");
+    }
+
+    #[test]
+    fn multiline_values_are_length_prefixed() {
+        let e = encode(&[("A".into(), "x".into()), ("B".into(), "1\n2".into())]);
+        let mut want = b"A=x\nB\n".to_vec();
+        want.extend_from_slice(&3u64.to_le_bytes());
+        want.extend_from_slice(b"1\n2\n");
+        assert_eq!(e, want);
+    }
+}

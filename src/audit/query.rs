@@ -1,0 +1,235 @@
+//! `rolesh audit [--user U] [--since T] [--json] [--file PATH]`: who assumed which role,
+//! when, and which pods they entered, read back from journald (or from the JSON Lines
+//! file).
+//!
+//! journald takes entries from anyone (`logger --journald`, `systemd-cat`), so entries
+//! are believed by who wrote them, as journald's trusted `_UID` says: the broker's user
+//! or root for every event; a user's own uid only for that user's own session events
+//! (shown as self-reported: the broker was unreachable). Everything else is left out and
+//! counted.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value, json};
+
+use super::SESSION_EVENTS;
+use crate::error::{EXIT_OK, Failure};
+
+pub struct Query {
+    pub user: Option<String>,
+    pub since: Option<String>,
+    pub json: bool,
+    pub file: Option<std::path::PathBuf>,
+    /// The broker's user (default [`BROKER_USER`]).
+    pub broker_user: String,
+}
+
+/// The system user the broker runs as (packaging/systemd/rolesh.sysusers).
+pub const BROKER_USER: &str = "rolesh";
+
+pub fn run(query: &Query) -> Result<u8, Failure> {
+    let (records, ignored) = match &query.file {
+        Some(path) => (from_file(path, query)?, 0),
+        None => from_journal(query)?,
+    };
+    for r in &records {
+        if query.json {
+            println!("{}", Value::Object(r.clone()));
+        } else {
+            println!("{}", table_row(r));
+        }
+    }
+    if ignored > 0 {
+        eprintln!(
+            "rolesh: {ignored} journal entries claiming to be rolesh audit events were left out: not written by the broker"
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn from_journal(query: &Query) -> Result<(Vec<Map<String, Value>>, usize), Failure> {
+    let mut cmd = Command::new("journalctl");
+    cmd.args(["-o", "json", "--no-pager", "-t", super::IDENTIFIER]);
+    if let Some(since) = &query.since {
+        cmd.args(["--since", since]);
+    }
+    if let Some(user) = &query.user {
+        cmd.arg(format!("ROLESH_USER={user}"));
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| Failure::runtime(format!("cannot run journalctl: {e}")))?;
+    if !out.status.success() {
+        return Err(Failure::runtime(format!(
+            "journalctl failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let trusted = trusted_uids(&query.broker_user);
+    let mut records = Vec::new();
+    let mut ignored = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(Value::Object(entry)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        match believe(&entry, &trusted) {
+            Some(source) => records.push(normalize(&entry, source)),
+            None => ignored += 1,
+        }
+    }
+    Ok((records, ignored))
+}
+
+/// Root and the broker's user.
+pub fn trusted_uids(broker_user: &str) -> Vec<u32> {
+    let mut uids = vec![0];
+    if let Ok(Some(a)) = crate::system::account_by_name(broker_user) {
+        uids.push(a.uid);
+    }
+    uids
+}
+
+/// Who vouches for an entry: "broker", "self-reported", or nobody (`None`).
+pub fn believe(entry: &Map<String, Value>, trusted: &[u32]) -> Option<&'static str> {
+    let writer: u32 = entry.get("_UID")?.as_str()?.parse().ok()?;
+    if trusted.contains(&writer) {
+        return Some("broker");
+    }
+    let event = entry.get("ROLESH_EVENT")?.as_str()?;
+    let claimed_uid = entry.get("ROLESH_UID")?.as_str()?;
+    (SESSION_EVENTS.contains(&event) && claimed_uid == writer.to_string())
+        .then_some("self-reported")
+}
+
+/// `ROLESH_FOO` → `foo`, plus `ts` and `source`.
+fn normalize(entry: &Map<String, Value>, source: &str) -> Map<String, Value> {
+    let mut r = Map::new();
+    let micros = entry
+        .get("__REALTIME_TIMESTAMP")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(0);
+    let at = SystemTime::UNIX_EPOCH + Duration::from_micros(micros);
+    r.insert(
+        "ts".into(),
+        json!(humantime::format_rfc3339_millis(at).to_string()),
+    );
+    for (key, value) in entry {
+        if let Some(name) = key.strip_prefix("ROLESH_") {
+            r.insert(name.to_ascii_lowercase(), value.clone());
+        }
+    }
+    r.insert("source".into(), json!(source));
+    r
+}
+
+fn from_file(path: &Path, query: &Query) -> Result<Vec<Map<String, Value>>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::runtime(format!("cannot read {}: {e}", path.display())))?;
+    let since = match &query.since {
+        Some(s) => Some(humantime::parse_rfc3339_weak(s).map_err(|_| {
+            Failure::usage(format!(
+                "--since {s:?}: with --file, give a time like 2026-01-31T08:00:00Z"
+            ))
+        })?),
+        None => None,
+    };
+    let mut records = Vec::new();
+    for line in text.lines() {
+        let Ok(Value::Object(r)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let at = r
+            .get("ts")
+            .and_then(Value::as_str)
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        if since.is_some_and(|s| at.is_none_or(|a| a < s)) {
+            continue;
+        }
+        if query
+            .user
+            .as_deref()
+            .is_some_and(|u| r.get("user").and_then(Value::as_str) != Some(u))
+        {
+            continue;
+        }
+        records.push(r);
+    }
+    Ok(records)
+}
+
+/// `TIME  USER  EVENT  WHAT`, where WHAT is what matters for the event.
+pub fn table_row(r: &Map<String, Value>) -> String {
+    let s = |k: &str| match r.get(k) {
+        Some(Value::String(v)) => v.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(v) => v.to_string(),
+    };
+    let event = s("event");
+    let target = [s("cluster"), s("namespace"), s("pod"), s("container")]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("/");
+    let what = match event.as_str() {
+        "assume_role" => s("role_arn"),
+        "token" => format!("{} {}", s("cluster"), s("role_arn")),
+        "exec" => format!("{target} {} (exit {})", s("command"), s("exit_code")),
+        "command" => format!("{} (exit {})", s("command"), s("exit_code")),
+        "denied" | "error" => s("reason"),
+        _ => [s("role_arn"), target].join(" "),
+    };
+    let mut row = format!(
+        "{:<24} {:<12} {:<11} {}",
+        s("ts"),
+        s("user"),
+        event,
+        what.trim()
+    );
+    if r.get("source").and_then(Value::as_str) == Some("self-reported") {
+        row.push_str(" [self-reported]");
+    }
+    printable(&row)
+}
+
+/// Control characters (a user's command could carry terminal escapes) shown as `?`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(uid: &str, event: &str, claimed: &str) -> Map<String, Value> {
+        let v = json!({"_UID": uid, "ROLESH_EVENT": event, "ROLESH_UID": claimed});
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn only_the_broker_vouches_for_access_events() {
+        let trusted = [0, 990];
+        assert_eq!(
+            believe(&entry("990", "token", "1001"), &trusted),
+            Some("broker")
+        );
+        assert_eq!(believe(&entry("1001", "token", "1001"), &trusted), None);
+        assert_eq!(believe(&entry("1001", "login", "1002"), &trusted), None);
+        assert_eq!(
+            believe(&entry("1001", "login", "1001"), &trusted),
+            Some("self-reported")
+        );
+    }
+
+    #[test]
+    fn rows_show_what_matters_and_no_escapes() {
+        let r = json!({"ts": "t", "user": "alice", "event": "exec", "cluster": "prod",
+            "namespace": "web", "pod": "p", "command": "sh\u{1b}[2J", "exit_code": 0});
+        let row = table_row(r.as_object().unwrap());
+        assert!(row.contains("prod/web/p sh?[2J (exit 0)"), "{row}");
+    }
+}

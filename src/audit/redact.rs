@@ -1,0 +1,208 @@
+//! The one place that decides what a secret looks like. Every audit sink (journald, the
+//! JSON Lines file, stderr) and every error the broker sends passes its text through
+//! [`redact`], so a secret that slips into an STS error body or a debug message is
+//! scrubbed where it would leave the process, not at each call site.
+//!
+//! Two nets: the secrets this process has actually handled (registered by the broker when
+//! it receives or signs them: exact, whatever their shape), and patterns for the shapes
+//! AWS and Kubernetes secrets take (for secrets nobody registered, e.g. echoed back by a
+//! misbehaving endpoint).
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::{LazyLock, Mutex};
+
+use regex::Regex;
+
+/// What replaces a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// Registered secrets kept at once; older ones have expired long before this many more
+/// were handled (each role's credentials last at least 15 minutes).
+const MAX_KNOWN: usize = 4096;
+
+/// Shorter strings are not registered: they would scrub ordinary words.
+const MIN_KNOWN_LEN: usize = 12;
+
+static KNOWN: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+
+/// Remembers a secret this process holds (a secret key, a session token, a signed
+/// token), so that it is scrubbed wherever it would be logged.
+pub fn register_secret(secret: &str) {
+    if secret.len() < MIN_KNOWN_LEN {
+        return;
+    }
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    if known.iter().any(|k| k == secret) {
+        return;
+    }
+    if known.len() == MAX_KNOWN {
+        known.pop_front();
+    }
+    known.push_back(secret.to_string());
+}
+
+struct Pattern {
+    regex: Regex,
+    replacement: &'static str,
+    /// For patterns with a candidate in group 2: whether it really is a secret.
+    check: Option<fn(&str) -> bool>,
+}
+
+static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
+    let p = |re: &str, replacement| Pattern {
+        regex: Regex::new(re).expect("redaction pattern"),
+        replacement,
+        check: None,
+    };
+    vec![
+        // EKS bearer tokens: the prefix stays, so a reader sees what was there.
+        p(r"k8s-aws-v1\.[A-Za-z0-9_\-=]+", "k8s-aws-v1.<redacted>"),
+        p(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]+", "${1} <redacted>"),
+        // Named secrets: `SecretAccessKey: …`, `"SessionToken":"…"`, `<SessionToken>…`,
+        // `AWS_SECRET_ACCESS_KEY=…`, `X-Amz-Security-Token=…` (query strings), passwords.
+        p(
+            r#"(?i)((?:aws_)?secret_?access_?key|secretkey|session_?token|security[_-]?token|x-amz-signature|password|passwd|authorization|token)("?\s*[:=]\s*"?|>)([^\s"'<&,;}\]]+)"#,
+            "${1}${2}<redacted>",
+        ),
+        // Session tokens and other long opaque credentials: 100+ base64 characters.
+        p(r"[A-Za-z0-9+/=_\-]{100,}", "<redacted>"),
+        // A 40-character secret access key standing alone (mixed case and a digit; ARNs and
+        // paths, whose runs follow ':' or '/', are left alone).
+        Pattern {
+            check: Some(looks_like_secret_key),
+            ..p(
+                r"(^|[^A-Za-z0-9+/=:._\-])([A-Za-z0-9+/]{40})($|[^A-Za-z0-9+/=._\-])",
+                "${1}<redacted>${3}",
+            )
+        },
+    ]
+});
+
+/// `text` with every known or likely secret replaced by `<redacted>`.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    {
+        let known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+        for secret in known.iter() {
+            if out.contains(secret.as_str()) {
+                out = Cow::Owned(out.replace(secret.as_str(), REDACTED));
+            }
+        }
+    }
+    for pattern in PATTERNS.iter() {
+        if let Some(keep) = replace(&out, pattern) {
+            out = Cow::Owned(keep);
+        }
+    }
+    out
+}
+
+/// Random base64 of 30 bytes has both cases and a digit; hex digests and words do not.
+fn looks_like_secret_key(candidate: &str) -> bool {
+    candidate.bytes().any(|b| b.is_ascii_uppercase())
+        && candidate.bytes().any(|b| b.is_ascii_lowercase())
+        && candidate.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// The replaced text, or `None` when nothing matched (most lines: no allocation).
+fn replace(text: &str, pattern: &Pattern) -> Option<String> {
+    if !pattern.regex.is_match(text) {
+        return None;
+    }
+    let Some(check) = pattern.check else {
+        return Some(
+            pattern
+                .regex
+                .replace_all(text, pattern.replacement)
+                .into_owned(),
+        );
+    };
+    let once = |t: &str| {
+        pattern
+            .regex
+            .replace_all(t, |c: &regex::Captures<'_>| {
+                if check(&c[2]) {
+                    let mut out = String::new();
+                    c.expand(pattern.replacement, &mut out);
+                    out
+                } else {
+                    c[0].to_string()
+                }
+            })
+            .into_owned()
+    };
+    // Matches that share a boundary character (two keys separated by one space) need a
+    // second pass: the first consumed the separator.
+    let replaced = once(&once(text));
+    (replaced != text).then_some(replaced)
+}
+
+/// Whether `text` would be changed by [`redact`]: for tests and assertions.
+pub fn contains_secret(text: &str) -> bool {
+    matches!(redact(text), Cow::Owned(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+    #[test]
+    fn eks_and_bearer_tokens() {
+        let t = redact("GET with Authorization: Bearer k8s-aws-v1.aHR0cHM6Ly9zdHM failed");
+        assert!(!t.contains("aHR0cHM6"), "{t}");
+        assert!(!redact("bearer abc.def-ghi").contains("abc.def"));
+        assert_eq!(
+            redact("token k8s-aws-v1.abc"),
+            "token k8s-aws-v1.<redacted>"
+        );
+    }
+
+    #[test]
+    fn named_secrets_in_json_xml_env_and_query() {
+        for text in [
+            r#"{"SecretAccessKey":"abc123XYZ","x":1}"#,
+            "<SessionToken>FQoGZXIvYXdzEXAMPLE</SessionToken>",
+            "AWS_SECRET_ACCESS_KEY=abc123XYZ",
+            "https://sts/?X-Amz-Security-Token=FQoGZXIvYXdz&X-Amz-Signature=ca12",
+            "password: hunter2hunter2",
+        ] {
+            let r = redact(text);
+            for secret in ["abc123XYZ", "FQoGZXIvYXdz", "ca12", "hunter2"] {
+                assert!(!r.contains(secret), "{text} -> {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn bare_secret_keys_and_long_tokens() {
+        let text = format!("signature mismatch for {SECRET} here");
+        assert_eq!(redact(&text), "signature mismatch for <redacted> here");
+        let long = "FQoGZXIvYXdzE".repeat(20);
+        assert_eq!(redact(&format!("token {long}.")), "token <redacted>.");
+    }
+
+    #[test]
+    fn registered_secrets_whatever_their_shape() {
+        register_secret("short-but-registered-1");
+        assert_eq!(redact("x short-but-registered-1 y"), "x <redacted> y");
+        register_secret("tiny");
+        assert_eq!(redact("tiny"), "tiny", "too short to register");
+    }
+
+    #[test]
+    fn ordinary_audit_values_are_left_alone() {
+        for text in [
+            "arn:aws:iam::123456789012:role/PlatformAdministratorsGroup2024/Sub",
+            "/var/log/rolesh/sessions/alice/0123456789abcdef01234567.cast",
+            "kubectl get pods -n web",
+            "0123456789abcdef0123456789abcdef01234567",
+            "alice",
+            "203.0.113.9 52144 22",
+        ] {
+            assert_eq!(redact(text), text);
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! Session recordings, the broker's side (SPEC §6): after a `record` request the
+//! connection carries asciicast v2 event lines, which the broker checks and writes to
+//! `recordings_dir/USER/SESSION_ID.cast`. USER is what SO_PEERCRED says; the header (size,
+//! time, title with the user) is the broker's own, so the user cannot forge who or when.
+//!
+//! Files are 0640 and directories 0750, owned by the broker's user (`rolesh`): the
+//! recorded user can neither write, replace nor remove them. A clean end (the session's
+//! end line) adds an end marker; anything else (the session killed, the connection lost,
+//! an invalid event, the broker stopping) adds a visible note and an "abnormal end"
+//! marker. Either way the file is synced before the broker lets go of it.
+
+use std::collections::HashMap;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tracing::{info, warn};
+
+use super::protocol::{Code, Error, MAX_LINE, RecordStart};
+use crate::record::asciicast::{self, Event, Header};
+use crate::system::Account;
+
+/// Recordings one uid may have open at once.
+pub const MAX_PER_UID: u32 = 8;
+
+/// The largest recording; past it output is no longer written (and the end says so).
+pub const MAX_BYTES: u64 = 1 << 30;
+
+/// How far ahead of the broker's own clock an event's time may be (seconds).
+const CLOCK_SLACK: f64 = 60.0;
+
+pub const FILE_MODE: u32 = 0o640;
+pub const DIR_MODE: u32 = 0o750;
+
+/// Open recordings per uid.
+#[derive(Default, Clone)]
+pub struct Active {
+    per_uid: Arc<Mutex<HashMap<u32, u32>>>,
+}
+
+/// One open recording's slot, given back when dropped.
+pub struct Slot {
+    active: Active,
+    uid: u32,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.active.per_uid.lock().expect("recordings lock");
+        if let Some(n) = map.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+impl Active {
+    pub fn admit(&self, uid: u32) -> Result<Slot, Error> {
+        let mut map = self.per_uid.lock().expect("recordings lock");
+        let n = map.entry(uid).or_insert(0);
+        if *n >= MAX_PER_UID {
+            return Err(Error::new(
+                Code::Unavailable,
+                format!("too many recordings open for uid {uid} (limit {MAX_PER_UID})"),
+            ));
+        }
+        *n += 1;
+        Ok(Slot {
+            active: self.clone(),
+            uid,
+        })
+    }
+}
+
+/// A recording file being written; ends abnormally if dropped before it was finished
+/// (e.g. the broker stopped mid-session).
+pub struct Recording {
+    out: BufWriter<File>,
+    pub path: PathBuf,
+    last_time: f64,
+    bytes: u64,
+    finished: bool,
+    started: Instant,
+    allow_input: bool,
+    /// Who and which session, for the audit event of an abnormal end.
+    user: String,
+    uid: u32,
+    session_id: String,
+}
+
+/// Creates the recording of `start` for `account` under `dir`, header included.
+pub fn create(
+    dir: &Path,
+    account: &Account,
+    host: &str,
+    start: &RecordStart,
+    allow_input: bool,
+) -> Result<Recording, Error> {
+    let user_dir = user_dir(dir, &account.name)?;
+    let path = user_dir.join(format!("{}.cast", start.session_id));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(crate::system::no_follow_flag())
+        .open(&path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::new(
+                Code::BadRequest,
+                format!("a recording of session {} exists already", start.session_id),
+            ),
+            _ => unavailable(&path, e),
+        })?;
+    // The broker's umask (0077 under systemd) would take the group's read bit.
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .map_err(|e| unavailable(&path, e))?;
+    let title = format!(
+        "rolesh session {} of {} (uid {}) on {host}",
+        start.session_id, account.name, account.uid
+    );
+    let header = Header {
+        cols: start.cols,
+        rows: start.rows,
+        timestamp: unix_now(),
+        title: &title,
+        command: start.command.as_deref(),
+        term: start.term.as_deref(),
+    };
+    let mut out = BufWriter::new(file);
+    writeln!(out, "{}", header.line())
+        .and_then(|()| out.flush())
+        .map_err(|e| unavailable(&path, e))?;
+    let _ = File::open(&user_dir).and_then(|d| d.sync_all());
+    Ok(Recording {
+        out,
+        path,
+        last_time: 0.0,
+        bytes: 0,
+        finished: false,
+        started: Instant::now(),
+        allow_input,
+        user: account.name.clone(),
+        uid: account.uid,
+        session_id: start.session_id.clone(),
+    })
+}
+
+/// `dir/USER`, made 0750 if missing; refused if it is not a directory of ours.
+fn user_dir(dir: &Path, user: &str) -> Result<PathBuf, Error> {
+    if user.is_empty() || user == "." || user == ".." || user.contains('/') {
+        return Err(Error::new(
+            Code::BadRequest,
+            format!("user name {user:?} cannot name a recordings directory"),
+        ));
+    }
+    make_dir(dir, true)?;
+    let user_dir = dir.join(user);
+    make_dir(&user_dir, false)?;
+    Ok(user_dir)
+}
+
+fn make_dir(path: &Path, recursive: bool) -> Result<(), Error> {
+    match DirBuilder::new()
+        .recursive(recursive)
+        .mode(DIR_MODE)
+        .create(path)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(unavailable(path, e)),
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(|e| unavailable(path, e))?;
+    if !meta.is_dir() || meta.uid() != crate::system::effective_uid() {
+        return Err(Error::new(
+            Code::Unavailable,
+            format!(
+                "{} is not a directory owned by the broker's user; not recording there",
+                path.display()
+            ),
+        ));
+    }
+    if meta.mode() & 0o7777 != DIR_MODE {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(DIR_MODE))
+            .map_err(|e| unavailable(path, e))?;
+    }
+    Ok(())
+}
+
+fn unavailable(path: &Path, e: std::io::Error) -> Error {
+    Error::new(
+        Code::Unavailable,
+        format!("cannot record to {}: {e}", path.display()),
+    )
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// How a stream ended.
+enum End {
+    Clean(i64),
+    Abnormal(String),
+}
+
+impl Recording {
+    /// Checks one event line and writes it. Input the configuration does not allow is
+    /// dropped, never written.
+    fn event(&mut self, line: &str) -> Result<(), String> {
+        let event = asciicast::parse_event(line, self.last_time)?;
+        if event.time > self.started.elapsed().as_secs_f64() + CLOCK_SLACK {
+            return Err(format!(
+                "time {} is ahead of the broker's clock",
+                event.time
+            ));
+        }
+        if event.kind == "i" && !self.allow_input {
+            return Ok(());
+        }
+        self.last_time = event.time;
+        if self.bytes > MAX_BYTES {
+            return Err(format!("the recording reached {} MiB", MAX_BYTES >> 20));
+        }
+        self.write(&event).map_err(|e| format!("cannot write: {e}"))
+    }
+
+    fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        let line = event.line();
+        self.bytes += line.len() as u64 + 1;
+        writeln!(self.out, "{line}")
+    }
+
+    /// The end marker (`exit N`), then sync.
+    fn finish_clean(&mut self, exit_code: i64) -> std::io::Result<()> {
+        let end = self.marker(format!("end: exit {exit_code}"));
+        self.write(&end)?;
+        self.sync()
+    }
+
+    /// A visible note and an "abnormal end" marker, then sync.
+    fn finish_abnormal(&mut self, reason: &str) -> std::io::Result<()> {
+        let mut note = self.marker(format!(
+            "\r\n[rolesh: recording ended abnormally: {reason}]\r\n"
+        ));
+        note.kind = "o".into();
+        self.write(&note)?;
+        let marker = self.marker(format!("abnormal end: {reason}"));
+        self.write(&marker)?;
+        self.sync()
+    }
+
+    fn marker(&self, data: String) -> Event {
+        let now = self.started.elapsed().as_secs_f64();
+        Event {
+            time: now.clamp(self.last_time, self.last_time + CLOCK_SLACK),
+            kind: "m".into(),
+            data,
+        }
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.finished = true;
+        self.out.flush()?;
+        self.out.get_ref().sync_all()
+    }
+
+    fn end(&mut self, how: &End) {
+        let done = match how {
+            End::Clean(code) => self.finish_clean(*code),
+            End::Abnormal(reason) => self.finish_abnormal(reason),
+        };
+        if let Err(e) = done {
+            warn!(path = %self.path.display(), "cannot finish the recording: {e}");
+        }
+        if let End::Abnormal(reason) = how {
+            // Auditors learn of it from the trail, not only from the file.
+            info!(
+                target: "rolesh::audit",
+                event = "error",
+                user = %self.user,
+                uid = self.uid,
+                session_id = %self.session_id,
+                reason = %format!("recording {} ended abnormally: {reason}", self.path.display()),
+            );
+        }
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.end(&End::Abnormal("the broker stopped".into()));
+        }
+    }
+}
+
+/// Reads the event stream into `recording` until its end line or its end, then finishes
+/// the file and tells the session.
+pub async fn stream(
+    mut recording: Recording,
+    mut reader: BufReader<OwnedReadHalf>,
+    write: &mut OwnedWriteHalf,
+) {
+    let end = read_events(&mut recording, &mut reader).await;
+    recording.end(&end);
+    let answer = match &end {
+        End::Clean(_) => json!({"ok": true, "path": recording.path.display().to_string()}),
+        End::Abnormal(reason) => Error::new(Code::BadRequest, reason.clone()).to_json(),
+    };
+    let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+    let path = recording.path.display().to_string();
+    match &end {
+        End::Clean(code) => {
+            info!(user = %recording.user, path = %path, exit_code = code, "recording finished")
+        }
+        End::Abnormal(reason) => {
+            warn!(user = %recording.user, path = %path, reason = %reason, "recording ended abnormally")
+        }
+    }
+}
+
+/// No idle timeout here: a session may be silent for hours. The line limit still holds.
+async fn read_events(recording: &mut Recording, reader: &mut BufReader<OwnedReadHalf>) -> End {
+    loop {
+        let mut line = Vec::new();
+        let mut limited = (&mut *reader).take(MAX_LINE as u64 + 1);
+        match limited.read_until(b'\n', &mut line).await {
+            Ok(0) => {
+                return End::Abnormal(
+                    "the session's stream ended without its end line (session killed or disconnected)"
+                        .into(),
+                );
+            }
+            Err(e) => return End::Abnormal(format!("the session's stream failed: {e}")),
+            Ok(_) => {}
+        }
+        if !line.ends_with(b"\n") {
+            return End::Abnormal(if line.len() > MAX_LINE {
+                format!("an event longer than {} KiB", MAX_LINE / 1024)
+            } else {
+                "the session's stream ended in the middle of an event".into()
+            });
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            return End::Abnormal("an event that is not UTF-8".into());
+        };
+        let text = text.trim_end();
+        if text.starts_with('{') {
+            return end_line(text);
+        }
+        if let Err(why) = recording.event(text) {
+            return End::Abnormal(format!("invalid event: {why}"));
+        }
+        // Hand what arrived to the kernel before waiting for more: a broker that dies
+        // loses at most the events it was reading.
+        if reader.buffer().is_empty()
+            && let Err(e) = recording.out.flush()
+        {
+            return End::Abnormal(format!("cannot write: {e}"));
+        }
+    }
+}
+
+/// `{"end": true, "exit_code": N}`.
+fn end_line(text: &str) -> End {
+    let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    match (
+        value.get("end"),
+        value.get("exit_code").and_then(Value::as_i64),
+    ) {
+        (Some(Value::Bool(true)), Some(code)) => End::Clean(code),
+        _ => End::Abnormal("an end line that is not {\"end\":true,\"exit_code\":N}".into()),
+    }
+}

@@ -1,0 +1,497 @@
+//! The audit trail against a real systemd-journald (SPEC §7): every event type with its
+//! fields, broker events under the broker's own _UID, session events attributed by the
+//! kernel whatever the session claims, the JSON Lines copy, `rolesh audit` not fooled by
+//! forged journal entries, and no secret anywhere, whichever error path it takes.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use common::broker::BrokerProc;
+use common::journal::{self, field, of_event, unique_session_id};
+use common::*;
+use rolesh_testkit::fake_aws::Api;
+use serde_json::{Map, Value};
+
+fn mapping(user: &str, audit_dir: &std::path::Path) -> String {
+    format!(
+        r#"
+[mapping]
+deny_users = ["root"]
+[mapping.users]
+{user} = "arn:aws:iam::123456789012:role/{user}-role"
+[[cluster]]
+name = "demo"
+[[cluster]]
+name = "described"
+[audit]
+file = "{dir}/audit.jsonl"
+recordings_dir = "{dir}/sessions"
+"#,
+        dir = audit_dir.display()
+    )
+}
+
+/// Where the broker writes its audit file and recordings; `owner`: the broker's uid.
+fn audit_dir(owner: Option<u32>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(dir.path(), owner, None).unwrap();
+    dir
+}
+
+/// `rolesh __event EVENT FIELDS…` as `uid`, as a session would emit it.
+fn session_event(b: &BrokerProc, uid: u32, session_id: &str, event: &str, fields: &[&str]) -> Run {
+    let mut cmd = rolesh();
+    cmd.arg("__event")
+        .arg(event)
+        .args(fields)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ROLESH_BROKER_SOCKET", b.socket())
+        .env("ROLESH_SESSION_ID", session_id)
+        .env("SSH_CLIENT", "203.0.113.9 52144 22")
+        .uid(uid);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+fn jsonl(path: &std::path::Path) -> Vec<Map<String, Value>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .clone()
+        })
+        .collect()
+}
+
+#[test]
+fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
+    if !need_root() || !journal::ensure_journald() {
+        return;
+    }
+    let alice = TestUser::create("audalice", &[]);
+    let stranger = TestUser::create("audstranger", &[]);
+    // The broker runs as its own system user, as `rolesh` does in production.
+    let broker_user = TestUser::create("audbroker", &[]);
+    let dir = audit_dir(Some(broker_user.uid()));
+    let b = BrokerProc::start_as(broker_user.uid(), "", &mapping("audalice", dir.path()));
+    let sid = unique_session_id();
+    // Earlier runs left entries for the same user names: look at this run's only.
+    let since = format!(
+        "@{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    );
+
+    // STS down: an error event; then up again: assume_role and token.
+    let handle = b.aws().handle();
+    handle.fail_next(Api::Sts, 8, http::StatusCode::INTERNAL_SERVER_ERROR);
+    let failed = b.client(alice.uid(), &["token", "--cluster", "demo"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    handle.clear_faults();
+    // kubectl inside the session: the token event is linked to the session.
+    let mut cmd = rolesh();
+    cmd.args(["token", "--cluster", "demo"])
+        .env_clear()
+        .env("ROLESH_BROKER_SOCKET", b.socket())
+        .env("ROLESH_SESSION_ID", &sid)
+        .uid(alice.uid());
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let denied = b.client(stranger.uid(), &["token", "--cluster", "demo"]);
+    assert_eq!(denied.code, 77);
+    session_event(&b, alice.uid(), &sid, "login", &[]);
+    session_event(
+        &b,
+        alice.uid(),
+        &sid,
+        "exec",
+        &[
+            "cluster=demo",
+            "namespace=web",
+            "pod=web-1",
+            "container=app",
+            "command=sh",
+            "exit_code=3",
+        ],
+    );
+    // Claims about who the session is are dropped: the kernel says who.
+    session_event(
+        &b,
+        alice.uid(),
+        &sid,
+        "command",
+        &[
+            "command=kubectl get pods",
+            "exit_code=0",
+            "user=root",
+            "uid=0",
+        ],
+    );
+    session_event(&b, alice.uid(), &sid, "logout", &["exit_code=0"]);
+
+    let broker_pid = b.pid().to_string();
+    let by_broker = journal::wait_for(&[format!("_PID={broker_pid}")], |es| {
+        [
+            "assume_role",
+            "token",
+            "denied",
+            "error",
+            "login",
+            "exec",
+            "command",
+            "logout",
+        ]
+        .iter()
+        .all(|e| !of_event(es, e).is_empty())
+    });
+    let broker_uid = broker_user.uid().to_string();
+    for e in &by_broker {
+        assert_eq!(
+            field(e, "_UID"),
+            Some(broker_uid.as_str()),
+            "the broker's uid: {e:?}"
+        );
+        assert_eq!(field(e, "SYSLOG_IDENTIFIER"), Some("rolesh-audit"));
+    }
+    let one = |event: &str| of_event(&by_broker, event)[0].clone();
+    let role = "arn:aws:iam::123456789012:role/audalice-role";
+    let uid = alice.uid().to_string();
+
+    let assume = one("assume_role");
+    assert_eq!(field(&assume, "ROLESH_USER"), Some("audalice"));
+    assert_eq!(field(&assume, "ROLESH_UID"), Some(uid.as_str()));
+    assert_eq!(field(&assume, "ROLESH_ROLE_ARN"), Some(role));
+    assert_eq!(field(&assume, "ROLESH_SESSION_NAME"), Some("audalice"));
+    let token = one("token");
+    assert_eq!(field(&token, "ROLESH_CLUSTER"), Some("demo"));
+    assert_eq!(field(&token, "ROLESH_ROLE_ARN"), Some(role));
+    assert_eq!(field(&token, "ROLESH_SESSION_ID"), Some(sid.as_str()));
+    let denied = one("denied");
+    assert_eq!(field(&denied, "ROLESH_USER"), Some("audstranger"));
+    assert!(field(&denied, "ROLESH_REASON").is_some());
+    let error = one("error");
+    assert_eq!(field(&error, "ROLESH_USER"), Some("audalice"));
+    assert_eq!(field(&error, "ROLESH_ROLE_ARN"), Some(role));
+    assert!(field(&error, "ROLESH_REASON").is_some_and(|r| !r.is_empty()));
+
+    for event in ["login", "exec", "command", "logout"] {
+        let e = one(event);
+        assert_eq!(field(&e, "ROLESH_USER"), Some("audalice"), "{e:?}");
+        assert_eq!(field(&e, "ROLESH_UID"), Some(uid.as_str()));
+        assert_eq!(field(&e, "ROLESH_ROLE_ARN"), Some(role));
+        assert_eq!(field(&e, "ROLESH_SESSION_ID"), Some(sid.as_str()));
+        assert_eq!(field(&e, "ROLESH_SSH_CLIENT"), Some("203.0.113.9 52144 22"));
+        assert_eq!(field(&e, "ROLESH_REPORTED_BY"), Some("session"));
+    }
+    let exec = one("exec");
+    for (f, v) in [
+        ("ROLESH_CLUSTER", "demo"),
+        ("ROLESH_NAMESPACE", "web"),
+        ("ROLESH_POD", "web-1"),
+        ("ROLESH_CONTAINER", "app"),
+        ("ROLESH_COMMAND", "sh"),
+        ("ROLESH_EXIT_CODE", "3"),
+    ] {
+        assert_eq!(field(&exec, f), Some(v), "{f} in {exec:?}");
+    }
+    assert_eq!(
+        field(&one("command"), "ROLESH_COMMAND"),
+        Some("kubectl get pods")
+    );
+
+    // The JSON Lines copy: the same records, typed.
+    let lines = jsonl(&dir.path().join("audit.jsonl"));
+    let line = |event: &str| {
+        lines
+            .iter()
+            .find(|l| l["event"] == event && (l["user"] == "audalice" || event == "denied"))
+            .unwrap_or_else(|| panic!("no {event} in {lines:#?}"))
+            .clone()
+    };
+    assert_eq!(line("assume_role")["role_arn"], role);
+    assert_eq!(line("token")["uid"], alice.uid());
+    assert_eq!(line("denied")["user"], "audstranger");
+    let exec = line("exec");
+    assert_eq!(exec["exit_code"], 3);
+    assert_eq!(exec["pod"], "web-1");
+    assert_eq!(exec["session_id"], sid.as_str());
+    assert!(exec["ts"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(line("command")["uid"], alice.uid());
+    let meta = std::fs::metadata(dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::mode(&meta) & 0o777, 0o640);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        broker_user.uid()
+    );
+
+    // rolesh audit: who assumed which role, when, which pods.
+    let mut cmd = rolesh();
+    let table = run(cmd
+        .args([
+            "audit",
+            "--user",
+            "audalice",
+            "--broker-user",
+            "audbroker",
+            "--since",
+        ])
+        .arg(&since));
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(
+        table
+            .stdout
+            .contains(&format!("audalice     assume_role {role}")),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("demo/web/web-1/app sh (exit 3)"),
+        "{}",
+        table.stdout
+    );
+    let mut cmd = rolesh();
+    let unbelieved = run(cmd
+        .args([
+            "audit",
+            "--user",
+            "audalice",
+            "--broker-user",
+            "audnobody",
+            "--since",
+        ])
+        .arg(&since));
+    assert!(
+        !unbelieved.stdout.contains("assume_role"),
+        "{}",
+        unbelieved.stdout
+    );
+    assert!(
+        unbelieved.stderr.contains("left out"),
+        "{}",
+        unbelieved.stderr
+    );
+    let mut cmd = rolesh();
+    let file = run(cmd
+        .args(["audit", "--json", "--file"])
+        .arg(dir.path().join("audit.jsonl")));
+    assert!(
+        file.stdout
+            .lines()
+            .any(|l| l.contains(r#""event":"logout""#)),
+        "{}",
+        file.stdout
+    );
+}
+
+#[test]
+fn forged_journal_entries_do_not_fool_rolesh_audit() {
+    if !need_root() || !journal::ensure_journald() {
+        return;
+    }
+    let mallory = TestUser::create("audmallory", &[]);
+    let marker = unique_session_id();
+    let forge = |fields: &str| {
+        let mut cmd = Command::new("logger");
+        cmd.arg("--journald").uid(mallory.uid());
+        cmd.stdin(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        let text = format!(
+            "MESSAGE=forged\nSYSLOG_IDENTIFIER=rolesh-audit\nROLESH_SESSION_ID={marker}\n{fields}\n"
+        );
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    let uid = mallory.uid();
+    forge("ROLESH_EVENT=token\nROLESH_USER=audvictim\nROLESH_UID=0\nROLESH_CLUSTER=prod");
+    forge(&format!(
+        "ROLESH_EVENT=assume_role\nROLESH_USER=audmallory\nROLESH_UID={uid}\nROLESH_ROLE_ARN=arn:aws:iam::1:role/admin"
+    ));
+    forge("ROLESH_EVENT=login\nROLESH_USER=audvictim\nROLESH_UID=0");
+    forge(&format!(
+        "ROLESH_EVENT=login\nROLESH_USER=audmallory\nROLESH_UID={uid}"
+    ));
+    journal::wait_for(&[format!("ROLESH_SESSION_ID={marker}")], |es| es.len() == 4);
+
+    let mut cmd = rolesh();
+    let out = run(cmd.args(["audit", "--json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let shown: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["session_id"] == marker.as_str())
+        .collect();
+    assert_eq!(
+        shown.len(),
+        1,
+        "only mallory's own login, as self-reported: {shown:#?}"
+    );
+    assert_eq!(shown[0]["event"], "login");
+    assert_eq!(shown[0]["user"], "audmallory");
+    assert_eq!(shown[0]["source"], "self-reported");
+    assert!(out.stderr.contains("left out"), "{}", out.stderr);
+}
+
+#[test]
+fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {
+    if !need_root() || !journal::ensure_journald() {
+        return;
+    }
+    let alice = TestUser::create("audsecret", &[]);
+    let dir = audit_dir(None);
+    let b = BrokerProc::start(
+        "expose_credentials = true",
+        &mapping("audsecret", dir.path()),
+    );
+    let base_secret = b.aws().options().secret_access_key.clone();
+    let session_token = format!("IQoJb3JpZ2luX2VjE{}", "Ab1+/Cd2".repeat(40));
+    let bearer = "k8s-aws-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8_QWN0aW9uPUdldENhbGxlcklkZW50aXR5";
+    let foreign_key = "Zx9/QwErTy+UiOp1AsDfGhJkL2ZxCvBnM3qWeRtY";
+    let echoed = format!(
+        "denied for key {base_secret} with token {session_token}; Authorization: Bearer {bearer}; <SecretAccessKey>{foreign_key}</SecretAccessKey>"
+    );
+    let secrets = [base_secret.as_str(), &session_token, bearer, foreign_key];
+    let mut stderrs = String::new();
+
+    // STS error bodies echoing secrets: the client's error and the broker's error event.
+    b.aws()
+        .handle()
+        .fail_next_with_message(Api::Sts, 8, http::StatusCode::FORBIDDEN, &echoed);
+    let failed = b.client(alice.uid(), &["token", "--cluster", "demo"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    stderrs.push_str(&failed.stderr);
+    b.aws().handle().clear_faults();
+    // Real credentials and tokens, which the broker hands out but never logs.
+    let creds = b.client(alice.uid(), &["credentials"]);
+    assert_eq!(creds.code, 0, "{}", creds.stderr);
+    let creds: Value = serde_json::from_str(&creds.stdout).unwrap();
+    let token = b.client(alice.uid(), &["token", "--cluster", "demo"]);
+    let token: Value = serde_json::from_str(&token.stdout).unwrap();
+    let issued = [
+        creds["SecretAccessKey"].as_str().unwrap().to_string(),
+        creds["SessionToken"].as_str().unwrap().to_string(),
+        token["status"]["token"].as_str().unwrap().to_string(),
+    ];
+    // EKS DescribeCluster error bodies echoing secrets.
+    b.aws()
+        .handle()
+        .fail_next_with_message(Api::Eks, 8, http::StatusCode::BAD_REQUEST, &echoed);
+    let answers = b.raw(
+        alice.uid(),
+        &[r#"{"v":1,"op":"cluster","cluster":"described"}"#],
+    );
+    assert!(answers[0].get("error").is_some(), "{answers:?}");
+    stderrs.push_str(&answers[0].to_string());
+    // A session reporting secrets it saw (a command line, a failure reason).
+    let sid = unique_session_id();
+    let r = session_event(
+        &b,
+        alice.uid(),
+        &sid,
+        "command",
+        &[
+            &format!("command=aws configure set aws_secret_access_key {foreign_key}"),
+            "exit_code=0",
+        ],
+    );
+    stderrs.push_str(&r.stderr);
+    let r = session_event(&b, alice.uid(), &sid, "error", &[]);
+    stderrs.push_str(&r.stderr);
+
+    let pid = b.pid().to_string();
+    let entries = journal::wait_for(&[format!("_PID={pid}")], |es| {
+        !of_event(es, "error").is_empty()
+            && !of_event(es, "command").is_empty()
+            && !of_event(es, "token").is_empty()
+    });
+    let error = of_event(&entries, "error")[0].clone();
+    assert!(
+        field(&error, "ROLESH_REASON")
+            .unwrap()
+            .contains("<redacted>"),
+        "{error:?}"
+    );
+    let journal_text = serde_json::to_string(&entries).unwrap();
+    let jsonl_text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let log = b.log();
+    for secret in secrets
+        .iter()
+        .copied()
+        .chain(issued.iter().map(String::as_str))
+    {
+        for (place, text) in [
+            ("journald", &journal_text),
+            ("the JSON Lines file", &jsonl_text),
+            ("the broker's stderr", &log),
+            ("the clients' stderr", &stderrs),
+        ] {
+            assert!(!text.contains(secret), "{secret} reached {place}:\n{text}");
+        }
+    }
+    assert!(stderrs.contains("<redacted>"), "{stderrs}");
+}
+
+#[test]
+fn a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself() {
+    if !need_root() || !journal::ensure_journald() {
+        return;
+    }
+    let frank = TestUser::create("audfrank", &[]);
+    let sid = unique_session_id();
+    let nowhere = tempfile::tempdir().unwrap();
+    let mut cmd = rolesh();
+    cmd.args(["__event", "logout", "exit_code=0", "uid=0", "user=root"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ROLESH_BROKER_SOCKET", nowhere.path().join("none.sock"))
+        .env("ROLESH_SESSION_ID", &sid)
+        .uid(frank.uid());
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let found = journal::wait_for(&[format!("ROLESH_SESSION_ID={sid}")], |es| es.len() == 1);
+    let uid = frank.uid().to_string();
+    assert_eq!(field(&found[0], "_UID"), Some(uid.as_str()));
+    assert_eq!(
+        field(&found[0], "ROLESH_UID"),
+        Some(uid.as_str()),
+        "its own uid, not the claim"
+    );
+    assert_eq!(field(&found[0], "ROLESH_USER"), None);
+    assert_eq!(
+        field(&found[0], "ROLESH_REPORTED_BY"),
+        Some("session-direct")
+    );
+    assert!(field(&found[0], "ROLESH_REPORT_ERROR").is_some());
+
+    let mut cmd = rolesh();
+    let out = run(cmd.args(["audit", "--json"]));
+    let shown: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["session_id"] == sid.as_str())
+        .collect();
+    assert_eq!(shown.len(), 1, "{}", out.stdout);
+    assert_eq!(shown[0]["source"], "self-reported");
+}

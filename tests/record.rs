@@ -1,0 +1,432 @@
+//! Session recordings (SPEC §6): a real account's session streams asciicast v2 to the
+//! broker, which writes it where the user cannot reach; killing the session leaves a
+//! recording that ends with an abnormal-end marker; `rolesh replay` and Debian's
+//! `asciinema cat` play the files.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::broker::BrokerProc;
+use common::journal::unique_session_id;
+use common::*;
+use serde_json::Value;
+
+/// A broker running as `broker` (its own system user, like `rolesh`), recording to a
+/// directory of its own.
+fn broker_for(user: &str, broker: &TestUser, extra: &str) -> (BrokerProc, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(broker.uid()), None).unwrap();
+    let config = format!(
+        r#"
+[mapping.users]
+{user} = "arn:aws:iam::123456789012:role/{user}"
+[session]
+record = "all"
+{extra}
+[audit]
+recordings_dir = "{}/sessions"
+"#,
+        dir.path().display()
+    );
+    (BrokerProc::start_as(broker.uid(), "", &config), dir)
+}
+
+/// `rolesh __record` as `uid`, stdin and stdout piped.
+fn recorder(b: &BrokerProc, uid: u32, session_id: &str, input: bool) -> Child {
+    let mut cmd = rolesh();
+    cmd.arg("__record")
+        .args(["--session-id", session_id])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ROLESH_BROKER_SOCKET", b.socket())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .uid(uid);
+    if input {
+        cmd.arg("--input");
+    }
+    cmd.spawn().unwrap()
+}
+
+fn script(child: &mut Child, lines: &str) {
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+}
+
+fn finish(mut child: Child) -> std::process::Output {
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn cast_path(dir: &Path, user: &str, id: &str) -> PathBuf {
+    dir.join("sessions").join(user).join(format!("{id}.cast"))
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn events_of(all: &[Value], kind: &str) -> Vec<String> {
+    all[1..]
+        .iter()
+        .filter(|e| e[1] == kind)
+        .map(|e| e[2].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `asciinema cat FILE` needs a terminal: run under script(1).
+fn asciinema_cat(path: &Path) -> String {
+    let out = Command::new("script")
+        .args(["-qec"])
+        .arg(format!("asciinema cat {}", path.display()))
+        .arg("/dev/null")
+        .env("HOME", "/tmp")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "asciinema cat: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn replay(path: &Path) -> Run {
+    let mut cmd = rolesh();
+    run(cmd.arg("replay").arg(path).args(["--speed", "1000"]))
+}
+
+fn asciinema_available() -> bool {
+    can_run(
+        "asciinema and script(1) (Debian asciinema, bsdutils)",
+        Path::new("/usr/bin/asciinema").exists() && Path::new("/usr/bin/script").exists(),
+    )
+}
+
+#[test]
+fn a_recorded_session_is_written_by_the_broker_and_plays_in_asciinema() {
+    if !need_root() || !asciinema_available() {
+        return;
+    }
+    let alice = TestUser::create("recalice", &[]);
+    let broker = TestUser::create("recbrk1", &[]);
+    let (b, dir) = broker_for("recalice", &broker, "");
+    let id = unique_session_id();
+    let mut child = recorder(&b, alice.uid(), &id, true);
+    // "é" split across two writes; input is not allowed by the configuration.
+    script(
+        &mut child,
+        "o hello \\e[1mworld\\e[0m\\r\\n\nr 100x30\ni typed-password\no caf\\xc3\no \\xa9\\r\\n\nfinish 0\n",
+    );
+    finish(child);
+
+    let path = cast_path(dir.path(), "recalice", &id);
+    let all = lines(&path);
+    let header = &all[0];
+    assert_eq!(header["version"], 2);
+    assert_eq!(
+        (header["width"].as_u64(), header["height"].as_u64()),
+        (Some(80), Some(24))
+    );
+    let title = header["title"].as_str().unwrap();
+    assert!(
+        title.contains(&format!("recalice (uid {})", alice.uid())),
+        "{title}"
+    );
+    assert_eq!(
+        events_of(&all, "o").concat(),
+        "hello \u{1b}[1mworld\u{1b}[0m\r\ncafé\r\n"
+    );
+    assert_eq!(events_of(&all, "r"), ["100x30"]);
+    assert!(
+        events_of(&all, "i").is_empty(),
+        "record_input is off: {all:?}"
+    );
+    assert_eq!(events_of(&all, "m"), ["end: exit 0"]);
+    let times: Vec<f64> = all[1..].iter().map(|e| e[0].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    // Owned by the broker's user, 0640 in a 0750 directory.
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.uid(), broker.uid(), "owned by the broker's user");
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+    let user_dir = std::fs::metadata(path.parent().unwrap()).unwrap();
+    assert_eq!(user_dir.mode() & 0o7777, 0o750);
+
+    let played = replay(&path);
+    assert_eq!(played.code, 0, "{}", played.stderr);
+    assert_eq!(played.stdout, "hello \u{1b}[1mworld\u{1b}[0m\r\ncafé\r\n");
+    let cat = asciinema_cat(&path);
+    assert!(cat.contains("hello \u{1b}[1mworld"), "{cat:?}");
+    assert!(cat.contains("café"), "{cat:?}");
+}
+
+#[test]
+fn input_is_recorded_only_where_the_configuration_says_so() {
+    if !need_root() {
+        return;
+    }
+    let bob = TestUser::create("recbob", &[]);
+    let broker = TestUser::create("recbrk2", &[]);
+    let (b, dir) = broker_for(
+        "recbob",
+        &broker,
+        "record_input = true\n[broker]\nidle_timeout = \"1s\"",
+    );
+    let id = unique_session_id();
+    let mut child = recorder(&b, bob.uid(), &id, true);
+    // Silent for longer than the broker's idle timeout: record streams are exempt.
+    script(&mut child, "i ls\\r\nsleep 1500\no ls\\r\\n\nfinish 3\n");
+    finish(child);
+    let all = lines(&cast_path(dir.path(), "recbob", &id));
+    assert_eq!(events_of(&all, "i"), ["ls\r"]);
+    assert_eq!(events_of(&all, "m"), ["end: exit 3"]);
+}
+
+#[test]
+fn the_recorded_user_cannot_write_replace_or_read_recordings() {
+    if !need_root() {
+        return;
+    }
+    let carol = TestUser::create("reccarol", &[]);
+    let broker = TestUser::create("recbrk3", &[]);
+    let (b, dir) = broker_for("reccarol", &broker, "");
+    let id = unique_session_id();
+    let mut child = recorder(&b, carol.uid(), &id, false);
+    script(&mut child, "o finished session\\r\\n\nfinish 0\n");
+    finish(child);
+    let path = cast_path(dir.path(), "reccarol", &id);
+    let before = std::fs::read(&path).unwrap();
+
+    let as_carol = |shell: &str| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", shell])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .uid(carol.uid())
+            .gid(carol.uid());
+        run(&mut cmd)
+    };
+    let sessions = dir.path().join("sessions");
+    let user_dir = sessions.join("reccarol");
+    for attempt in [
+        format!("echo x > {}/new.cast", user_dir.display()),
+        format!("echo x > {}/new.cast", sessions.display()),
+        format!("echo x >> {}", path.display()),
+        format!("rm -f {}", path.display()),
+        format!("mv {} {}/moved", path.display(), user_dir.display()),
+        format!("cat {}", path.display()),
+        format!("chmod 666 {}", path.display()),
+    ] {
+        let r = as_carol(&attempt);
+        assert_ne!(r.code, 0, "{attempt} succeeded as the recorded user");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+
+    // Through the broker: no overwriting, no paths in session ids.
+    let again = recorder(&b, carol.uid(), &id, false);
+    let out = again.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exists already"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let answers = b.raw(
+        carol.uid(),
+        &[r#"{"v":1,"op":"record","session_id":"../../../etc/x","cols":80,"rows":24}"#],
+    );
+    assert_eq!(answers[0]["error"]["code"], "bad_request");
+}
+
+#[test]
+fn killing_the_session_leaves_a_recording_with_an_abnormal_end_marker() {
+    if !need_root() || !asciinema_available() {
+        return;
+    }
+    let dave = TestUser::create("recdave", &[]);
+    let broker = TestUser::create("recbrk4", &[]);
+    let (b, dir) = broker_for("recdave", &broker, "");
+    let id = unique_session_id();
+    let mut child = recorder(&b, dave.uid(), &id, false);
+    script(&mut child, "o before the kill\\r\\n\nr 120x40\nready\n");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let path = cast_path(dir.path(), "recdave", &id);
+    wait_until(|| std::fs::read_to_string(&path).is_ok_and(|t| t.contains("before the kill")));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    wait_until(|| std::fs::read_to_string(&path).is_ok_and(|t| t.contains("abnormal end")));
+    let all = lines(&path);
+    let last = all.last().unwrap();
+    assert_eq!(last[1], "m");
+    assert!(
+        last[2].as_str().unwrap().starts_with("abnormal end: "),
+        "{last}"
+    );
+    let output = events_of(&all, "o").concat();
+    assert!(output.starts_with("before the kill\r\n"), "{output:?}");
+    assert!(
+        output.contains("[rolesh: recording ended abnormally"),
+        "{output:?}"
+    );
+    assert!(std::fs::read_to_string(&path).unwrap().ends_with("\n"));
+
+    let played = replay(&path);
+    assert_eq!(played.code, 0, "{}", played.stderr);
+    assert!(played.stdout.contains("recording ended abnormally"));
+    let cat = asciinema_cat(&path);
+    assert!(cat.contains("before the kill"), "{cat:?}");
+    assert!(cat.contains("recording ended abnormally"), "{cat:?}");
+    assert!(
+        b.log().contains("recording ended abnormally"),
+        "{}",
+        b.log()
+    );
+}
+
+#[test]
+fn a_broker_that_stops_mid_session_marks_the_recording() {
+    if !need_root() {
+        return;
+    }
+    let gina = TestUser::create("recgina", &[]);
+    let broker = TestUser::create("recbrk6", &[]);
+    let (mut b, dir) = broker_for("recgina", &broker, "");
+    let id = unique_session_id();
+    let mut child = recorder(&b, gina.uid(), &id, false);
+    script(&mut child, "o still running\\r\\n\n");
+    let path = cast_path(dir.path(), "recgina", &id);
+    wait_until(|| std::fs::read_to_string(&path).is_ok_and(|t| t.contains("still running")));
+    // SIGTERM: the broker drains for 10 s, then lets go of the open recording.
+    b.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(b.wait().success());
+    let all = lines(&path);
+    assert_eq!(all.last().unwrap()[2], "abnormal end: the broker stopped");
+    assert!(
+        b.log().contains("ended abnormally: the broker stopped"),
+        "{}",
+        b.log()
+    );
+    // The session lives on (no SIGPIPE) and can tell its recording is gone.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        script(&mut child, "o after the broker\\r\\n\nsleep 100\nstatus\n");
+        let mut status = String::new();
+        stdout.read_line(&mut status).unwrap();
+        if status.trim() == "broken" {
+            break;
+        }
+        assert_eq!(status.trim(), "healthy");
+        assert!(Instant::now() < deadline, "the recorder never noticed");
+    }
+    script(&mut child, "finish 0\n");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "killed by {:?}", out.status);
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("after the broker")
+    );
+}
+
+#[test]
+fn a_session_that_must_be_recorded_does_not_start_without_a_recorder() {
+    if !need_root() {
+        return;
+    }
+    let erin = TestUser::create("recerin", &[]);
+    // No broker at all.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = rolesh();
+    cmd.args(["__record", "--session-id", "0123456789abcdef"])
+        .env_clear()
+        .env("ROLESH_BROKER_SOCKET", dir.path().join("none.sock"))
+        .stdin(Stdio::null())
+        .uid(erin.uid());
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("session recording unavailable"),
+        "{}",
+        r.stderr
+    );
+
+    // A broker whose recordings_dir cannot be used (a file stands where it should be).
+    let broker = TestUser::create("recbrk5", &[]);
+    let (b, bdir) = broker_for("recerin", &broker, "");
+    std::fs::write(bdir.path().join("sessions"), "not a directory").unwrap();
+    let child = recorder(&b, erin.uid(), &unique_session_id(), false);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("session recording unavailable") && stderr.contains("not a directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn replay_names_the_line_of_a_damaged_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.cast");
+    std::fs::write(
+        &path,
+        "{\"version\":2,\"width\":80,\"height\":24}\n[0.1, \"o\", \"a\"]\n[0.05, \"o\", \"b\"]\n",
+    )
+    .unwrap();
+    let r = replay(&path);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stdout, "", "nothing is played from a damaged file");
+    assert!(
+        r.stderr
+            .starts_with(&format!("{}:3: time 0.05 goes back", path.display())),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&path, "not json\n").unwrap();
+    let r = replay(&path);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.starts_with(&format!("{}:1: ", path.display())),
+        "{}",
+        r.stderr
+    );
+}
+
+fn wait_until(done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
