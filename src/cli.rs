@@ -258,6 +258,13 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
         crate::audit::init_session(&client::socket_path(true));
         return session::login(cli.run.as_deref());
     }
+    if matches!(
+        cli.command,
+        Some(Command::Exec { .. } | Command::RestrictedPrompt)
+    ) {
+        // Their exec and command events belong to the session they run in.
+        crate::audit::init_session(&client::socket_path(false));
+    }
     let Some(command) = cli.command else {
         return Err(Failure::usage(
             "no command given; run 'rolesh --help' (as a login shell, sshd starts rolesh with -c or as -rolesh)",

@@ -149,9 +149,10 @@ fn ssh_sessions_through_rolesh() {
     let contractor = TestUser::create("rsecarl", &["rsecontractors"]);
     let idler = TestUser::create("rseidle", &["rseidlers"]);
     let picker = TestUser::create("rsepick", &["rsepickers"]);
+    let recorded = TestUser::create("rserec", &["rserecorders"]);
     let homes = session_visible_tempdir("rolesh-homes");
     std::fs::set_permissions(homes.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    for u in [&alice, &denied, &contractor, &idler, &picker] {
+    for u in [&alice, &denied, &contractor, &idler, &picker, &recorded] {
         let home = homes.path().join(&u.name);
         std::fs::create_dir(&home).unwrap();
         std::os::unix::fs::chown(&home, Some(u.uid()), None).unwrap();
@@ -170,7 +171,14 @@ fn ssh_sessions_through_rolesh() {
     // The rolesh-testkit stack (fake AWS, fake EKS clusters demo and staging) with its
     // config, and this drop-in for the test's accounts and session settings.
     let drop_in = "[mapping]\ndeny_users = [\"rsedenied\"]\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n[[session.override]]\ngroups = [\"rseidlers\"]\nidle_timeout = \"1m\"\n[[session.override]]\ngroups = [\"rsepickers\"]\nmode = \"picker\"\n";
-    let mut b = BrokerProc::start_stack(drop_in);
+    // The audit trail's JSON Lines copy and the recordings, written by the broker.
+    let audit_dir = tempfile::tempdir().unwrap();
+    let drop_in = format!(
+        "{drop_in}[[session.override]]\ngroups = [\"rserecorders\"]\nrecord = \"all\"\n\
+         [audit]\nfile = \"{0}/audit.jsonl\"\nrecordings_dir = \"{0}/sessions\"\n",
+        audit_dir.path().display()
+    );
+    let mut b = BrokerProc::start_stack(&drop_in);
     // Login mode honours no socket variable: the broker must be on the compiled-in path.
     b.kill();
     let _ = std::fs::remove_file("/run/rolesh/broker.sock");
@@ -191,6 +199,7 @@ fn ssh_sessions_through_rolesh() {
     sshd.authorize("rsecarl");
     sshd.authorize("rseidle");
     sshd.authorize("rsepick");
+    sshd.authorize("rserec");
 
     // Idle timeout (1 minute for rseidlers): a session where nobody types gets a warning,
     // then ends. Started first and checked last, so the minute overlaps the other steps.
@@ -531,6 +540,38 @@ fn ssh_sessions_through_rolesh() {
     assert!(exec_seen, "the cluster saw rsepick's exec");
     drop(term);
 
+    // record = "all": `ssh bastion CMD` and an interactive login are both recorded by the
+    // broker, output as the user saw it, with a clean end.
+    let r = run(&mut sshd.ssh("rserec", &[], &["kubectl", "config", "current-context"]));
+    assert_eq!((r.code, r.stdout.as_str()), (0, "demo\n"), "{}", r.stderr);
+    let mut cmd = sshd.ssh("rserec", &["-tt"], &[]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"echo rec-$((2+3)); exit 4\n")
+        .unwrap();
+    let out = wait_with_deadline(child, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(4));
+    let recordings: Vec<String> = std::fs::read_dir(audit_dir.path().join("sessions/rserec"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(recordings.len(), 2, "{recordings:?}");
+    let with = |needle: &str| recordings.iter().find(|r| r.contains(needle)).cloned();
+    let command_cast = with("\"demo\\n\"").expect("the -c command's output is recorded");
+    let login_cast = with("rec-5").expect("the interactive session's output is recorded");
+    for cast in [&command_cast, &login_cast] {
+        let header: serde_json::Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
+        assert_eq!(header["version"], 2, "{cast}");
+        assert!(!cast.contains("ended abnormally"), "{cast}");
+    }
+    assert!(login_cast.contains("exit 4"), "{login_cast}");
+
     // `ssh -t bastion CMD`: the command runs on the session's own pty; its exit code and
     // output come back through the relay.
     let r = run(&mut sshd.ssh(
@@ -545,6 +586,94 @@ fn ssh_sessions_through_rolesh() {
         &["kubectl", "get", "pods", "-n", "kube-system"],
     ));
     assert_eq!(r.code, 1, "kubectl's own exit code: {}", r.stdout);
+
+    // The audit trail (the broker's JSON Lines copy of what went to journald): each
+    // session's login, command and logout share its id; the picker's exec names the pod.
+    let audit: Vec<serde_json::Value> =
+        std::fs::read_to_string(audit_dir.path().join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let events_of = |user: &str, event: &str| -> Vec<serde_json::Value> {
+        audit
+            .iter()
+            .filter(|e| e["user"] == user && e["event"] == event)
+            .cloned()
+            .collect()
+    };
+    let command = events_of("rsealice", "command")
+        .into_iter()
+        .find(|e| e["command"] == "kubectl get pods -n web -o name")
+        .expect("the -c command is audited");
+    assert_eq!(command["exit_code"], 0, "{command}");
+    let session_id = command["session_id"].as_str().unwrap().to_string();
+    for event in ["login", "logout"] {
+        assert!(
+            events_of("rsealice", event)
+                .iter()
+                .any(|e| e["session_id"] == session_id.as_str()),
+            "no {event} for session {session_id}"
+        );
+    }
+    let login = events_of("rsealice", "login")
+        .into_iter()
+        .find(|e| e["session_id"] == session_id.as_str())
+        .unwrap();
+    assert!(
+        login["ssh_client"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1 "),
+        "{login}"
+    );
+    assert_eq!(login["private_tmp"], userns, "{login}");
+    let refused = events_of("rsealice", "command")
+        .into_iter()
+        .find(|e| e["command"] == "bash -i")
+        .expect("a refused command is audited");
+    assert_eq!(refused["exit_code"], 126, "{refused}");
+    let exec = events_of("rsepick", "exec");
+    assert_eq!(exec.len(), 1, "{exec:?}");
+    assert_eq!(
+        (
+            &exec[0]["cluster"],
+            &exec[0]["namespace"],
+            &exec[0]["exit_code"]
+        ),
+        (
+            &serde_json::json!("demo"),
+            &serde_json::json!("jobs"),
+            &serde_json::json!(0)
+        ),
+        "{}",
+        exec[0]
+    );
+    assert!(
+        exec[0]["pod"].as_str().unwrap().starts_with("backfill-"),
+        "{}",
+        exec[0]
+    );
+    let restricted = events_of("rsecarl", "command");
+    assert!(
+        restricted
+            .iter()
+            .any(|e| e["command"] == "bash" && e["exit_code"] == 126),
+        "{restricted:?}"
+    );
+    assert!(
+        restricted.iter().any(|e| e["command"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("kubectl config current-context")
+            && e["exit_code"] == 0),
+        "{restricted:?}"
+    );
+    let idle_logout = events_of("rseidle", "logout");
+    assert!(
+        idle_logout.iter().any(|e| e["reason"] == "idle_timeout"),
+        "{idle_logout:?}"
+    );
 
     // The broker down: one line, exit 1, no shell.
     b.kill();

@@ -25,6 +25,20 @@ impl Plan {
             Plan::Subcommand(args) => format!("rolesh {}", args.join(" ")),
         }
     }
+
+    /// The whole command line, quoted as a shell would need it: for the audit trail.
+    pub fn command_line(&self) -> String {
+        let words: Vec<String> = match self {
+            Plan::Program(p, args) => std::iter::once(p.display().to_string())
+                .chain(args.iter().cloned())
+                .collect(),
+            Plan::Shell(p) => vec![p.display().to_string()],
+            Plan::Subcommand(args) => std::iter::once("rolesh".to_string())
+                .chain(args.iter().cloned())
+                .collect(),
+        };
+        shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
+    }
 }
 
 pub fn plan(command: &str, session: &Session) -> Result<Plan, Failure> {
@@ -108,6 +122,8 @@ mod tests {
             home: None,
             max_duration: std::time::Duration::from_secs(60),
             idle_timeout: std::time::Duration::from_secs(60),
+            record: "off".into(),
+            record_input: false,
             clusters: vec![],
             id: "x".into(),
         }

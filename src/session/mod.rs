@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod kubeconfig;
+mod recording;
 mod relay;
 pub mod restricted;
 mod supervise;
@@ -40,6 +41,9 @@ pub struct Session {
     pub home: Option<PathBuf>,
     pub max_duration: std::time::Duration,
     pub idle_timeout: std::time::Duration,
+    /// `off`, `interactive` or `all`.
+    pub record: String,
+    pub record_input: bool,
     pub clusters: Vec<ClusterEntry>,
     pub id: String,
 }
@@ -99,6 +103,8 @@ impl Session {
             idle_timeout: std::time::Duration::from_secs(
                 s["idle_timeout_secs"].as_u64().unwrap_or(30 * 60),
             ),
+            record: text(&s["record"]),
+            record_input: s["record_input"].as_bool().unwrap_or(false),
             clusters,
             id: inherited_session_id(login).unwrap_or_else(session_id),
         })
@@ -121,7 +127,10 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
     system::harden_supervisor().map_err(Failure::runtime)?;
     let session = Session::open(true)?;
     let plan = match run {
-        Some(cmd) => command::plan(cmd, &session)?,
+        Some(cmd) => command::plan(cmd, &session).inspect_err(|f| {
+            tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
+                command = %cmd, exit_code = f.code, reason = %f.message);
+        })?,
         None => match session.mode.as_str() {
             "shell" => Plan::Shell(PathBuf::from(&session.shell)),
             // The prompt and the picker run as programs of their own on the session's
@@ -131,6 +140,7 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
             other => return Err(Failure::not_implemented(&format!("{other} mode"))),
         },
     };
+    let recording = recording::start(&session, &client::socket_path(true), run)?;
     let files = KubeconfigFiles::write(&session)?;
     if run.is_none()
         && let Some(banner) = &session.banner
@@ -138,9 +148,9 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
         println!("{banner}");
     }
     let ssh_client = std::env::var("SSH_CLIENT").unwrap_or_default();
-    tracing::info!(target: "rolesh::audit", event = "login", user = %session.user, uid = session.uid,
-        session_id = %session.id, ssh_client = %ssh_client, mode = %session.mode,
-        command = %run.unwrap_or_default(), private_tmp = private_tmp.is_ok(),
+    tracing::info!(target: "rolesh::audit", event = "login", session_id = %session.id,
+        ssh_client = %ssh_client, mode = %session.mode, command = %run.unwrap_or_default(),
+        recorded = recording.is_some(), private_tmp = private_tmp.is_ok(),
         reason = %private_tmp.as_ref().err().map(String::as_str).unwrap_or_default());
     let env = environment(&session, &files);
     let started = std::time::Instant::now();
@@ -149,17 +159,11 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
             idle_timeout: session.idle_timeout,
             max_duration: session.max_duration,
         };
-        let (outcome, ending) = relay::run(pty_command(&plan, &session, &env), limits, None)?;
+        let tap = recording.as_ref().map(recording::as_tap);
+        let (outcome, ending) = relay::run(pty_command(&plan, &session, &env), limits, tap)?;
         (outcome.status, ending)
     } else {
-        // No terminal (`ssh bastion CMD`, `ssh -T bastion`): the command gets its own process
-        // group, so that ending the session ends everything it started; an interactive
-        // shell manages its jobs' groups itself.
-        let own_group = !matches!(plan, Plan::Shell(_));
-        let child = command(&plan, &session, &env, own_group)
-            .spawn()
-            .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
-        let outcome = supervise::run(child, own_group, session.max_duration)?;
+        let outcome = without_terminal(&plan, &session, &env, recording.as_ref())?;
         let ending = match outcome.session_ended {
             true => relay::Ending::Hangup,
             false => relay::Ending::Exited,
@@ -167,11 +171,58 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
         (outcome.status, ending)
     };
     let code = exit_code(status);
-    tracing::info!(target: "rolesh::audit", event = "logout", user = %session.user, uid = session.uid,
-        session_id = %session.id, exit_code = code, duration_ms = started.elapsed().as_millis() as u64,
-        reason = ending.as_str());
+    if let Some(recording) = &recording {
+        recording::finish(recording, code);
+    }
+    let duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(cmd) = run {
+        tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
+            command = %cmd, exit_code = code, duration_ms);
+    }
+    tracing::info!(target: "rolesh::audit", event = "logout", session_id = %session.id,
+        exit_code = code, duration_ms, reason = ending.as_str());
     drop(files);
     Ok(code)
+}
+
+/// No terminal (`ssh bastion CMD`, `ssh -T bastion`): the command gets its own process
+/// group, so that ending the session ends everything it started (an interactive shell
+/// manages its jobs' groups itself). When recorded, its output passes through pipes here.
+fn without_terminal(
+    plan: &Plan,
+    session: &Session,
+    env: &[(String, String)],
+    recording: Option<&std::sync::Arc<std::sync::Mutex<recording::Recording>>>,
+) -> Result<supervise::Outcome, Failure> {
+    let own_group = !matches!(plan, Plan::Shell(_));
+    let mut cmd = command(plan, session, env, own_group);
+    if recording.is_some() {
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
+    let copiers = match recording {
+        Some(rec) => vec![
+            recording::tee(
+                child.stdout.take().expect("piped"),
+                std::io::stdout(),
+                rec.clone(),
+            ),
+            recording::tee(
+                child.stderr.take().expect("piped"),
+                std::io::stderr(),
+                rec.clone(),
+            ),
+        ],
+        None => Vec::new(),
+    };
+    let outcome = supervise::run(child, own_group, session.max_duration)?;
+    for copier in copiers {
+        let _ = copier.join();
+    }
+    Ok(outcome)
 }
 
 /// The hidden subcommand that runs the restricted prompt inside a login session.
@@ -190,10 +241,14 @@ pub fn restricted_prompt() -> Result<u8, Failure> {
         })?;
     let env: Vec<(String, String)> = std::env::vars().collect();
     restricted::prompt(&session, &overlay, |plan| {
+        let started = std::time::Instant::now();
         let child = command(plan, &session, &env, false)
             .spawn()
             .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
         let outcome = supervise::run(child, false, session.max_duration)?;
+        tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
+            command = %plan.command_line(), exit_code = exit_code(outcome.status),
+            duration_ms = started.elapsed().as_millis() as u64);
         Ok(outcome.session_ended)
     })
 }

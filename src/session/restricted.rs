@@ -202,7 +202,11 @@ pub fn prompt(
                 Ok(()) => println!("now using {context}"),
                 Err(e) => eprintln!("rolesh: {e}"),
             },
-            Line::Refused(why) => eprintln!("rolesh: {why}"),
+            Line::Refused(why) => {
+                tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
+                    command = %line, exit_code = 126, reason = %why);
+                eprintln!("rolesh: {why}");
+            }
             Line::Run(plan) => {
                 if run(&plan)? {
                     return Ok(0);

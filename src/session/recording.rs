@@ -1,0 +1,116 @@
+//! Session recording from the supervisor's side (SPEC §6): what the session shows is
+//! streamed to the broker, which writes the file the user cannot touch. With a terminal,
+//! the relay hands every byte to the recording; without one (`ssh bastion CMD` under
+//! `record = "all"`), the command's stdout and stderr pass through pipes of the supervisor
+//! on their way to sshd.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+
+use super::Session;
+use super::relay::{SharedTap, Tap};
+use crate::error::Failure;
+use crate::record::{Recorder, RecordingMeta};
+use crate::system;
+
+/// A recording the relay and the pipe copiers share; `finish` ends it once.
+pub struct Recording(Option<Recorder>);
+
+impl Tap for Recording {
+    fn output(&mut self, data: &[u8]) {
+        if let Some(r) = &mut self.0 {
+            r.output(data);
+        }
+    }
+
+    fn input(&mut self, data: &[u8]) {
+        if let Some(r) = &mut self.0 {
+            r.input(data);
+        }
+    }
+
+    fn resize(&mut self, cols: u16, rows: u16) {
+        if let Some(r) = &mut self.0 {
+            r.resize(cols, rows);
+        }
+    }
+}
+
+/// Starts the recording this session must have, if any. An error means the session must
+/// not start: a bastion that promises recordings does not run unrecorded sessions.
+pub fn start(
+    session: &Session,
+    socket: &std::path::Path,
+    command: Option<&str>,
+) -> Result<Option<Arc<Mutex<Recording>>>, Failure> {
+    let record = match session.record.as_str() {
+        "off" => crate::config::Record::Off,
+        "interactive" => crate::config::Record::Interactive,
+        "all" => crate::config::Record::All,
+        // Fail closed: a broker from another version must not turn recording off.
+        other => {
+            return Err(Failure::runtime(format!(
+                "the broker's session settings name an unknown recording mode {other:?}"
+            )));
+        }
+    };
+    if !crate::record::required(record, command.is_none()) {
+        return Ok(None);
+    }
+    let (cols, rows) = system::window_size(std::io::stdin().as_fd()).unwrap_or((80, 24));
+    let meta = RecordingMeta {
+        session_id: session.id.clone(),
+        cols,
+        rows,
+        command: command.map(str::to_string),
+        record_input: session.record_input,
+        term: std::env::var("TERM").ok(),
+    };
+    let recorder = Recorder::start(socket, meta).map_err(|f| {
+        Failure::runtime(format!(
+            "this session must be recorded and the recording cannot start ({}); not starting it",
+            f.message
+        ))
+    })?;
+    Ok(Some(Arc::new(Mutex::new(Recording(Some(recorder))))))
+}
+
+/// Ends the recording with the session's exit code (the broker marks a clean end).
+pub fn finish(recording: &Arc<Mutex<Recording>>, exit_code: u8) {
+    let recorder = recording.lock().unwrap_or_else(|p| p.into_inner()).0.take();
+    if let Some(r) = recorder {
+        r.finish(i32::from(exit_code));
+    }
+}
+
+pub fn as_tap(recording: &Arc<Mutex<Recording>>) -> SharedTap {
+    recording.clone()
+}
+
+/// Copies a child's pipe to one of our own outputs and to the recording, until EOF.
+pub fn tee(
+    mut from: impl Read + Send + 'static,
+    mut to: impl Write + Send + 'static,
+    recording: Arc<Mutex<Recording>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    recording
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .output(&buf[..n]);
+                    if to.write_all(&buf[..n]).and_then(|_| to.flush()).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    })
+}
