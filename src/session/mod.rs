@@ -150,7 +150,7 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
     let ssh_client = std::env::var("SSH_CLIENT").unwrap_or_default();
     tracing::info!(target: "rolesh::audit", event = "login", session_id = %session.id,
         ssh_client = %ssh_client, mode = %session.mode, command = %run.unwrap_or_default(),
-        recorded = recording.is_some(), private_tmp = private_tmp.is_ok(),
+        record = %session.record, private_tmp = private_tmp.is_ok(),
         reason = %private_tmp.as_ref().err().map(String::as_str).unwrap_or_default());
     let env = environment(&session, &files);
     let started = std::time::Instant::now();
