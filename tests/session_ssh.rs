@@ -258,7 +258,7 @@ fn ssh_sessions_through_rolesh() {
     // The environment sshd passes (AcceptEnv *) does not reach the command.
     let r = run(&mut sshd.ssh(
         "rsealice",
-        &["-o", "SetEnv=BASH_ENV=/tmp/evil AWS_SECRET_ACCESS_KEY=stolen KUBECONFIG=/tmp/evil LD_LIBRARY_PATH=/tmp/evil"],
+        &["-o", "SetEnv=BASH_ENV=/tmp/evil AWS_SECRET_ACCESS_KEY=stolen KUBECONFIG=/tmp/evil LD_LIBRARY_PATH=/tmp/evil ROLESH_SESSION_ID=0123456789abcdef01234567 SSH_CLIENT=forged"],
         &["env"],
     ));
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -266,7 +266,17 @@ fn ssh_sessions_through_rolesh() {
         assert!(!r.stdout.contains(bad), "{bad} leaked:\n{}", r.stdout);
     }
     assert!(r.stdout.contains("USER=rsealice\n"), "{}", r.stdout);
-    assert!(r.stdout.contains("ROLESH_SESSION_ID="), "{}", r.stdout);
+    let env_session_id = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ROLESH_SESSION_ID="))
+        .expect("the session id is set")
+        .to_string();
+    assert_ne!(
+        env_session_id, "0123456789abcdef01234567",
+        "the client chose the session id"
+    );
+    assert!(!r.stdout.contains("forged"), "{}", r.stdout);
     let kubeconfig = r
         .stdout
         .lines()
@@ -628,6 +638,24 @@ fn ssh_sessions_through_rolesh() {
         "{login}"
     );
     assert_eq!(login["private_tmp"], userns, "{login}");
+    // What the client sent with SetEnv names neither the session nor its address.
+    let env_login = events_of("rsealice", "login")
+        .into_iter()
+        .find(|e| e["session_id"] == env_session_id.as_str())
+        .expect("the env session's login");
+    assert!(
+        env_login["ssh_client"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1 "),
+        "{env_login}"
+    );
+    assert!(
+        events_of("rsealice", "login")
+            .iter()
+            .all(|e| e["session_id"] != "0123456789abcdef01234567"),
+        "a session took the id the client sent"
+    );
     let refused = events_of("rsealice", "command")
         .into_iter()
         .find(|e| e["command"] == "bash -i")
