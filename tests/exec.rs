@@ -10,9 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::broker::BrokerProc;
+use common::tmux::Tmux;
 use common::*;
 
 /// A broker on the stack and one account using it.
@@ -367,137 +368,19 @@ fn ten_mebibytes_of_stdout_are_byte_identical_to_kubectl_exec() {
 /// A terminal for rolesh: a tmux server of its own, one window running `command` as the
 /// test account, then reporting whether the terminal settings came back (`TTY=same`) and
 /// the exit code (`EXIT=N`).
-struct Tmux {
-    socket: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmux {
-    fn start(env: &Env, label: &str, rolesh_args: &str) -> Option<Tmux> {
-        if !can_run("tmux", Command::new("tmux").arg("-V").output().is_ok()) {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("tmux.conf"), "set -g status off\n").unwrap();
-        let uid = env.user.uid();
-        let script = format!(
-            "before=$(stty -g); setpriv --reuid={uid} --regid={uid} --clear-groups env -i \
-             PATH=/usr/bin:/bin TERM=xterm ROLESH_BROKER_SOCKET={socket} {rolesh} exec {rolesh_args}; \
-             code=$?; if [ \"$(stty -g)\" = \"$before\" ]; then echo TTY=same; else echo TTY=changed; fi; \
-             echo EXIT=$code; sleep 600",
-            socket = env.broker.socket().display(),
-            rolesh = env!("CARGO_BIN_EXE_rolesh"),
-        );
-        let socket = format!("rolesh-exec-{label}-{}", std::process::id());
-        let out = Command::new("tmux")
-            .args(["-L", &socket, "-f"])
-            .arg(dir.path().join("tmux.conf"))
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-                "-x",
-                "100",
-                "-y",
-                "30",
-                &script,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(Tmux { socket, _dir: dir })
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Keys as tmux names them (`Enter`, `C-c`, `C-d`, `Escape`).
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "t"];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-
-    /// Text typed as it is.
-    fn type_text(&self, text: &str) {
-        self.tmux(&["send-keys", "-t", "t", "-l", text]);
-    }
-
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", "t"])
-    }
-
-    /// Waits until the screen satisfies `ready`, and returns it.
-    fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waiting for {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        self.wait(needle, |s| s.contains(needle))
-    }
-
-    /// A line that is exactly `line` (output, not the echo of a typed command).
-    fn wait_for_line(&self, line: &str) -> String {
-        self.wait(line, |s| s.lines().any(|l| l.trim_end() == line))
-    }
-
-    /// Waits for the remote shell's prompt at the bottom. Keys typed before it may be
-    /// lost: the picker's terminal library reads ahead and keeps what follows Enter.
-    fn wait_for_shell(&self) {
-        self.wait("the remote shell's prompt", |s| {
-            s.lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .is_some_and(|l| l.trim_end().ends_with('#') || l.trim_end().ends_with('$'))
-        });
-    }
-
-    fn resize(&self, cols: u16, rows: u16) {
-        self.tmux(&[
-            "resize-window",
-            "-t",
-            "t",
-            "-x",
-            &cols.to_string(),
-            "-y",
-            &rows.to_string(),
-        ]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
+/// `rolesh exec ARGS` as the test user in a real terminal (100×30); afterwards the screen
+/// says whether the terminal settings came back (`TTY=same`) and the exit code (`EXIT=`).
+fn exec_terminal(env: &Env, label: &str, rolesh_args: &str) -> Option<Tmux> {
+    let uid = env.user.uid();
+    let script = format!(
+        "before=$(stty -g); setpriv --reuid={uid} --regid={uid} --clear-groups env -i \
+         PATH=/usr/bin:/bin TERM=xterm ROLESH_BROKER_SOCKET={socket} {rolesh} exec {rolesh_args}; \
+         code=$?; if [ \"$(stty -g)\" = \"$before\" ]; then echo TTY=same; else echo TTY=changed; fi; \
+         echo EXIT=$code; sleep 600",
+        socket = env.broker.socket().display(),
+        rolesh = env!("CARGO_BIN_EXE_rolesh"),
+    );
+    Tmux::start(&format!("exec-{label}"), 100, 30, &script)
 }
 
 #[test]
@@ -505,7 +388,7 @@ fn window_resizes_reach_the_remote_terminal() {
     let Some(env) = setup("rexresize", "") else {
         return;
     };
-    let Some(term) = Tmux::start(
+    let Some(term) = exec_terminal(
         &env,
         "resize",
         &format!(
@@ -534,7 +417,7 @@ fn the_picker_in_a_terminal_filters_as_you_type_and_passes_ctrl_c_through() {
     let Some(env) = setup("rexpicker", "") else {
         return;
     };
-    let Some(term) = Tmux::start(&env, "picker", "") else {
+    let Some(term) = exec_terminal(&env, "picker", "") else {
         return;
     };
     let screen = term.wait_for("Cluster");
@@ -595,7 +478,7 @@ fn picker_mode_comes_back_after_each_exec_until_q_or_ctrl_d() {
     let Some(env) = setup("rexrepeat", "") else {
         return;
     };
-    let Some(term) = Tmux::start(&env, "repeat", "--repeat --cluster demo -n jobs") else {
+    let Some(term) = exec_terminal(&env, "repeat", "--repeat --cluster demo -n jobs") else {
         return;
     };
     // The active prompt is the last one on the screen; earlier rounds leave their answers.
@@ -632,7 +515,7 @@ fn picker_mode_comes_back_after_each_exec_until_q_or_ctrl_d() {
     let screen = term.wait_for("EXIT=");
     assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
 
-    let Some(term) = Tmux::start(&env, "repeat-d", "--repeat --cluster demo -n jobs") else {
+    let Some(term) = exec_terminal(&env, "repeat-d", "--repeat --cluster demo -n jobs") else {
         return;
     };
     term.wait_for("Pod in demo/jobs");
@@ -646,7 +529,7 @@ fn init_and_ephemeral_containers_are_marked_and_esc_cancels() {
     let Some(env) = setup("rexctr", "") else {
         return;
     };
-    let Some(term) = Tmux::start(&env, "containers", "demo/web/frontend-6d8f7c9b5-q9m4z") else {
+    let Some(term) = exec_terminal(&env, "containers", "demo/web/frontend-6d8f7c9b5-q9m4z") else {
         return;
     };
     let screen = term.wait_for("Container in demo/web/frontend-6d8f7c9b5-q9m4z");
@@ -689,7 +572,7 @@ fn sigterm_restores_the_terminal_in_an_exec_and_in_the_picker() {
         return;
     };
     // In a raw-mode exec.
-    let Some(term) = Tmux::start(
+    let Some(term) = exec_terminal(
         &env,
         "sig-exec",
         &format!("{BACKFILL} -- sh -c 'echo started; sleep 30'"),
@@ -704,7 +587,7 @@ fn sigterm_restores_the_terminal_in_an_exec_and_in_the_picker() {
 
     // In picker mode, back at the picker after an exec (signal handlers installed then
     // once kept a hung-up picker alive).
-    let Some(term) = Tmux::start(&env, "sig-picker", "--repeat --cluster demo -n jobs") else {
+    let Some(term) = exec_terminal(&env, "sig-picker", "--repeat --cluster demo -n jobs") else {
         return;
     };
     term.wait_for("q  end the session");
@@ -738,7 +621,7 @@ fn exec_command_comes_from_the_config_and_a_failed_exec_returns_to_the_picker() 
         r.stderr
     );
     // In picker mode the failure is shown and the picker comes back.
-    let Some(term) = Tmux::start(&env, "failed", "--repeat --cluster demo -n jobs") else {
+    let Some(term) = exec_terminal(&env, "failed", "--repeat --cluster demo -n jobs") else {
         return;
     };
     term.wait_for("q  end the session");
@@ -757,7 +640,7 @@ fn at_a_terminal_with_stdout_redirected_the_bytes_come_through_unchanged() {
         return;
     };
     let copy = env.scratch.path().join("copy");
-    let Some(term) = Tmux::start(
+    let Some(term) = exec_terminal(
         &env,
         "redirect",
         &format!(

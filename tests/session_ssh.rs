@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::broker::BrokerProc;
+use common::tmux::Tmux;
 use common::*;
 
 struct Sshd {
@@ -503,22 +504,20 @@ fn ssh_sessions_through_rolesh() {
     // Picker mode: `ssh bastion` lands in the picker; choose a pod, work in it, leave it,
     // and the picker comes back until `q`. Driven through a real terminal (tmux), since
     // the picker asks the terminal for its cursor position.
-    let term = Tmux::start(&format!(
+    let script = format!(
         "{}; echo EXIT=$?; sleep 600",
         sshd.ssh_line("rsepick", &["-tt"])
-    ));
+    );
+    let term = Tmux::start("ssh-picker", 100, 30, &script)
+        .expect("tmux (scripts/setup installs it)")
+        .with_history();
     term.wait_for("Cluster");
     term.type_text("demo\r");
     term.wait_for("Namespace in demo");
     term.type_text("jobs\r");
     term.wait_for("Pod in demo/jobs");
     term.type_text("back\r");
-    term.wait("the container's shell", |s| {
-        s.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .is_some_and(|l| l.trim_end().ends_with('#') || l.trim_end().ends_with('$'))
-    });
+    term.wait_for_shell();
     term.type_text("echo picked-$((6*7))\r");
     term.wait("the command's output", |s| {
         s.lines().any(|l| l.trim_end() == "picked-42")
@@ -738,91 +737,6 @@ fn assert_no_processes_left(user: &str) {
             "processes of {user} survived its session:\n{left}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A terminal (tmux on its own server socket) running one command, for what only a real
-/// terminal can drive.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(script: &str) -> Tmux {
-        let socket = format!("rolesh-ssh-{}", std::process::id());
-        let out = Command::new("tmux")
-            .args([
-                "-L",
-                &socket,
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-            ])
-            .args(["-x", "100", "-y", "30", script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmux { socket }
-    }
-
-    fn type_text(&self, text: &str) {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "t", "-l", text])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-    }
-
-    /// The whole scrollback, not just the visible screen.
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args([
-                "-L",
-                &self.socket,
-                "capture-pane",
-                "-p",
-                "-S",
-                "-",
-                "-t",
-                "t",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wait(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waiting for {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        self.wait(needle, |s| s.contains(needle))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
     }
 }
 

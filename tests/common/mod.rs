@@ -200,6 +200,7 @@ pub fn aws_eks_get_token_at(x_amz_date: &str) -> Command {
 pub mod broker;
 pub mod journal;
 pub mod moto;
+pub mod tmux;
 
 /// A temporary directory that login sessions can see: outside /tmp, which they get a
 /// private copy of (user + mount namespace). For the binary used as login shell, home
