@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,6 +82,17 @@ impl Sshd {
         let public = std::fs::read_to_string(self.dir.join("client_key.pub")).unwrap();
         std::fs::write(keys.join(user), public).unwrap();
         std::fs::set_permissions(keys.join(user), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    /// An interactive login (`ssh -tt`) that is typed `input` at once, until it ends.
+    fn login_typing(&self, user: &str, input: &[u8]) -> std::process::Output {
+        let mut cmd = self.ssh(user, &["-tt"], &[]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.as_mut().unwrap().write_all(input).unwrap();
+        wait_with_deadline(child, Duration::from_secs(60))
     }
 
     /// The same ssh command line as text, for a terminal to run.
@@ -351,27 +363,13 @@ fn ssh_sessions_through_rolesh() {
         .status()
         .unwrap()
         .success();
-    let mut cmd = sshd.ssh("rsealice", &["-tt"], &[]);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(
-            format!(
+    let out = sshd.login_typing("rsealice", format!(
                 "kubectl config current-context; echo \"mode=$SHELL\"; kubectl get pods -n web -o name | head -n1; \
                  kubectx staging/jobs >/dev/null 2>&1; echo \"kubectx: $(kubectx | wc -l) ctx=$(kubectl config current-context) ns=$(kubens -c)\"; \
                  stty size; test -e /tmp/{marker} && echo tmp=shared || echo tmp=private; \
                  touch /tmp/{marker}.session; exit 7\n"
             )
-            .as_bytes(),
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+            .as_bytes());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("Authorized use only (rolesh test)."),
@@ -553,18 +551,7 @@ fn ssh_sessions_through_rolesh() {
     // broker, output as the user saw it, with a clean end.
     let r = run(&mut sshd.ssh("rserec", &[], &["kubectl", "config", "current-context"]));
     assert_eq!((r.code, r.stdout.as_str()), (0, "demo\n"), "{}", r.stderr);
-    let mut cmd = sshd.ssh("rserec", &["-tt"], &[]);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"echo rec-$((2+3)); exit 4\n")
-        .unwrap();
-    let out = wait_with_deadline(child, Duration::from_secs(60));
+    let out = sshd.login_typing("rserec", b"echo rec-$((2+3)); exit 4\n");
     assert_eq!(out.status.code(), Some(4));
     let recordings: Vec<String> = std::fs::read_dir(audit_dir.path().join("sessions/rserec"))
         .unwrap()
