@@ -308,8 +308,16 @@ pub fn private_tmp() -> Result<(), String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0700,size=256m"),
     )
-    .map_err(|e| format!("mounting a private /tmp: {e}"))
+    .map_err(|e| format!("mounting a private /tmp: {e}"))?;
+    if let Ok(ns) = std::fs::read_link("/proc/self/ns/user") {
+        let _ = SESSION_USER_NAMESPACE.set(ns);
+    }
+    Ok(())
 }
+
+/// The user namespace this login session made for itself (see `private_tmp`): every process
+/// of the session lives in it, including those that left its terminal session with setsid.
+static SESSION_USER_NAMESPACE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// The size of the terminal on `fd`, if it is one.
 pub fn window_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
@@ -364,14 +372,23 @@ pub fn signal_whole_session(sid: u32, signal: nix::sys::signal::Signal) -> usize
     signalled
 }
 
-/// Pids whose session id is `sid`, from /proc/PID/stat (field 6, after the parenthesised
-/// command name, which may itself contain spaces and parentheses).
+/// Pids whose session id is `sid` (from /proc/PID/stat, field 6, after the parenthesised
+/// command name, which may itself contain spaces and parentheses), and, when this login
+/// session has a user namespace of its own, every other process in it: what escaped the
+/// terminal session with setsid or a double fork is still in the namespace.
 fn session_members(sid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let me = std::process::id();
+    let in_namespace = |pid: u32| {
+        SESSION_USER_NAMESPACE.get().is_some_and(|ns| {
+            std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|theirs| theirs == *ns)
+        })
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|stat| {
@@ -379,6 +396,7 @@ fn session_members(sid: u32) -> Vec<u32> {
                     after.split(' ').nth(3)?.parse::<u32>().ok()
                 })
                 == Some(sid)
+                || in_namespace(pid)
         })
         .collect()
 }

@@ -367,7 +367,11 @@ fn ssh_sessions_through_rolesh() {
                 "kubectl config current-context; echo \"mode=$SHELL\"; kubectl get pods -n web -o name | head -n1; \
                  kubectx staging/jobs >/dev/null 2>&1; echo \"kubectx: $(kubectx | wc -l) ctx=$(kubectl config current-context) ns=$(kubens -c)\"; \
                  stty size; test -e /tmp/{marker} && echo tmp=shared || echo tmp=private; \
-                 touch /tmp/{marker}.session; exit 7\n"
+                 touch /tmp/{marker}.session; {escape} exit 7\n",
+                // A process that leaves the terminal's session: still in the session's user
+                // namespace, so it ends with the session too (without a namespace it would
+                // not, which the README says).
+                escape = if userns { "setsid -f sleep 1234 </dev/null >/dev/null 2>&1;" } else { "" }
             )
             .as_bytes());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -404,6 +408,7 @@ fn ssh_sessions_through_rolesh() {
         "a file the session made in its private /tmp stays there"
     );
     let _ = std::fs::remove_file(Path::new("/tmp").join(&marker));
+    assert_no_processes_left("rsealice");
 
     // Restricted mode: rolesh's own prompt, built-ins, and refusals with their reasons.
     let mut cmd = sshd.ssh("rsecarl", &["-tt"], &[]);

@@ -164,6 +164,8 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
         (outcome.status, ending)
     } else {
         let outcome = without_terminal(&plan, &session, &env, recording.as_ref())?;
+        // Whatever the command left behind in the session's namespace ends with it.
+        relay::clear_session(std::process::id());
         let ending = match outcome.session_ended {
             true => relay::Ending::Hangup,
             false => relay::Ending::Exited,

@@ -100,6 +100,9 @@ pub fn run(
         .build()
         .map_err(|e| fail("runtime", &e))?;
     let result = runtime.block_on(relay(child, pty, limits, tap));
+    // Not a plain drop, which would wait for a copier still blocked on a pty that an
+    // escaped process holds open.
+    runtime.shutdown_background();
     drop(raw);
     result
 }
@@ -146,7 +149,7 @@ async fn relay(
             status = &mut waiter => {
                 let status = joined(status)?;
                 // The shell is gone: so is everything it left running on its terminal.
-                clear_session(sid).await;
+                clear_session(sid);
                 finish_output(output).await;
                 return Ok((Outcome { status, session_ended: false }, Ending::Exited));
             }
@@ -196,23 +199,23 @@ fn joined(
 }
 
 /// Hangs up every process left in the session, and kills what is still there after the
-/// grace period.
-async fn clear_session(sid: u32) {
+/// grace period. Blocking: it runs when the session is over and nothing else is waited for.
+pub fn clear_session(sid: u32) {
     system::signal_whole_session(sid, Signal::SIGHUP);
-    let settled = async {
-        // SIGCONT wakes stopped jobs so they see the hangup; the count says who is left.
-        while system::signal_whole_session(sid, Signal::SIGCONT) > 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    let deadline = Instant::now() + GRACE;
+    // SIGCONT wakes stopped jobs so they see the hangup; the count says who is left.
+    while system::signal_whole_session(sid, Signal::SIGCONT) > 0 {
+        if Instant::now() >= deadline {
+            system::signal_whole_session(sid, Signal::SIGKILL);
+            return;
         }
-    };
-    if tokio::time::timeout(GRACE, settled).await.is_err() {
-        system::signal_whole_session(sid, Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Ends a session whose leader is still running and returns the leader's status.
 async fn end_session(sid: u32, waiter: &mut Waiter) -> Result<std::process::ExitStatus, Failure> {
-    clear_session(sid).await;
+    clear_session(sid);
     joined(waiter.await)
 }
 
