@@ -126,21 +126,12 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
     let private_tmp = system::private_tmp();
     system::harden_supervisor().map_err(Failure::runtime)?;
     let session = Session::open(true)?;
-    let plan = match run {
-        Some(cmd) => command::plan(cmd, &session).inspect_err(|f| {
-            tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
-                command = %cmd, exit_code = f.code, reason = %f.message);
-        })?,
-        None => match session.mode.as_str() {
-            "shell" => Plan::Shell(PathBuf::from(&session.shell)),
-            // The prompt and the picker run as programs of their own on the session's
-            // terminal, so that idle time, hangups and recording work the same for all modes.
-            "restricted" => Plan::Subcommand(vec![RESTRICTED_PROMPT.into()]),
-            "picker" => Plan::Subcommand(vec!["exec".into(), "--repeat".into()]),
-            other => return Err(Failure::not_implemented(&format!("{other} mode"))),
-        },
-    };
-    let recording = recording::start(&session, &client::socket_path(true), run)?;
+    let plan = plan_for(run, &session)?;
+    let recording =
+        recording::start(&session, &client::socket_path(true), run).inspect_err(|f| {
+            tracing::info!(target: "rolesh::audit", event = "error", session_id = %session.id,
+            command = %run.unwrap_or_default(), reason = %f.message);
+        })?;
     let files = KubeconfigFiles::write(&session)?;
     if run.is_none()
         && let Some(banner) = &session.banner
@@ -154,24 +145,7 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
         reason = %private_tmp.as_ref().err().map(String::as_str).unwrap_or_default());
     let env = environment(&session, &files);
     let started = std::time::Instant::now();
-    let (status, ending) = if system::is_terminal(std::io::stdin().as_fd()) {
-        let limits = relay::Limits {
-            idle_timeout: session.idle_timeout,
-            max_duration: session.max_duration,
-        };
-        let tap = recording.as_ref().map(recording::as_tap);
-        let (outcome, ending) = relay::run(pty_command(&plan, &session, &env), limits, tap)?;
-        (outcome.status, ending)
-    } else {
-        let outcome = without_terminal(&plan, &session, &env, recording.as_ref())?;
-        // Whatever the command left behind in the session's namespace ends with it.
-        relay::clear_session(std::process::id());
-        let ending = match outcome.session_ended {
-            true => relay::Ending::Hangup,
-            false => relay::Ending::Exited,
-        };
-        (outcome.status, ending)
-    };
+    let (status, ending) = supervised(&plan, &session, &env, recording.as_ref())?;
     let code = exit_code(status);
     if let Some(recording) = &recording {
         recording::finish(recording, code);
@@ -185,6 +159,52 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
         exit_code = code, duration_ms, reason = ending.as_str());
     drop(files);
     Ok(code)
+}
+
+/// What the session runs: the `-c` command if it is allowed (a refusal is audited), else
+/// the user's mode.
+fn plan_for(run: Option<&str>, session: &Session) -> Result<Plan, Failure> {
+    let Some(cmd) = run else {
+        return match session.mode.as_str() {
+            "shell" => Ok(Plan::Shell(PathBuf::from(&session.shell))),
+            // The prompt and the picker run as programs of their own on the session's
+            // terminal, so that idle time, hangups and recording work the same for all modes.
+            "restricted" => Ok(Plan::Subcommand(vec![RESTRICTED_PROMPT.into()])),
+            "picker" => Ok(Plan::Subcommand(vec!["exec".into(), "--repeat".into()])),
+            other => Err(Failure::not_implemented(&format!("{other} mode"))),
+        };
+    };
+    command::plan(cmd, session).inspect_err(|f| {
+        tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
+            command = %cmd, exit_code = f.code, reason = %f.message);
+    })
+}
+
+/// Runs the plan to its end: on a pty of its own behind the relay when there is a
+/// terminal, else on sshd's pipes; then nothing of the session is left running.
+fn supervised(
+    plan: &Plan,
+    session: &Session,
+    env: &[(String, String)],
+    recording: Option<&std::sync::Arc<std::sync::Mutex<recording::Recording>>>,
+) -> Result<(std::process::ExitStatus, relay::Ending), Failure> {
+    if system::is_terminal(std::io::stdin().as_fd()) {
+        let limits = relay::Limits {
+            idle_timeout: session.idle_timeout,
+            max_duration: session.max_duration,
+        };
+        let tap = recording.map(recording::as_tap);
+        let (outcome, ending) = relay::run(pty_command(plan, session, env), limits, tap)?;
+        return Ok((outcome.status, ending));
+    }
+    let outcome = without_terminal(plan, session, env, recording)?;
+    // Whatever the command left behind in the session's namespace ends with it.
+    relay::clear_session(std::process::id());
+    let ending = match outcome.session_ended {
+        true => relay::Ending::Hangup,
+        false => relay::Ending::Exited,
+    };
+    Ok((outcome.status, ending))
 }
 
 /// No terminal (`ssh bastion CMD`, `ssh -T bastion`): the command gets its own process
