@@ -405,7 +405,10 @@ fn hostile_clients_are_bounded_and_others_are_unaffected() {
         })
         .filter(|b| b.contains("too many connections from uid 0"))
         .count();
-    assert!(refused >= 1000 - 63, "{refused} refused");
+    // 63 fit beside the slowloris under the per-uid cap of 64. A few more may get in: a
+    // connection still in the listen backlog when an admitted one is cut by the idle
+    // timeout (2 s) takes the freed slot. Without the cap none would be refused.
+    assert!(refused >= 1000 - 2 * 64, "{refused} refused");
 
     // The slowloris is cut off at the idle timeout (2s here).
     slow.set_read_timeout(Some(Duration::from_secs(10)))
