@@ -382,14 +382,7 @@ pub fn init_session(socket: &Path) {
 /// (attributed by journald's `_UID`), and if that fails too, says so on stderr.
 pub fn report_session_event(socket: &Path, mut record: Record) {
     // The broker sets these from the kernel and the configuration; never the session.
-    for reserved in [
-        "user",
-        "uid",
-        "pid",
-        "role_arn",
-        "session_name",
-        "reported_by",
-    ] {
+    for reserved in crate::broker::protocol::RESERVED {
         record.remove(reserved);
     }
     // On a thread of its own with SIGPIPE blocked: a broker that closes the connection

@@ -79,7 +79,7 @@ pub struct SessionEvent {
 }
 
 /// What the broker sets itself on a reported event; a session's values are ignored.
-const RESERVED: [&str; 7] = [
+pub const RESERVED: [&str; 7] = [
     "user",
     "uid",
     "pid",

@@ -33,34 +33,27 @@ enum Aws {
     Stack(Box<Stack>),
 }
 
+/// A fake AWS with default options: it, its endpoint and its base access key and secret.
+fn fake_aws() -> (FakeAws, String, String, String) {
+    let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
+    let o = aws.options();
+    let (key, secret) = (o.access_key_id.clone(), o.secret_access_key.clone());
+    let endpoint = aws.endpoint();
+    (aws, endpoint, key, secret)
+}
+
 impl BrokerProc {
     /// Starts the fake AWS and a broker whose config is `extra` appended to an `[aws]`
     /// section pointing at the fake (so `extra` holds `[mapping]`, clusters, …).
     pub fn start(aws_extra: &str, extra: &str) -> BrokerProc {
-        let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
-        let (endpoint, key, secret) = {
-            let o = aws.options();
-            (
-                aws.endpoint(),
-                o.access_key_id.clone(),
-                o.secret_access_key.clone(),
-            )
-        };
+        let (aws, endpoint, key, secret) = fake_aws();
         Self::start_against(aws, &endpoint, (&key, &secret), aws_extra, extra)
     }
 
     /// Like [`start`](Self::start), with the broker running as `uid` (its own system
     /// user, as in production): its directory (socket, log) is handed to that uid.
     pub fn start_as(uid: u32, aws_extra: &str, extra: &str) -> BrokerProc {
-        let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
-        let (endpoint, key, secret) = {
-            let o = aws.options();
-            (
-                aws.endpoint(),
-                o.access_key_id.clone(),
-                o.secret_access_key.clone(),
-            )
-        };
+        let (aws, endpoint, key, secret) = fake_aws();
         let mut broker = Self::prepare(aws, &endpoint, (&key, &secret), aws_extra, extra);
         std::os::unix::fs::chown(broker.dir.path(), Some(uid), None).unwrap();
         broker.run_as = Some(uid);
