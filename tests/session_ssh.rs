@@ -462,17 +462,10 @@ fn ssh_sessions_through_rolesh() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Command::new("pgrep")
-        .args(["-u", "rsealice", "-x", "sleep"])
-        .output()
-        .unwrap()
-        .stdout
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "sleep never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_for_pid(&["-u", "rsealice", "-x", "sleep"]).is_some(),
+        "sleep never started"
+    );
     client.kill().unwrap();
     client.wait().unwrap();
     assert_no_processes_left("rsealice");
@@ -572,6 +565,36 @@ fn ssh_sessions_through_rolesh() {
         assert!(!cast.contains("ended abnormally"), "{cast}");
     }
     assert!(login_cast.contains("exit 4"), "{login_cast}");
+
+    // The session supervisor killed outright: the broker still ends the recording cleanly,
+    // with the abnormal-end marker, and nothing of the session is left.
+    let mut cmd = sshd.ssh("rserec", &["-tt"], &[]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"echo before-$((6*7)); sleep 300\n")
+        .unwrap();
+    let supervisor = wait_for_pid(&["-u", "rserec", "-x", "sleep"])
+        .and_then(|_| pgrep(&["-u", "rserec", "-x", "rolesh"]).into_iter().next())
+        .expect("the session's supervisor");
+    Command::new("kill")
+        .args(["-KILL", &supervisor.to_string()])
+        .status()
+        .unwrap();
+    let _ = wait_with_deadline(child, Duration::from_secs(60));
+    assert_no_processes_left("rserec");
+    let killed = std::fs::read_dir(audit_dir.path().join("sessions/rserec"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .find(|r| r.contains("before-42"))
+        .expect("the killed session's recording");
+    assert!(killed.contains("recording ended abnormally"), "{killed}");
+    assert!(killed.contains("\"m\""), "an asciicast marker: {killed}");
 
     // `ssh -t bastion CMD`: the command runs on the session's own pty; its exit code and
     // output come back through the relay.
@@ -729,6 +752,29 @@ fn assert_no_processes_left(user: &str) {
             "processes of {user} survived its session:\n{left}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Pids `pgrep ARGS` lists.
+fn pgrep(args: &[&str]) -> Vec<u32> {
+    let out = Command::new("pgrep").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The first pid `pgrep ARGS` lists within 30 s.
+fn wait_for_pid(args: &[&str]) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(pid) = pgrep(args).into_iter().next() {
+            return Some(pid);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
