@@ -86,6 +86,7 @@ fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
     // The broker runs as its own system user, as `rolesh` does in production.
     let broker_user = TestUser::create("audbroker", &[]);
     let dir = audit_dir(Some(broker_user.uid()));
+    let from_broker = journal::from_process_since_now();
     let b = BrokerProc::start_as(broker_user.uid(), "", &mapping("audalice", dir.path()));
     let sid = unique_session_id();
     // Earlier runs left entries for the same user names: look at this run's only.
@@ -144,8 +145,7 @@ fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
     );
     session_event(&b, alice.uid(), &sid, "logout", &["exit_code=0"]);
 
-    let broker_pid = b.pid().to_string();
-    let by_broker = journal::wait_for(&[format!("_PID={broker_pid}")], |es| {
+    let by_broker = journal::wait_for(&from_broker(b.pid()), |es| {
         [
             "assume_role",
             "token",
@@ -360,6 +360,7 @@ fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {
     }
     let alice = TestUser::create("audsecret", &[]);
     let dir = audit_dir(None);
+    let from_broker = journal::from_process_since_now();
     let b = BrokerProc::start(
         "expose_credentials = true",
         &mapping("audsecret", dir.path()),
@@ -419,8 +420,7 @@ fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {
     let r = session_event(&b, alice.uid(), &sid, "error", &[]);
     stderrs.push_str(&r.stderr);
 
-    let pid = b.pid().to_string();
-    let entries = journal::wait_for(&[format!("_PID={pid}")], |es| {
+    let entries = journal::wait_for(&from_broker(b.pid()), |es| {
         !of_event(es, "error").is_empty()
             && !of_event(es, "command").is_empty()
             && !of_event(es, "token").is_empty()

@@ -39,6 +39,16 @@ pub fn ensure_journald() -> bool {
     )
 }
 
+/// The journalctl arguments for entries a process wrote from now on: `_PID=` alone would
+/// also match an earlier process that had the same pid (the journal outlives many runs).
+pub fn from_process_since_now() -> impl Fn(i32) -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    move |pid| vec![format!("--since=@{now}"), format!("_PID={pid}")]
+}
+
 /// Entries matching `matches` (journalctl FIELD=VALUE matches, ANDed).
 pub fn entries(matches: &[String]) -> Vec<Map<String, Value>> {
     let out = Command::new("journalctl")
