@@ -325,11 +325,6 @@ pub fn window_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
     (ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
 }
 
-/// Whether `fd` is a terminal.
-pub fn is_terminal(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-    rustix::termios::isatty(fd)
-}
-
 /// A terminal switched to raw mode at once, keeping type-ahead (bytes pass through untouched: Ctrl-C reaches the
 /// session's own terminal, not this process), restored when dropped.
 pub struct RawTerminal {

@@ -13,7 +13,8 @@ mod relay;
 pub mod restricted;
 mod supervise;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::IsTerminal;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -106,7 +107,7 @@ impl Session {
             record: text(&s["record"]),
             record_input: s["record_input"].as_bool().unwrap_or(false),
             clusters,
-            id: inherited_session_id(login).unwrap_or_else(session_id),
+            id: inherited_session_id(login).unwrap_or_else(crate::audit::new_session_id),
         })
     }
 }
@@ -188,7 +189,7 @@ fn supervised(
     env: &[(String, String)],
     recording: Option<&std::sync::Arc<std::sync::Mutex<recording::Recording>>>,
 ) -> Result<(std::process::ExitStatus, relay::Ending), Failure> {
-    if system::is_terminal(std::io::stdin().as_fd()) {
+    if std::io::stdin().is_terminal() {
         let limits = relay::Limits {
             idle_timeout: session.idle_timeout,
             max_duration: session.max_duration,
@@ -227,15 +228,15 @@ fn without_terminal(
         .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
     let copiers = match recording {
         Some(rec) => vec![
-            recording::tee(
+            relay::pump(
                 child.stdout.take().expect("piped"),
                 std::io::stdout(),
-                rec.clone(),
+                Some(recording::as_tap(rec)),
             ),
-            recording::tee(
+            relay::pump(
                 child.stderr.take().expect("piped"),
                 std::io::stderr(),
-                rec.clone(),
+                Some(recording::as_tap(rec)),
             ),
         ],
         None => Vec::new(),
@@ -450,14 +451,7 @@ fn self_path() -> PathBuf {
 /// belong to that session: its id links their audit events to the login's.
 fn inherited_session_id(login: bool) -> Option<String> {
     let id = std::env::var("ROLESH_SESSION_ID").ok()?;
-    let valid = !login && id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    // The form `audit::new_session_id` makes: 24 lowercase hex digits.
+    let valid = !login && id.len() == 24 && crate::audit::valid_session_id(&id);
     valid.then_some(id)
-}
-
-fn session_id() -> String {
-    let mut bytes = [0u8; 12];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -4,7 +4,6 @@
 //! `record = "all"`), the command's stdout and stderr pass through pipes of the supervisor
 //! on their way to sshd.
 
-use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
@@ -86,31 +85,4 @@ pub fn finish(recording: &Arc<Mutex<Recording>>, exit_code: u8) {
 
 pub fn as_tap(recording: &Arc<Mutex<Recording>>) -> SharedTap {
     recording.clone()
-}
-
-/// Copies a child's pipe to one of our own outputs and to the recording, until EOF.
-pub fn tee(
-    mut from: impl Read + Send + 'static,
-    mut to: impl Write + Send + 'static,
-    recording: Arc<Mutex<Recording>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16384];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    recording
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .output(&buf[..n]);
-                    if to.write_all(&buf[..n]).and_then(|_| to.flush()).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            }
-        }
-    })
 }

@@ -131,7 +131,7 @@ async fn relay(
     });
     let (input_gone, mut disconnected) = tokio::sync::oneshot::channel();
     copy_input(pty.clone(), activity.clone(), tap.clone(), input_gone);
-    let output = copy_output(pty.clone(), tap.clone());
+    let output = pump(PtyOutput(pty.clone()), std::io::stdout(), tap.clone());
 
     let mut winch = signal(SignalKind::window_change()).map_err(failure)?;
     let mut hangup = signal(SignalKind::hangup()).map_err(failure)?;
@@ -274,25 +274,24 @@ fn copy_input(
     });
 }
 
-/// The pty's output to the user's terminal and the recording, until every process has
-/// closed the pty (EIO).
-fn copy_output(
-    pty: Arc<pty_process::blocking::Pty>,
+/// Output on its way to the user: copies `from` to `to`, showing every chunk to the tap
+/// (the recording) first, until end of file or an error: a pty reports EIO once every
+/// process has closed it. `to` is written a chunk at a time, so a `notice` can come between.
+pub fn pump(
+    mut from: impl Read + Send + 'static,
+    mut to: impl Write + Send + 'static,
     tap: Option<SharedTap>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        // Locked per chunk, not for good: `notice` writes to the same terminal.
-        let stdout = std::io::stdout();
         let mut buf = [0u8; 16384];
         loop {
-            match (&*pty).read(&mut buf) {
+            match from.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     if let Some(tap) = &tap {
                         lock(tap).output(&buf[..n]);
                     }
-                    let mut out = stdout.lock();
-                    if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                    if to.write_all(&buf[..n]).and_then(|_| to.flush()).is_err() {
                         break;
                     }
                 }
@@ -301,4 +300,13 @@ fn copy_output(
             }
         }
     })
+}
+
+/// The session's pty as a reader of its own, for the output thread.
+struct PtyOutput(Arc<pty_process::blocking::Pty>);
+
+impl Read for PtyOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&*self.0).read(buf)
+    }
 }
