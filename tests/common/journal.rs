@@ -1,7 +1,12 @@
 //! A real systemd-journald for the audit tests: started once (standalone, as root) when
 //! no journald listens on /run/systemd/journal/socket, and left running; entries read
 //! back with `journalctl -o json`.
+//!
+//! "Listens" is checked by connecting, not by the socket file existing: a journald that
+//! ended (a machine's boot-time one, or one a finished session started) leaves its socket
+//! files behind, and every write to them is refused (this failed CI on a fresh machine).
 
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -18,8 +23,9 @@ static STARTING: Mutex<()> = Mutex::new(());
 /// ROLESH_REQUIRE_ALL=1) when it cannot.
 pub fn ensure_journald() -> bool {
     let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
-    if !Path::new(SOCKET).exists() && Path::new(JOURNALD).exists() {
-        // setsid: the daemon outlives this test process, and later tests use it.
+    if !journald_listens() && Path::new(JOURNALD).exists() {
+        // setsid: the daemon outlives this test process, and later tests use it. journald
+        // unlinks stale socket files before it binds its own.
         let started = Command::new("setsid")
             .arg(JOURNALD)
             .stdin(Stdio::null())
@@ -28,15 +34,21 @@ pub fn ensure_journald() -> bool {
             .spawn();
         if started.is_ok() {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while !Path::new(SOCKET).exists() && Instant::now() < deadline {
+            while !journald_listens() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
     super::can_run(
         "a running systemd-journald (Debian systemd; started as root when absent)",
-        Path::new(SOCKET).exists(),
+        journald_listens(),
     )
+}
+
+/// Whether a journald receives on the native socket: a datagram connect to a socket file
+/// nobody holds fails with ECONNREFUSED.
+fn journald_listens() -> bool {
+    UnixDatagram::unbound().is_ok_and(|s| s.connect(SOCKET).is_ok())
 }
 
 /// The journalctl arguments for entries a process wrote from now on: `_PID=` alone would
