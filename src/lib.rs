@@ -23,5 +23,6 @@ pub mod session;
 pub mod standalone;
 #[allow(unsafe_code)]
 pub mod system;
+pub mod terminal;
 pub mod testing;
 pub mod token;

@@ -325,35 +325,6 @@ pub fn window_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
     (ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
 }
 
-/// A terminal switched to raw mode at once, keeping type-ahead (bytes pass through untouched: Ctrl-C reaches the
-/// session's own terminal, not this process), restored when dropped.
-pub struct RawTerminal {
-    fd: std::os::fd::OwnedFd,
-    saved: rustix::termios::Termios,
-}
-
-impl RawTerminal {
-    pub fn enter(fd: std::os::fd::BorrowedFd<'_>) -> Result<RawTerminal, String> {
-        use rustix::termios::{OptionalActions, tcgetattr, tcsetattr};
-        let fd = fd
-            .try_clone_to_owned()
-            .map_err(|e| format!("terminal: {e}"))?;
-        let saved = tcgetattr(&fd).map_err(|e| format!("reading terminal modes: {e}"))?;
-        let mut raw = saved.clone();
-        raw.make_raw();
-        tcsetattr(&fd, OptionalActions::Now, &raw)
-            .map_err(|e| format!("setting raw terminal mode: {e}"))?;
-        Ok(RawTerminal { fd, saved })
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        use rustix::termios::{OptionalActions, tcsetattr};
-        let _ = tcsetattr(&self.fd, OptionalActions::Now, &self.saved);
-    }
-}
-
 /// Sends `signal` to every process in the session `sid` (a session's leader has
 /// pid == sid): what is left of a login session when it ends, including jobs the shell put
 /// in their own process groups and daemons that ignored the hangup.

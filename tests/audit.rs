@@ -495,3 +495,59 @@ fn a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself() {
     assert_eq!(shown.len(), 1, "{}", out.stdout);
     assert_eq!(shown[0]["source"], "self-reported");
 }
+
+#[test]
+fn a_reload_moves_the_audit_file_and_one_that_cannot_be_opened_keeps_the_old() {
+    if !need_root() {
+        return;
+    }
+    let carol = TestUser::create("audreload", &[]);
+    let (first, second) = (audit_dir(None), audit_dir(None));
+    let b = BrokerProc::start("", &mapping("audreload", first.path()));
+    let sid = unique_session_id();
+    let logins_in = |dir: &tempfile::TempDir| {
+        let lines = jsonl(&dir.path().join("audit.jsonl"));
+        lines.iter().filter(|l| l["event"] == "login").count()
+    };
+    let login = || session_event(&b, carol.uid(), &sid, "login", &[]);
+    login();
+    assert_eq!((logins_in(&first), logins_in(&second)), (1, 0));
+
+    // `systemctl reload rolesh-broker` after [audit] file changed: the next event is there.
+    let config = std::fs::read_to_string(b.config_path()).unwrap();
+    let first_path = first.path().display().to_string();
+    let moved = config.replace(&first_path, &second.path().display().to_string());
+    std::fs::write(b.config_path(), &moved).unwrap();
+    b.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until_logged(&b, "configuration reloaded");
+    login();
+    assert_eq!((logins_in(&first), logins_in(&second)), (1, 1));
+
+    // A file that cannot be opened: said with its path, and everything stays as it was.
+    let missing = "/nonexistent-rolesh-audit-dir/audit.jsonl";
+    let broken = moved.replace(&format!("{}/audit.jsonl", second.path().display()), missing);
+    std::fs::write(b.config_path(), broken).unwrap();
+    b.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until_logged(&b, "keeping the previous configuration");
+    assert!(
+        b.log()
+            .contains(&format!("cannot open the audit file {missing}")),
+        "{}",
+        b.log()
+    );
+    login();
+    assert_eq!((logins_in(&first), logins_in(&second)), (1, 2));
+}
+
+/// Waits (10 s at most) until the broker's log has `text`.
+fn wait_until_logged(b: &BrokerProc, text: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.log().contains(text) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never logged {text:?}: {}",
+            b.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

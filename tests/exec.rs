@@ -365,9 +365,6 @@ fn ten_mebibytes_of_stdout_are_byte_identical_to_kubectl_exec() {
     );
 }
 
-/// A terminal for rolesh: a tmux server of its own, one window running `command` as the
-/// test account, then reporting whether the terminal settings came back (`TTY=same`) and
-/// the exit code (`EXIT=N`).
 /// `rolesh exec ARGS` as the test user in a real terminal (100×30); afterwards the screen
 /// says whether the terminal settings came back (`TTY=same`) and the exit code (`EXIT=`).
 fn exec_terminal(env: &Env, label: &str, rolesh_args: &str) -> Option<Tmux> {
@@ -566,9 +563,22 @@ fn terminate(pid: i32) {
     .unwrap();
 }
 
+/// The `exec` events the broker wrote to the JSON Lines audit file at `path`.
+fn exec_events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "exec")
+        .collect()
+}
+
 #[test]
-fn sigterm_restores_the_terminal_in_an_exec_and_in_the_picker() {
-    let Some(env) = setup("rexsignal", "") else {
+fn sigterm_restores_the_terminal_and_still_writes_the_exec_event() {
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit_file = audit_dir.path().join("audit.jsonl");
+    let drop_in = format!("[audit]\nfile = \"{}\"\n", audit_file.display());
+    let Some(env) = setup("rexsignal", &drop_in) else {
         return;
     };
     // In a raw-mode exec.
@@ -584,6 +594,13 @@ fn sigterm_restores_the_terminal_in_an_exec_and_in_the_picker() {
     let screen = term.wait_for("EXIT=");
     assert!(screen.contains("TTY=same\nEXIT=143"), "{screen}");
     drop(term);
+    // The pod the user was in is on the trail, with why the exec ended.
+    let events = exec_events(&audit_file);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["pod"], "backfill-2h7x9");
+    assert_eq!(events[0]["command"], "sh -c 'echo started; sleep 30'");
+    assert_eq!(events[0]["exit_code"], 143);
+    assert_eq!(events[0]["reason"], "terminated");
 
     // In picker mode, back at the picker after an exec (signal handlers installed then
     // once kept a hung-up picker alive).
@@ -601,6 +618,12 @@ fn sigterm_restores_the_terminal_in_an_exec_and_in_the_picker() {
     terminate(rolesh_pid(&env));
     let screen = term.wait_for("EXIT=");
     assert!(screen.contains("TTY=same\nEXIT=143"), "{screen}");
+    // The exec that ended before the signal has its own event, without a reason; the
+    // signal at the picker adds none.
+    let events = exec_events(&audit_file);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1]["exit_code"], 0);
+    assert!(events[1].get("reason").is_none(), "{events:?}");
 }
 
 #[test]

@@ -22,12 +22,13 @@ pub struct Journald {
 }
 
 impl Journald {
-    /// A client of the journald listening at `path`, or `None` if none listens there.
+    /// A client of the journald listening at `path`, or `None` if none listens there. A
+    /// socket file alone is not enough: a journald that ended leaves its socket behind.
+    /// Each entry is sent to the path (not on a connected socket), so a journald that
+    /// restarts later is found again.
     pub fn connect(path: &Path) -> Option<Journald> {
-        if !path.exists() {
-            return None;
-        }
         let socket = UnixDatagram::unbound().ok()?;
+        UnixDatagram::unbound().ok()?.connect(path).ok()?;
         Some(Journald {
             socket,
             path: path.to_path_buf(),
@@ -92,5 +93,22 @@ mod tests {
         want.extend_from_slice(&3u64.to_le_bytes());
         want.extend_from_slice(b"1\n2\n");
         assert_eq!(e, want);
+    }
+
+    #[test]
+    fn a_socket_file_nobody_listens_on_is_no_journald() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        assert!(Journald::connect(&path).is_none(), "no file");
+        let listening = UnixDatagram::bind(&path).unwrap();
+        let journald = Journald::connect(&path).expect("a listener");
+        journald.send(&[("MESSAGE".into(), "hi".into())]).unwrap();
+        let mut got = [0u8; 64];
+        let n = listening.recv(&mut got).unwrap();
+        assert_eq!(&got[..n], b"MESSAGE=hi\n");
+        // What a journald that ended leaves: the file, and nobody behind it.
+        drop(listening);
+        assert!(path.exists());
+        assert!(Journald::connect(&path).is_none(), "stale socket file");
     }
 }

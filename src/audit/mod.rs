@@ -27,7 +27,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
@@ -210,7 +211,39 @@ pub struct Sinks {
     host: String,
 }
 
+/// The broker's sinks, replaced as a whole when a reload changes `[audit]`.
+static BROKER_SINKS: OnceLock<RwLock<Arc<Sinks>>> = OnceLock::new();
+
+/// Whether audit events stay off stderr (under systemd with journald: they would be in the
+/// journal twice); follows the sinks on reload.
+static AUDIT_OFF_STDERR: AtomicBool = AtomicBool::new(false);
+
 impl Sinks {
+    /// Opens what `audit` names; an audit file that cannot be opened is an error (the
+    /// broker does not run without its trail). Also says whether journald was asked for
+    /// but is not running.
+    fn open(audit: &Audit) -> Result<(Sinks, bool), String> {
+        let journald = audit
+            .journald
+            .then(|| Journald::connect(Path::new(journald::SOCKET)))
+            .flatten();
+        let file = match &audit.file {
+            Some(path) => Some(Mutex::new(open_audit_file(path)?)),
+            None => None,
+        };
+        let journald_missing = audit.journald && journald.is_none();
+        let sinks = Sinks {
+            journald,
+            file,
+            host: crate::system::hostname(),
+        };
+        Ok((sinks, journald_missing))
+    }
+
+    fn keeps_audit_off_stderr(&self) -> bool {
+        self.journald.is_some() && crate::system::stderr_is_journal()
+    }
+
     /// Writes one record to every sink. A failing sink does not stop the others; the
     /// failure itself goes to stderr (journald, under systemd).
     pub fn write(&self, record: &Record) {
@@ -232,14 +265,15 @@ impl Sinks {
 }
 
 /// The broker's layer: audit events to journald and the JSON Lines file.
-pub struct AuditLayer {
-    sinks: Arc<Sinks>,
-}
+pub struct AuditLayer;
 
 impl<S: Subscriber> Layer<S> for AuditLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        if event.metadata().target() == TARGET {
-            self.sinks.write(&record_of(event));
+        if event.metadata().target() == TARGET
+            && let Some(sinks) = BROKER_SINKS.get()
+        {
+            let sinks = Arc::clone(&sinks.read().unwrap_or_else(|p| p.into_inner()));
+            sinks.write(&record_of(event));
         }
     }
 }
@@ -260,32 +294,42 @@ pub fn open_audit_file(path: &Path) -> Result<File, String> {
 /// `[audit] file`. Under systemd, whose journal already is stderr, audit events are not
 /// written to stderr a second time.
 pub fn init_broker(audit: &Audit) -> Result<(), String> {
-    let journald = audit
-        .journald
-        .then(|| Journald::connect(Path::new(journald::SOCKET)))
-        .flatten();
-    let file = match &audit.file {
-        Some(path) => Some(Mutex::new(open_audit_file(path)?)),
-        None => None,
-    };
-    let journald_missing = audit.journald && journald.is_none();
-    let skip_audit_on_stderr = journald.is_some() && crate::system::stderr_is_journal();
-    let sinks = Arc::new(Sinks {
-        journald,
-        file,
-        host: crate::system::hostname(),
-    });
-    let stderr = stderr_layer().with_filter(filter_fn(move |m| {
-        !(skip_audit_on_stderr && m.target() == TARGET)
+    let (sinks, journald_missing) = Sinks::open(audit)?;
+    AUDIT_OFF_STDERR.store(sinks.keeps_audit_off_stderr(), Ordering::Relaxed);
+    BROKER_SINKS
+        .set(RwLock::new(Arc::new(sinks)))
+        .map_err(|_| "the audit trail was already set up".to_string())?;
+    let stderr = stderr_layer().with_filter(filter_fn(|m| {
+        !(AUDIT_OFF_STDERR.load(Ordering::Relaxed) && m.target() == TARGET)
     }));
     let _ = tracing_subscriber::registry()
         .with(LevelFilter::INFO)
         .with(stderr)
-        .with(AuditLayer { sinks })
+        .with(AuditLayer)
         .try_init();
+    warn_if_journald_missing(audit, journald_missing);
+    Ok(())
+}
+
+/// On a configuration reload (SIGHUP): the sinks `audit` names, opened anew — the audit
+/// file is reopened even when its path did not change, so a log rotation that renames the
+/// file (rather than `copytruncate`) is followed. On an error the old sinks stay and the
+/// caller keeps the old configuration.
+pub fn reload_broker(audit: &Audit) -> Result<(), String> {
+    let (sinks, journald_missing) = Sinks::open(audit)?;
+    let Some(current) = BROKER_SINKS.get() else {
+        return Err("the audit trail was not set up".into());
+    };
+    AUDIT_OFF_STDERR.store(sinks.keeps_audit_off_stderr(), Ordering::Relaxed);
+    *current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(sinks);
+    warn_if_journald_missing(audit, journald_missing);
+    Ok(())
+}
+
+fn warn_if_journald_missing(audit: &Audit, journald_missing: bool) {
     if journald_missing {
         tracing::warn!(
-            "journald is not running ({} is missing): audit events go to stderr{} only",
+            "journald is not running (nothing listens on {}): audit events go to stderr{} only",
             journald::SOCKET,
             if audit.file.is_some() {
                 " and the audit file"
@@ -294,7 +338,6 @@ pub fn init_broker(audit: &Audit) -> Result<(), String> {
             }
         );
     }
-    Ok(())
 }
 
 fn stderr_layer<S>() -> impl Layer<S>

@@ -108,9 +108,16 @@ async fn serve(
     Ok(())
 }
 
+/// SIGHUP: the new configuration in force, `[audit]` included, or — if it is invalid or
+/// its audit file cannot be opened — the old one kept whole.
 async fn reload(broker: &Broker, source: &ConfigSource) {
     match Config::load(source) {
         Ok(loaded) => {
+            if let Err(e) = crate::audit::reload_broker(&loaded.config.audit) {
+                error!("{e}");
+                error!("configuration reload failed; keeping the previous configuration");
+                return;
+            }
             broker.replace_config(loaded.config).await;
             info!("configuration reloaded");
         }

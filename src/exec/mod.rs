@@ -9,7 +9,9 @@
 //!    API call uses that token, so the cluster's RBAC decides on top of the allowlist.
 //! 4. The picker asks for what the argument leaves out; a pod named on the command line
 //!    must match ANY selector of its namespace (that takes one GET for its labels).
-//! 5. The exec itself ([`stream`]); one audit event (`rolesh::audit`, `event = "exec"`).
+//! 5. The exec itself ([`stream`]); one audit event (`rolesh::audit`, `event = "exec"`),
+//!    also when SIGHUP or SIGTERM ends rolesh in the middle of it (the connection dropped,
+//!    the session ended): the trail must show which pod the user was in.
 //!
 //! `--repeat` is picker mode (`mode = "picker"`, started by the session): pick, exec, back
 //! to the picker, until `q`, Ctrl-D or Esc.
@@ -19,8 +21,8 @@ mod cluster;
 mod picker;
 mod stream;
 mod target;
-mod terminal;
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use access::{Access, ClusterAccess};
@@ -30,6 +32,7 @@ use stream::ExecSpec;
 use target::Target;
 
 use crate::error::{EXIT_OK, Failure};
+use crate::terminal;
 
 /// What `rolesh exec` runs when neither the command line nor `exec_command` says: bash if
 /// the image has it, else sh.
@@ -74,7 +77,7 @@ pub fn run(args: ExecArgs) -> Result<u8, Failure> {
     if picker.interactive {
         terminal::remember()?;
     }
-    terminal::watch_signals(&runtime)?;
+    terminal::watch_signals(&runtime, report_exec_ended_by_signal)?;
     let session = Session {
         access: &access,
         target: &target,
@@ -118,6 +121,7 @@ struct Session<'a> {
 }
 
 /// Where one round of the picker ended up.
+#[derive(Clone)]
 struct Chosen {
     cluster: String,
     namespace: String,
@@ -336,13 +340,20 @@ impl Session<'_> {
             command,
             tty: terminal::wants_tty(),
         };
-        let started = Instant::now();
+        *running() = Some(Running {
+            chosen: chosen.clone(),
+            command: spec.command.clone(),
+            started: Instant::now(),
+        });
         let result = stream::run(client, &spec).await;
         let code = match &result {
             Ok(code) => *code,
             Err(failure) => failure.code,
         };
-        audit(chosen, &spec.command, code, started.elapsed());
+        // Under the lock: a signal arriving now waits, then finds nothing left to report.
+        if let Some(ended) = running().take() {
+            audit(&ended, code, None);
+        }
         match result {
             // Picker mode: say what went wrong (pod gone, command not found, refused) and
             // go back to the picker.
@@ -370,8 +381,35 @@ fn describe_selectors(selectors: &[String]) -> String {
     }
 }
 
+/// The exec under way, whose event is still to be written.
+struct Running {
+    chosen: Chosen,
+    command: Vec<String>,
+    started: Instant,
+}
+
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+fn running() -> std::sync::MutexGuard<'static, Option<Running>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Called by the signal watcher before rolesh exits on SIGHUP/SIGTERM: the exec under
+/// way gets its event, with the exit code a shell would report and why it ended.
+fn report_exec_ended_by_signal(signal: u8) {
+    if let Some(ended) = running().take() {
+        let why = if signal == 1 { "hangup" } else { "terminated" };
+        audit(&ended, 128 + signal, Some(why));
+    }
+}
+
 /// One audit event per exec; the audit layer turns these fields into `ROLESH_*`.
-fn audit(chosen: &Chosen, command: &[String], code: u8, elapsed: Duration) {
+fn audit(exec: &Running, code: u8, reason: Option<&str>) {
+    let Running {
+        chosen, command, ..
+    } = exec;
     let joined =
         shlex::try_join(command.iter().map(String::as_str)).unwrap_or_else(|_| command.join(" "));
     tracing::info!(
@@ -383,6 +421,7 @@ fn audit(chosen: &Chosen, command: &[String], code: u8, elapsed: Duration) {
         container = %chosen.container,
         command = %joined,
         exit_code = code,
-        duration_ms = elapsed.as_millis() as u64,
+        duration_ms = exec.started.elapsed().as_millis() as u64,
+        reason,
     );
 }

@@ -20,8 +20,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::cluster::api_failure;
-use super::terminal::{self, RawMode};
 use crate::error::Failure;
+use crate::terminal::{self, RawMode};
 
 /// Buffer between the WebSocket and our pipes, each way. kube-rs defaults to 1 KiB,
 /// which costs throughput on large outputs.

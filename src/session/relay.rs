@@ -93,7 +93,7 @@ pub fn run(
     if let Some(tap) = &tap {
         lock(tap).resize(cols, rows);
     }
-    let raw = system::RawTerminal::enter(stdin.as_fd()).map_err(|e| fail("raw mode", &e))?;
+    let raw = crate::terminal::RawMode::enter()?;
     let child = command.spawn(pts).map_err(|e| fail("spawn", &e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

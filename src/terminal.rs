@@ -1,8 +1,10 @@
-//! The local terminal: raw mode while an exec with a TTY runs (every key, Ctrl-C
-//! included, goes to the remote terminal as a byte), and the settings rolesh found put
-//! back on every way out: the raw-mode guard's drop, a panic (the hook runs even with
-//! `panic = "abort"`), and SIGTERM/SIGHUP, which end the process from [`watch_signals`]
-//! (in the picker, too, where a blocking prompt could not notice them).
+//! The user's terminal (stdin): raw mode while bytes are relayed to another terminal —
+//! the session's own pty (`session::relay`) or a remote one (`rolesh exec` with a TTY) —
+//! so that every key, Ctrl-C included, goes through as a byte; and the settings rolesh
+//! found put back on every way out: the raw-mode guard's drop, a panic (the hook runs even
+//! with `panic = "abort"`), and, for `rolesh exec`, SIGTERM/SIGHUP, which end the process
+//! from [`watch_signals`] (in the picker, too, where a blocking prompt could not notice
+//! them).
 
 use std::io::IsTerminal;
 use std::sync::{Mutex, Once};
@@ -81,10 +83,13 @@ impl Drop for RawMode {
     }
 }
 
-/// On SIGTERM or SIGHUP (the session ends, the connection is gone): restore the terminal
-/// and exit with 128 + the signal. Runs on a runtime worker, so it fires even while the
-/// picker blocks the main thread in a prompt.
-pub fn watch_signals(runtime: &tokio::runtime::Runtime) -> Result<(), Failure> {
+/// On SIGTERM or SIGHUP (the session ends, the connection is gone): restore the terminal,
+/// call `before_exit` with the signal's number, and exit with 128 + it. Runs on a runtime
+/// worker, so it fires even while the picker blocks the main thread in a prompt.
+pub fn watch_signals(
+    runtime: &tokio::runtime::Runtime,
+    before_exit: fn(u8),
+) -> Result<(), Failure> {
     let _guard = runtime.enter();
     let listen =
         |kind| signal(kind).map_err(|e| Failure::runtime(format!("cannot handle signals: {e}")));
@@ -98,6 +103,7 @@ pub fn watch_signals(runtime: &tokio::runtime::Runtime) -> Result<(), Failure> {
             _ = hup.recv() => 1,
         };
         restore();
+        before_exit(number);
         std::process::exit(i32::from(128 + number));
     });
     Ok(())
