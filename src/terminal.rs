@@ -83,8 +83,8 @@ impl Drop for RawMode {
     }
 }
 
-/// On SIGTERM or SIGHUP (the session ends, the connection is gone): restore the terminal,
-/// call `before_exit` with the signal's number, and exit with 128 + it. Runs on a runtime
+/// On SIGTERM or SIGHUP (the session ends, the connection is gone): call `before_exit`
+/// with the signal's number, restore the terminal, and exit with 128 + it. Runs on a runtime
 /// worker, so it fires even while the picker blocks the main thread in a prompt.
 pub fn watch_signals(
     runtime: &tokio::runtime::Runtime,
@@ -102,8 +102,10 @@ pub fn watch_signals(
             _ = term.recv() => 15,
             _ = hup.recv() => 1,
         };
-        restore();
+        // The audit event first: restoring waits for pending output to drain, which a
+        // terminal nobody reads any more (the connection is gone) may never do.
         before_exit(number);
+        restore();
         std::process::exit(i32::from(128 + number));
     });
     Ok(())

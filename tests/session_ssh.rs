@@ -545,6 +545,23 @@ fn ssh_sessions_through_rolesh() {
     assert!(exec_seen, "the cluster saw rsepick's exec");
     drop(term);
 
+    // The connection drops while the user is in a pod: the session ends whole, and the
+    // trail still says which pod they were in and that a hangup ended it (below).
+    let term = Tmux::start("ssh-picker-drop", 100, 30, &script).expect("tmux");
+    term.wait_for("Cluster");
+    term.type_text("demo\r");
+    term.wait_for("Namespace in demo");
+    term.type_text("jobs\r");
+    term.wait_for("Pod in demo/jobs");
+    term.type_text("back\r");
+    term.wait_for_shell();
+    term.type_text("echo in-pod-$((6*7))\r");
+    term.wait("the command's output", |s| {
+        s.lines().any(|l| l.trim_end() == "in-pod-42")
+    });
+    drop(term); // the terminal goes, and the ssh client with it
+    assert_no_processes_left("rsepick");
+
     // record = "all": `ssh bastion CMD` and an interactive login are both recorded by the
     // broker, output as the user saw it, with a clean end.
     let r = run(&mut sshd.ssh("rserec", &[], &["kubectl", "config", "current-context"]));
@@ -676,7 +693,19 @@ fn ssh_sessions_through_rolesh() {
         .expect("a refused command is audited");
     assert_eq!(refused["exit_code"], 126, "{refused}");
     let exec = events_of("rsepick", "exec");
-    assert_eq!(exec.len(), 1, "{exec:?}");
+    assert_eq!(exec.len(), 2, "{exec:?}");
+    assert_eq!(
+        (&exec[1]["exit_code"], &exec[1]["reason"]),
+        (&serde_json::json!(129), &serde_json::json!("hangup")),
+        "the exec the dropped connection ended: {}",
+        exec[1]
+    );
+    assert_eq!(exec[1]["pod"], exec[0]["pod"], "{}", exec[1]);
+    let dropped_logout = events_of("rsepick", "logout")
+        .into_iter()
+        .find(|e| e["session_id"] == exec[1]["session_id"])
+        .expect("the dropped session's logout");
+    assert_eq!(dropped_logout["reason"], "hangup", "{dropped_logout}");
     assert_eq!(
         (
             &exec[0]["cluster"],
