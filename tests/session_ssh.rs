@@ -669,6 +669,8 @@ fn ssh_sessions_through_rolesh() {
         "{login}"
     );
     assert_eq!(login["private_tmp"], userns, "{login}");
+    // Fields without a value are left out: a reason only when /tmp could not be private.
+    assert_eq!(login.get("reason").is_some(), !userns, "{login}");
     // What the client sent with SetEnv names neither the session nor its address.
     let env_login = events_of("rsealice", "login")
         .into_iter()

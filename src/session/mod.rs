@@ -131,7 +131,7 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
     let recording =
         recording::start(&session, &client::socket_path(true), run).inspect_err(|f| {
             tracing::info!(target: "rolesh::audit", event = "error", session_id = %session.id,
-            command = %run.unwrap_or_default(), reason = %f.message);
+            command = run, reason = %f.message);
         })?;
     let files = KubeconfigFiles::write(&session)?;
     if run.is_none()
@@ -139,11 +139,12 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
     {
         println!("{banner}");
     }
-    let ssh_client = std::env::var("SSH_CLIENT").unwrap_or_default();
+    // Fields without a value are left out, not written empty.
+    let ssh_client = std::env::var("SSH_CLIENT").ok().filter(|c| !c.is_empty());
     tracing::info!(target: "rolesh::audit", event = "login", session_id = %session.id,
-        ssh_client = %ssh_client, mode = %session.mode, command = %run.unwrap_or_default(),
+        ssh_client = ssh_client.as_deref(), mode = %session.mode, command = run,
         record = %session.record, private_tmp = private_tmp.is_ok(),
-        reason = %private_tmp.as_ref().err().map(String::as_str).unwrap_or_default());
+        reason = private_tmp.as_ref().err().map(String::as_str));
     let env = environment(&session, &files);
     let started = std::time::Instant::now();
     let (status, ending) = supervised(&plan, &session, &env, recording.as_ref())?;
