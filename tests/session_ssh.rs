@@ -183,7 +183,7 @@ fn ssh_sessions_through_rolesh() {
     std::fs::create_dir_all("/run/rolesh").unwrap();
     // The rolesh-testkit stack (fake AWS, fake EKS clusters demo and staging) with its
     // config, and this drop-in for the test's accounts and session settings.
-    let drop_in = "[mapping]\ndeny_users = [\"rsedenied\"]\n[session]\nallowed_commands = [\"kubectl\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n[[session.override]]\ngroups = [\"rseidlers\"]\nidle_timeout = \"1m\"\n[[session.override]]\ngroups = [\"rsepickers\"]\nmode = \"picker\"\n";
+    let drop_in = "[mapping]\ndeny_users = [\"rsedenied\"]\n[session]\nallowed_commands = [\"kubectl\", \"helm\", \"env\", \"sleep\"]\nmax_duration = \"5m\"\nbanner = \"Authorized use only (rolesh test).\"\n[[session.override]]\ngroups = [\"rsecontractors\"]\nmode = \"restricted\"\n[[session.override]]\ngroups = [\"rseidlers\"]\nidle_timeout = \"1m\"\n[[session.override]]\ngroups = [\"rsepickers\"]\nmode = \"picker\"\n";
     // The audit trail's JSON Lines copy and the recordings, written by the broker.
     let audit_dir = tempfile::tempdir().unwrap();
     let drop_in = format!(
@@ -256,6 +256,31 @@ fn ssh_sessions_through_rolesh() {
         !users.is_empty() && users.iter().all(|u| u.as_deref() == Some("rsealice")),
         "{users:?}"
     );
+    // helm loads the same in-memory kubeconfig (client-go's loader, as kubectl does): it
+    // reaches the cluster as the user, whose RBAC (pods only) refuses helm's release
+    // secrets — the server's answer, for the right user.
+    if can_run(
+        "helm 3 on /usr/local/bin (scripts/setup installs it)",
+        Path::new("/usr/local/bin/helm").exists(),
+    ) {
+        demo.handle().clear_events();
+        let r = run(&mut sshd.ssh("rsealice", &[], &["helm", "list", "-n", "web"]));
+        assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains(
+                "secrets is forbidden: User \"rsealice\" cannot list resource \"secrets\""
+            ),
+            "{}",
+            r.stderr
+        );
+        let seen = demo.handle().events();
+        assert!(
+            seen.iter().any(|e| e.user.as_deref() == Some("rsealice")
+                && e.path == "/api/v1/namespaces/web/secrets"
+                && e.status == 403),
+            "{seen:?}"
+        );
+    }
     let r = run(&mut sshd.ssh(
         "rsealice",
         &[],
@@ -311,7 +336,7 @@ fn ssh_sessions_through_rolesh() {
     assert_eq!(r.code, 126);
     assert_eq!(
         r.stderr,
-        "rolesh: 'bash' is not allowed on this bastion (allowed: kubectl, env, sleep, exec, kubeconfig, token, credentials)\n"
+        "rolesh: 'bash' is not allowed on this bastion (allowed: kubectl, helm, env, sleep, exec, kubeconfig, token, credentials)\n"
     );
     // No shell ever sees the command: `|` and `$(…)` are plain arguments to `env`, which
     // then fails to find a program called "|" or "$(id)".
