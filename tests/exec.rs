@@ -380,6 +380,11 @@ fn exec_terminal(env: &Env, label: &str, rolesh_args: &str) -> Option<Tmux> {
     Tmux::start(&format!("exec-{label}"), 100, 30, &script)
 }
 
+/// A shell loop that waits while the terminal's size is still `rows_cols` ("24 80").
+fn while_size_is(rows_cols: &str) -> String {
+    format!("while [ \"$(stty size)\" = \"{rows_cols}\" ]; do sleep 0.05; done")
+}
+
 #[test]
 fn window_resizes_reach_the_remote_terminal() {
     let Some(env) = setup("rexresize", "") else {
@@ -389,19 +394,19 @@ fn window_resizes_reach_the_remote_terminal() {
         &env,
         "resize",
         &format!(
-            "{BACKFILL} -- sh -c 'echo ready; read a; stty size; read b; stty size; read c; exit 5'"
+            "{BACKFILL} -- sh -c '{}; stty size; read b; {}; stty size; read c; exit 5'",
+            while_size_is("24 80"),
+            while_size_is("30 100"),
         ),
     ) else {
         return;
     };
-    // The first size travels on the resize channel right after the connection is up,
-    // racing the command's start (as with kubectl): ask once the command has started.
-    term.wait_for_line("ready");
-    term.keys(&["Enter"]);
+    // Each size travels on the resize channel (the first right after the connection is
+    // up, racing the command's start, as with kubectl): the remote waits for a size other
+    // than the one it had, so a size that never arrives fails the test (timeout) and a
+    // slow one does not.
     term.wait_for_line("30 100");
     term.resize(120, 40);
-    // Give SIGWINCH its moment before the remote asks again.
-    std::thread::sleep(Duration::from_millis(300));
     term.keys(&["Enter"]);
     term.wait_for_line("40 120");
     term.keys(&["Enter"]);

@@ -532,17 +532,7 @@ fn ssh_sessions_through_rolesh() {
     let term = Tmux::start("ssh-picker", 100, 30, &script)
         .expect("tmux (scripts/setup installs it)")
         .with_history();
-    term.wait_for("Cluster");
-    term.type_text("demo\r");
-    term.wait_for("Namespace in demo");
-    term.type_text("jobs\r");
-    term.wait_for("Pod in demo/jobs");
-    term.type_text("back\r");
-    term.wait_for_shell();
-    term.type_text("echo picked-$((6*7))\r");
-    term.wait("the command's output", |s| {
-        s.lines().any(|l| l.trim_end() == "picked-42")
-    });
+    pick_backfill_and_echo(&term, "picked");
     term.type_text("exit\r");
     // Back to the first level (this user has two clusters), which offers the way out.
     let last_picker = |s: &str| s.rsplit("? Cluster").next().unwrap_or_default().to_string();
@@ -573,17 +563,7 @@ fn ssh_sessions_through_rolesh() {
     // The connection drops while the user is in a pod: the session ends whole, and the
     // trail still says which pod they were in and that a hangup ended it (below).
     let term = Tmux::start("ssh-picker-drop", 100, 30, &script).expect("tmux");
-    term.wait_for("Cluster");
-    term.type_text("demo\r");
-    term.wait_for("Namespace in demo");
-    term.type_text("jobs\r");
-    term.wait_for("Pod in demo/jobs");
-    term.type_text("back\r");
-    term.wait_for_shell();
-    term.type_text("echo in-pod-$((6*7))\r");
-    term.wait("the command's output", |s| {
-        s.lines().any(|l| l.trim_end() == "in-pod-42")
-    });
+    pick_backfill_and_echo(&term, "in-pod");
     drop(term); // the terminal goes, and the ssh client with it
     assert_no_processes_left("rsepick");
 
@@ -788,6 +768,23 @@ fn ssh_sessions_through_rolesh() {
 
     let _ = std::fs::remove_file("/run/rolesh/broker.sock");
     drop(b);
+}
+
+/// In the picker on `term`: demo → jobs → the backfill pod, then in the container's shell
+/// `echo LABEL-$((6*7))`, waiting for `LABEL-42`.
+fn pick_backfill_and_echo(term: &Tmux, label: &str) {
+    term.wait_for("Cluster");
+    term.type_text("demo\r");
+    term.wait_for("Namespace in demo");
+    term.type_text("jobs\r");
+    term.wait_for("Pod in demo/jobs");
+    term.type_text("back\r");
+    term.wait_for_shell();
+    term.type_text(&format!("echo {label}-$((6*7))\r"));
+    let expected = format!("{label}-42");
+    term.wait("the command's output", |s| {
+        s.lines().any(|l| l.trim_end() == expected)
+    });
 }
 
 /// Every process of `user` is gone within a few seconds (sshd's own per-session process,

@@ -443,6 +443,11 @@ fn wait_for(so_far: &dyn Fn() -> String, what: &str) {
     }
 }
 
+/// A shell loop that waits while the terminal's size is still `rows_cols` ("24 80").
+fn while_size_is(rows_cols: &str) -> String {
+    format!("while [ \"$(stty size)\" = \"{rows_cols}\" ]; do sleep 0.05; done")
+}
+
 #[test]
 fn exec_with_a_tty_runs_in_a_pty_and_follows_resizes() {
     if kube::newest().is_none() {
@@ -464,13 +469,19 @@ fn exec_with_a_tty_runs_in_a_pty_and_follows_resizes() {
                 "--",
                 "sh",
                 "-c",
-                "tty; echo \"TERM=$TERM\"; stty size; read line; echo \"got $line\"; stty size; exit 5",
+                &format!(
+                    "tty; echo \"TERM=$TERM\"; {}; stty size; read line; echo \"got $line\"; \
+                     {}; stty size; exit 5",
+                    while_size_is("24 80"),
+                    while_size_is("30 100")
+                ),
             ],
+            // Each size reaches the remote on the resize channel, the first one racing the
+            // command's start: the remote waits for a size other than the one it had, so a
+            // size that never comes fails (timeout) and a late one does not.
             |so_far, pty| {
                 wait_for(so_far, "30 100");
                 pty.resize(pty_process::Size::new(40, 120)).expect("resize");
-                // kubectl forwards the new size on SIGWINCH; give it a moment, then type.
-                std::thread::sleep(Duration::from_millis(500));
                 (&*pty).write_all(b"hello\r").expect("type");
                 wait_for(so_far, "got hello");
             },
