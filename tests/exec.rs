@@ -422,39 +422,30 @@ fn the_picker_in_a_terminal_filters_as_you_type_and_passes_ctrl_c_through() {
     let Some(term) = exec_terminal(&env, "picker", "") else {
         return;
     };
-    let screen = term.wait_for("Cluster");
-    assert!(
-        screen.contains("demo") && screen.contains("staging"),
-        "{screen}"
-    );
+    term.wait_for_all(&["Cluster", "demo", "staging"]);
     term.type_text("stag");
     term.wait("demo filtered out", |s| {
         s.contains("staging") && !s.contains("demo")
     });
     term.keys(&["Enter"]);
-    let screen = term.wait_for("Namespace in staging");
-    assert!(
-        screen.contains("app=frontend") && screen.contains("all pods"),
-        "{screen}"
-    );
+    let screen = term.wait_for_all(&["Namespace in staging", "app=frontend", "all pods"]);
     assert!(!screen.contains("kube-system"), "{screen}");
     term.type_text("jobs");
     term.keys(&["Enter"]);
-    let screen = term.wait_for("Pod in staging/jobs");
-    let running = screen.find("backfill-2h7x9").expect("backfill listed");
-    let finished = screen
-        .find("nightly-report")
-        .expect("the finished pod listed");
-    assert!(running < finished, "running pods first:\n{screen}");
-    for column in [
+    // The pods with their status, readiness, age and node.
+    let screen = term.wait_for_all(&[
+        "Pod in staging/jobs",
+        "backfill-2h7x9",
+        "nightly-report",
         "Running",
         "Completed",
         "1/1",
         "20m",
         "ip-10-0-3-12.ec2.internal",
-    ] {
-        assert!(screen.contains(column), "{column}:\n{screen}");
-    }
+    ]);
+    let running = screen.find("backfill-2h7x9").unwrap();
+    let finished = screen.find("nightly-report").unwrap();
+    assert!(running < finished, "running pods first:\n{screen}");
     // One container: that level is skipped, and the default command is a shell.
     term.keys(&["Enter"]);
     term.wait_for_shell();
@@ -534,15 +525,13 @@ fn init_and_ephemeral_containers_are_marked_and_esc_cancels() {
     let Some(term) = exec_terminal(&env, "containers", "demo/web/frontend-6d8f7c9b5-q9m4z") else {
         return;
     };
-    let screen = term.wait_for("Container in demo/web/frontend-6d8f7c9b5-q9m4z");
-    for line in [
+    term.wait_for_all(&[
+        "Container in demo/web/frontend-6d8f7c9b5-q9m4z",
         "nginx",
         "log-shipper",
         "migrate  (init)",
         "debugger  (ephemeral)",
-    ] {
-        assert!(screen.contains(line), "{line}:\n{screen}");
-    }
+    ]);
     term.keys(&["Escape"]);
     let screen = term.wait_for("EXIT=");
     assert!(screen.contains("TTY=same\nEXIT=130"), "{screen}");

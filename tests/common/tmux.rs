@@ -101,6 +101,14 @@ impl Tmux {
         self.wait(needle, |s| s.contains(needle))
     }
 
+    /// Waits until the screen has every one of `needles`: a menu is drawn line by line, so
+    /// its title alone does not mean its entries are there yet.
+    pub fn wait_for_all(&self, needles: &[&str]) -> String {
+        self.wait(&needles.join(", "), |s| {
+            needles.iter().all(|n| s.contains(n))
+        })
+    }
+
     /// A line that is exactly `line` (output, not the echo of a typed command).
     pub fn wait_for_line(&self, line: &str) -> String {
         self.wait(line, |s| s.lines().any(|l| l.trim_end() == line))
