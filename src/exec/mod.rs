@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use access::{Access, ClusterAccess};
 use cluster::{Connection, ContainerKind, PodInfo};
-use picker::{Choice, Level, Picked, Picker, aligned};
+use picker::{Choice, Level, Picker, aligned};
 use stream::ExecSpec;
 use target::Target;
 
@@ -195,7 +195,7 @@ impl Session<'_> {
         let picked = self
             .picker
             .choose(Level::Cluster, "Cluster", &choices, false)?;
-        Ok(picked_value(picked).map(|i| &self.access.clusters[i]))
+        Ok(picked.map(|i| &self.access.clusters[i]))
     }
 
     async fn pick_namespace(
@@ -234,10 +234,8 @@ impl Session<'_> {
             })
             .collect();
         let title = format!("Namespace in {}", cluster.name);
-        let picked = self
-            .picker
-            .choose(Level::Namespace, &title, &choices, false)?;
-        Ok(picked_value(picked))
+        self.picker
+            .choose(Level::Namespace, &title, &choices, false)
     }
 
     async fn pick_pod(
@@ -285,7 +283,7 @@ impl Session<'_> {
         let picked = self
             .picker
             .choose(Level::Pod, &title, &choices, self.picker.repeat)?;
-        Ok(picked_value(picked).map(|i| pods[i].clone()))
+        Ok(picked.map(|i| pods[i].clone()))
     }
 
     fn pick_container(
@@ -319,10 +317,8 @@ impl Session<'_> {
             })
             .collect();
         let title = format!("Container in {cluster}/{namespace}/{}", pod.name);
-        let picked = self
-            .picker
-            .choose(Level::Container, &title, &choices, false)?;
-        Ok(picked_value(picked))
+        self.picker
+            .choose(Level::Container, &title, &choices, false)
     }
 
     async fn exec(&self, client: &kube::Client, chosen: &Chosen) -> Result<u8, Failure> {
@@ -363,13 +359,6 @@ impl Session<'_> {
             }
             other => other,
         }
-    }
-}
-
-fn picked_value<T>(picked: Picked<T>) -> Option<T> {
-    match picked {
-        Picked::One(value) => Some(value),
-        Picked::Quit => None,
     }
 }
 

@@ -18,13 +18,6 @@ pub struct Choice<T> {
     pub value: T,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Picked<T> {
-    One(T),
-    /// Esc, Ctrl-D, Ctrl-C, or `q` + Enter in picker mode.
-    Quit,
-}
-
 /// A level of the picker, for prompts and messages.
 #[derive(Debug, Clone, Copy)]
 pub enum Level {
@@ -79,14 +72,15 @@ const PAGE_SIZE: usize = 15;
 impl Picker {
     /// Picks one of `choices` at `level`; `title` says where (e.g. `Pod in demo/web`).
     /// With `always_ask`, a single choice is still shown (picker mode's pod level, so
-    /// that there is always a place to end the session).
+    /// that there is always a place to end the session). `None`: the user quit (Esc,
+    /// Ctrl-D, Ctrl-C, or `q` + Enter in picker mode).
     pub fn choose<T: Clone>(
         &self,
         level: Level,
         title: &str,
         choices: &[Choice<T>],
         always_ask: bool,
-    ) -> Result<Picked<T>, Failure> {
+    ) -> Result<Option<T>, Failure> {
         if choices.is_empty() {
             return Err(Failure::runtime(format!(
                 "{title}: there is no {} you may exec into",
@@ -94,7 +88,7 @@ impl Picker {
             )));
         }
         if choices.len() == 1 && !always_ask {
-            return Ok(Picked::One(choices[0].value.clone()));
+            return Ok(Some(choices[0].value.clone()));
         }
         if !self.interactive {
             return Err(list_and_refuse(level, choices));
@@ -102,7 +96,7 @@ impl Picker {
         self.prompt(title, choices)
     }
 
-    fn prompt<T: Clone>(&self, title: &str, choices: &[Choice<T>]) -> Result<Picked<T>, Failure> {
+    fn prompt<T: Clone>(&self, title: &str, choices: &[Choice<T>]) -> Result<Option<T>, Failure> {
         let mut entries: Vec<Entry> = choices
             .iter()
             .enumerate()
@@ -137,11 +131,9 @@ impl Picker {
             .with_scorer(&scorer)
             .prompt();
         match answer {
-            Ok(Entry { index: Some(i), .. }) => Ok(Picked::One(choices[i].value.clone())),
-            Ok(Entry { index: None, .. }) => Ok(Picked::Quit),
-            Err(InquireError::OperationCanceled | InquireError::OperationInterrupted) => {
-                Ok(Picked::Quit)
-            }
+            Ok(Entry { index: Some(i), .. }) => Ok(Some(choices[i].value.clone())),
+            Ok(Entry { index: None, .. })
+            | Err(InquireError::OperationCanceled | InquireError::OperationInterrupted) => Ok(None),
             Err(e) => Err(Failure::runtime(format!("the picker failed: {e}"))),
         }
     }
@@ -205,7 +197,7 @@ mod tests {
     #[test]
     fn a_single_choice_is_taken_without_asking() {
         let picked = BATCH.choose(Level::Pod, "Pod", &choices(&["a"]), false);
-        assert_eq!(picked, Ok(Picked::One("a".to_string())));
+        assert_eq!(picked, Ok(Some("a".to_string())));
     }
 
     #[test]
