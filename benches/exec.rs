@@ -203,16 +203,9 @@ fn kubectl_client(name: &'static str, uid: u32, socket: &Path, kubeconfig: PathB
 }
 
 fn rolesh_output(uid: u32, socket: &Path, args: &[&str]) -> String {
-    let out = as_user(env!("CARGO_BIN_EXE_rolesh"), uid, socket)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let out =
+        common::stdout_of_success(as_user(env!("CARGO_BIN_EXE_rolesh"), uid, socket).args(args));
+    String::from_utf8(out).unwrap()
 }
 
 fn write_user_file(path: &Path, text: &str, uid: u32) {

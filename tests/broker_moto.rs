@@ -17,15 +17,7 @@ fn moto_create_cluster(moto: &Moto, name: &str) {
          c.create_cluster(name='{name}', roleArn='arn:aws:iam::123456789012:role/eks', resourcesVpcConfig={{}})",
         moto.url()
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_of_success(Command::new("python3").args(["-c", &script]));
 }
 
 #[test]
@@ -72,33 +64,28 @@ fn assume_role_describe_cluster_and_caller_identity_through_moto() {
     let r = b.client(user.uid(), &["credentials"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let c: Value = serde_json::from_str(&r.stdout).unwrap();
-    let out = Command::new("aws")
-        .args([
-            "sts",
-            "get-caller-identity",
-            "--output",
-            "json",
-            "--endpoint-url",
-            &moto.url(),
-            "--region",
-            "us-east-1",
-        ])
-        .env("AWS_ACCESS_KEY_ID", c["AccessKeyId"].as_str().unwrap())
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            c["SecretAccessKey"].as_str().unwrap(),
-        )
-        .env("AWS_SESSION_TOKEN", c["SessionToken"].as_str().unwrap())
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of_success(
+        Command::new("aws")
+            .args([
+                "sts",
+                "get-caller-identity",
+                "--output",
+                "json",
+                "--endpoint-url",
+                &moto.url(),
+                "--region",
+                "us-east-1",
+            ])
+            .env("AWS_ACCESS_KEY_ID", c["AccessKeyId"].as_str().unwrap())
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                c["SecretAccessKey"].as_str().unwrap(),
+            )
+            .env("AWS_SESSION_TOKEN", c["SessionToken"].as_str().unwrap())
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
     );
-    let who: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let who: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(
         who["Arn"],
         "arn:aws:sts::123456789012:assumed-role/bastion-rbmgrace/rbmgrace"

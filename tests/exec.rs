@@ -380,6 +380,14 @@ fn exec_terminal(env: &Env, label: &str, rolesh_args: &str) -> Option<Tmux> {
     Tmux::start(&format!("exec-{label}"), 100, 30, &script)
 }
 
+/// Waits for the end of `exec_terminal`'s command: the terminal settings came back and
+/// rolesh exited with `code`.
+fn assert_exited_with_terminal_restored(term: &Tmux, code: u8) {
+    let screen = term.wait_for("EXIT=");
+    let expected = format!("TTY=same\nEXIT={code}");
+    assert!(screen.contains(&expected), "{screen}");
+}
+
 /// A shell loop that waits while the terminal's size is still `rows_cols` ("24 80").
 fn while_size_is(rows_cols: &str) -> String {
     format!("while [ \"$(stty size)\" = \"{rows_cols}\" ]; do sleep 0.05; done")
@@ -410,8 +418,7 @@ fn window_resizes_reach_the_remote_terminal() {
     term.keys(&["Enter"]);
     term.wait_for_line("40 120");
     term.keys(&["Enter"]);
-    let screen = term.wait_for("EXIT=");
-    assert!(screen.contains("TTY=same\nEXIT=5"), "{screen}");
+    assert_exited_with_terminal_restored(&term, 5);
 }
 
 #[test]
@@ -462,8 +469,7 @@ fn the_picker_in_a_terminal_filters_as_you_type_and_passes_ctrl_c_through() {
     term.wait_for_line("after-ctrl-2");
     term.type_text("exit 7");
     term.keys(&["Enter"]);
-    let screen = term.wait_for("EXIT=");
-    assert!(screen.contains("TTY=same\nEXIT=7"), "{screen}");
+    assert_exited_with_terminal_restored(&term, 7);
 }
 
 #[test]
@@ -505,16 +511,14 @@ fn picker_mode_comes_back_after_each_exec_until_q_or_ctrl_d() {
         p.contains("end the session") && !p.contains("backfill")
     });
     term.keys(&["Enter"]);
-    let screen = term.wait_for("EXIT=");
-    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+    assert_exited_with_terminal_restored(&term, 0);
 
     let Some(term) = exec_terminal(&env, "repeat-d", "--repeat --cluster demo -n jobs") else {
         return;
     };
     term.wait_for("Pod in demo/jobs");
     term.keys(&["C-d"]);
-    let screen = term.wait_for("EXIT=");
-    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+    assert_exited_with_terminal_restored(&term, 0);
 }
 
 #[test]
@@ -533,8 +537,7 @@ fn init_and_ephemeral_containers_are_marked_and_esc_cancels() {
         "debugger  (ephemeral)",
     ]);
     term.keys(&["Escape"]);
-    let screen = term.wait_for("EXIT=");
-    assert!(screen.contains("TTY=same\nEXIT=130"), "{screen}");
+    assert_exited_with_terminal_restored(&term, 130);
 }
 
 /// The rolesh process the account runs in `term`.
@@ -585,8 +588,7 @@ fn sigterm_restores_the_terminal_and_still_writes_the_exec_event() {
     };
     term.wait_for_line("started");
     terminate(rolesh_pid(&env));
-    let screen = term.wait_for("EXIT=");
-    assert!(screen.contains("TTY=same\nEXIT=143"), "{screen}");
+    assert_exited_with_terminal_restored(&term, 143);
     drop(term);
     // The pod the user was in is on the trail, with why the exec ended.
     let events = exec_events(&audit_file);
@@ -610,8 +612,7 @@ fn sigterm_restores_the_terminal_and_still_writes_the_exec_event() {
         s.matches("Pod in demo/jobs").count() == 2 && s.contains("q  end the session")
     });
     terminate(rolesh_pid(&env));
-    let screen = term.wait_for("EXIT=");
-    assert!(screen.contains("TTY=same\nEXIT=143"), "{screen}");
+    assert_exited_with_terminal_restored(&term, 143);
     // The exec that ended before the signal has its own event, without a reason; the
     // signal at the picker adds none.
     let events = exec_events(&audit_file);
@@ -647,8 +648,7 @@ fn exec_command_comes_from_the_config_and_a_failed_exec_returns_to_the_picker() 
         s.contains("executable file not found") && s.matches("Pod in demo/jobs").count() == 2
     });
     term.keys(&["C-d"]);
-    let screen = term.wait_for("EXIT=");
-    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+    assert_exited_with_terminal_restored(&term, 0);
 }
 
 #[test]
@@ -667,8 +667,7 @@ fn at_a_terminal_with_stdout_redirected_the_bytes_come_through_unchanged() {
     ) else {
         return;
     };
-    let screen = term.wait_for("EXIT=");
-    assert!(screen.contains("TTY=same\nEXIT=0"), "{screen}");
+    assert_exited_with_terminal_restored(&term, 0);
     assert_eq!(
         std::fs::read(&copy).unwrap(),
         b"a\nb\r\n",

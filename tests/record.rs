@@ -98,20 +98,15 @@ fn events_of(all: &[Value], kind: &str) -> Vec<String> {
 
 /// `asciinema cat FILE` needs a terminal: run under script(1).
 fn asciinema_cat(path: &Path) -> String {
-    let out = Command::new("script")
-        .args(["-qec"])
-        .arg(format!("asciinema cat {}", path.display()))
-        .arg("/dev/null")
-        .env("HOME", "/tmp")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "asciinema cat: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of_success(
+        Command::new("script")
+            .args(["-qec"])
+            .arg(format!("asciinema cat {}", path.display()))
+            .arg("/dev/null")
+            .env("HOME", "/tmp")
+            .stdin(Stdio::null()),
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn replay(path: &Path) -> Run {

@@ -251,20 +251,15 @@ s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rwb")
 for line in sys.argv[2:]:
     f.write(line.encode() + b"\n"); f.flush(); sys.stdout.write(f.readline().decode())
 "#;
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .arg(self.socket())
-            .args(lines)
-            .uid(uid)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = super::stdout_of_success(
+            Command::new("python3")
+                .arg("-c")
+                .arg(script)
+                .arg(self.socket())
+                .args(lines)
+                .uid(uid),
         );
-        String::from_utf8(out.stdout)
+        String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

@@ -43,6 +43,24 @@ pub fn run(cmd: &mut Command) -> Run {
     }
 }
 
+/// Runs `cmd`, which must succeed (otherwise the test fails naming the program, its
+/// arguments and its exit status, with its stderr), and returns its stdout.
+pub fn stdout_of_success(cmd: &mut Command) -> Vec<u8> {
+    let what = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
@@ -81,12 +99,7 @@ impl TestUser {
         let _ = Command::new("userdel").arg(name).output();
         let _ = Command::new("groupdel").arg(name).output();
         for g in groups {
-            let out = Command::new("groupadd").arg("-f").arg(g).output().unwrap();
-            assert!(
-                out.status.success(),
-                "groupadd {g}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            stdout_of_success(Command::new("groupadd").arg("-f").arg(g));
         }
         let mut cmd = Command::new("useradd");
         // "*": no password, but not locked (sshd refuses key logins to locked accounts).
@@ -94,12 +107,7 @@ impl TestUser {
         if !groups.is_empty() {
             cmd.args(["-G", &groups.join(",")]);
         }
-        let out = cmd.arg(name).output().unwrap();
-        assert!(
-            out.status.success(),
-            "useradd {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stdout_of_success(cmd.arg(name));
         TestUser {
             name: name.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),

@@ -48,12 +48,10 @@ impl Moto {
 
     /// moto's own record of what it was asked (its /moto-api/data.json).
     pub fn state(&self) -> Value {
-        let out = Command::new("curl")
-            .args(["-sf", &format!("{}/moto-api/data.json", self.url())])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "moto-api");
-        serde_json::from_slice(&out.stdout).unwrap()
+        let out = super::stdout_of_success(
+            Command::new("curl").args(["-sf", &format!("{}/moto-api/data.json", self.url())]),
+        );
+        serde_json::from_slice(&out).unwrap()
     }
 }
 

@@ -23,17 +23,12 @@ impl Tmux {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tmux.conf"), "set -g status off\n").unwrap();
         let socket = format!("rolesh-{label}-{}", std::process::id());
-        let out = Command::new("tmux")
-            .args(["-L", &socket, "-f"])
-            .arg(dir.path().join("tmux.conf"))
-            .args(["new-session", "-d", "-s", "t"])
-            .args(["-x", &cols.to_string(), "-y", &rows.to_string(), script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        super::stdout_of_success(
+            Command::new("tmux")
+                .args(["-L", &socket, "-f"])
+                .arg(dir.path().join("tmux.conf"))
+                .args(["new-session", "-d", "-s", "t"])
+                .args(["-x", &cols.to_string(), "-y", &rows.to_string(), script]),
         );
         Some(Tmux {
             socket,
@@ -49,17 +44,9 @@ impl Tmux {
     }
 
     pub fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let out =
+            super::stdout_of_success(Command::new("tmux").args(["-L", &self.socket]).args(args));
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// Keys as tmux names them (`Enter`, `C-c`, `C-d`, `Escape`).
