@@ -51,7 +51,7 @@ fn bench_presign(c: &mut Criterion) {
             let (host, region) =
                 token::sts_host(black_box(Some("us-east-1")), StsEndpoints::Regional);
             let t = token::presign(&plain, black_box("demo"), &host, &region, time).unwrap();
-            token::exec_credential(&t, token::DEFAULT_API_VERSION)
+            token::exec_credential(&token::wire(&t), token::DEFAULT_API_VERSION)
         })
     });
 }

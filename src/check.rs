@@ -5,7 +5,7 @@ use crate::config::{Config, ConfigSource};
 use crate::error::{EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Failure};
 use crate::paths;
 
-pub fn run(source: &ConfigSource, describe: bool) -> Result<u8, Failure> {
+pub(crate) fn run(source: &ConfigSource, describe: bool) -> Result<u8, Failure> {
     let loaded = match Config::load(source) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -75,7 +75,7 @@ fn describe_clusters(config: &Config) -> Result<u8, Failure> {
 }
 
 /// `PATH (+N drop-ins): N users, M group rules, K clusters, L namespaces`.
-pub fn summary(config: &Config) -> String {
+pub(crate) fn summary(config: &Config) -> String {
     let first = config
         .files
         .first()

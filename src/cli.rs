@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::ConfigSource;
 use crate::error::{EXIT_OK, Failure};
+use crate::protocol::{ProcessCredentials, Request, Token};
+use crate::session_id::SessionId;
+use crate::standalone::TokenRequest;
+use crate::token::StsEndpoints;
 use crate::{broker, check, client, exec, explain, rbac, session, standalone, token};
 
 #[derive(Debug, Parser)]
@@ -19,7 +23,7 @@ use crate::{broker, check, client, exec, explain, rbac, session, standalone, tok
                   with the user's own name as session name, and starts an isolated, audited session \
                   with an in-memory kubeconfig."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Run COMMAND without a shell, as `ssh bastion COMMAND` does (login mode)
     #[arg(short = 'c', value_name = "COMMAND")]
     pub run: Option<String>,
@@ -33,7 +37,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print an EKS ExecCredential (what kubectl's exec plugin calls)
     Token(TokenArgs),
     /// Print AWS credential_process JSON for your own role
@@ -137,6 +141,7 @@ pub enum Command {
         broker_user: String,
     },
     /// Testing aid: record stdin's scripted events through the broker (hidden)
+    #[cfg(feature = "test-hooks")]
     #[command(name = "__record", hide = true)]
     TestRecord {
         #[arg(long)]
@@ -145,6 +150,7 @@ pub enum Command {
         input: bool,
     },
     /// Testing aid: emit one session audit event through the session's layer (hidden)
+    #[cfg(feature = "test-hooks")]
     #[command(name = "__event", hide = true)]
     TestEvent {
         event: String,
@@ -161,19 +167,19 @@ fn positive(s: &str) -> Result<f64, String> {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum IdentityArg {
+pub(crate) enum IdentityArg {
     AwsAuth,
     AccessEntries,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RbacFormat {
+pub(crate) enum RbacFormat {
     Yaml,
     Json,
 }
 
 #[derive(Debug, Args)]
-pub struct ConfigArg {
+pub(crate) struct ConfigArg {
     /// Configuration file, or a directory holding config.toml and config.d/
     /// [default: /etc/rolesh]
     #[arg(long, value_name = "PATH")]
@@ -181,7 +187,7 @@ pub struct ConfigArg {
 }
 
 impl ConfigArg {
-    pub fn source(&self) -> ConfigSource {
+    pub(crate) fn source(&self) -> ConfigSource {
         match &self.config {
             Some(path) => ConfigSource::Path(path.clone()),
             None => ConfigSource::System,
@@ -191,7 +197,7 @@ impl ConfigArg {
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("which").required(true).args(["cluster", "cluster_name"]))]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// Cluster from the configuration; the broker signs with your own role
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
@@ -215,19 +221,43 @@ pub struct TokenArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum EndpointsArg {
+pub(crate) enum EndpointsArg {
     Legacy,
     Regional,
 }
 
+/// What `rolesh token` is asked to do, as plain values (clap's ArgGroup guarantees one of
+/// `--cluster` and `--cluster-name`).
+enum TokenCommand {
+    Broker { cluster: String },
+    Standalone(TokenRequest),
+}
+
+impl TokenArgs {
+    fn into_plain(self) -> TokenCommand {
+        match (self.cluster, self.cluster_name) {
+            (Some(cluster), _) => TokenCommand::Broker { cluster },
+            (None, cluster_name) => TokenCommand::Standalone(TokenRequest {
+                cluster_name: cluster_name.unwrap_or_default(),
+                region: self.region,
+                role_arn: self.role_arn,
+                endpoints: self.sts_regional_endpoints.map(|e| match e {
+                    EndpointsArg::Legacy => StsEndpoints::Legacy,
+                    EndpointsArg::Regional => StsEndpoints::Regional,
+                }),
+            }),
+        }
+    }
+}
+
 /// Login mode: sshd started rolesh as a login shell (`-rolesh`), with `-l`, or with `-c`.
 /// In it no flag or variable may change the config or socket path (SPEC §1).
-pub fn is_login(argv0: &OsString, cli: &Cli) -> bool {
+pub(crate) fn is_login(argv0: &OsString, cli: &Cli) -> bool {
     argv0.to_string_lossy().starts_with('-') || cli.login || cli.run.is_some()
 }
 
 /// Parses the command line, runs the command and returns the exit code.
-pub fn main() -> u8 {
+pub(crate) fn main() -> u8 {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let argv0 = argv.first().cloned().unwrap_or_default();
     // A login shell is started with no arguments but a leading '-' in argv[0].
@@ -271,15 +301,16 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
         ));
     };
     match command {
-        Command::Token(args) => match &args.cluster {
-            Some(cluster) => broker_token(cluster).map(|()| EXIT_OK),
-            None => standalone::run_token(&args).map(|()| EXIT_OK),
+        Command::Token(args) => match args.into_plain() {
+            TokenCommand::Broker { cluster } => broker_token(cluster).map(|()| EXIT_OK),
+            TokenCommand::Standalone(request) => standalone::run_token(&request).map(|()| EXIT_OK),
         },
         Command::Check { config, describe } => check::run(&config.source(), describe),
         Command::Explain { user, json, config } => explain::run(&config.source(), &user, json),
         Command::Credentials => {
-            let answer = client::request(&client::socket_path(false), "credentials", &[])?;
-            println!("{answer}");
+            let socket = client::socket_path(false);
+            let answer: ProcessCredentials = client::call(&socket, &Request::Credentials {})?;
+            println!("{}", serde_json::to_string(&answer).unwrap_or_default());
             Ok(EXIT_OK)
         }
         Command::Exec {
@@ -329,7 +360,9 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
             file,
             broker_user,
         }),
+        #[cfg(feature = "test-hooks")]
         Command::TestRecord { session_id, input } => crate::testing::record(&session_id, input),
+        #[cfg(feature = "test-hooks")]
         Command::TestEvent { event, fields } => crate::testing::event(&event, &fields),
     }
 }
@@ -382,30 +415,20 @@ fn run_rbac(
 
 /// `rolesh token --cluster NAME`: the broker signs with the user's own role; this prints
 /// the ExecCredential kubectl reads.
-fn broker_token(cluster: &str) -> Result<(), Failure> {
+fn broker_token(cluster: String) -> Result<(), Failure> {
     // The session's id links the broker's token event to the session (kubectl runs this
     // inside it); the broker checks its form and still learns who asks from the kernel.
-    let session_id = std::env::var("ROLESH_SESSION_ID").unwrap_or_default();
-    let mut fields = vec![("cluster", cluster)];
-    if crate::audit::valid_session_id(&session_id) {
-        fields.push(("session_id", &session_id));
-    }
-    let answer = client::request(&client::socket_path(false), "token", &fields)?;
-    let field = |k: &str| answer.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let (Some(token), Some(expiration)) = (field("token"), field("expirationTimestamp")) else {
-        return Err(Failure::runtime(
-            "the credential broker sent an incomplete token",
-        ));
+    let session_id = std::env::var("ROLESH_SESSION_ID")
+        .ok()
+        .and_then(|id| SessionId::parse(&id));
+    let request = Request::Token {
+        cluster,
+        session_id,
     };
+    let answer: Token = client::call(&client::socket_path(false), &request)?;
     let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
     let api_version = token::api_version(exec_info.as_deref());
-    let credential = serde_json::json!({
-        "kind": "ExecCredential",
-        "apiVersion": api_version,
-        "spec": {},
-        "status": {"expirationTimestamp": expiration, "token": token},
-    });
-    println!("{credential}");
+    println!("{}", token::exec_credential(&answer, &api_version));
     Ok(())
 }
 

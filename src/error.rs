@@ -2,49 +2,44 @@
 
 use std::fmt;
 
-pub const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 /// STS, network, broker: something at run time failed.
-pub const EXIT_RUNTIME: u8 = 1;
+pub(crate) const EXIT_RUNTIME: u8 = 1;
 /// Bad command line or configuration.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// Unmapped user, role not permitted.
-pub const EXIT_DENIED: u8 = 77;
-pub const EXIT_NOT_ALLOWED: u8 = 126;
-pub const EXIT_NOT_FOUND: u8 = 127;
+pub(crate) const EXIT_DENIED: u8 = 77;
+pub(crate) const EXIT_NOT_ALLOWED: u8 = 126;
+pub(crate) const EXIT_NOT_FOUND: u8 = 127;
 
 /// A failure to report: its message (without the `rolesh: ` prefix) and exit code.
 /// Messages say what failed and what to do, and never contain a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub code: u8,
     pub message: String,
 }
 
 impl Failure {
-    pub fn runtime(message: impl Into<String>) -> Self {
+    pub(crate) fn runtime(message: impl Into<String>) -> Self {
         Failure {
             code: EXIT_RUNTIME,
             message: message.into(),
         }
     }
 
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Failure {
             code: EXIT_USAGE,
             message: message.into(),
         }
     }
 
-    pub fn denied(message: impl Into<String>) -> Self {
+    pub(crate) fn denied(message: impl Into<String>) -> Self {
         Failure {
             code: EXIT_DENIED,
             message: message.into(),
         }
-    }
-
-    /// What a subcommand that is not built yet says: never fake output.
-    pub fn not_implemented(what: &str) -> Self {
-        Failure::usage(format!("'{what}' is not implemented yet"))
     }
 }
 
@@ -58,7 +53,7 @@ impl std::error::Error for Failure {}
 
 /// An error and its sources, "outer: inner: innermost", each message once, on one line.
 /// (The SDK's own context printer appends a Debug dump, too much for a one-line message.)
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(error);
     while let Some(e) = next {

@@ -1,13 +1,13 @@
 //! `rolesh explain USER`: the mapping decision, step by step, as text or JSON.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::config::{Config, ConfigSource, values};
 use crate::error::{EXIT_DENIED, EXIT_OK, EXIT_USAGE, Failure};
 use crate::mapping::{self, Decision, DenialKind, Grant};
 use crate::system;
 
-pub fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8, Failure> {
+pub(crate) fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8, Failure> {
     let loaded =
         Config::load(source).map_err(|e| Failure::usage(format!("invalid configuration:\n{e}")))?;
     for w in &loaded.warnings {
@@ -22,7 +22,7 @@ pub fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8, Failu
         })?;
     let decision = mapping::decide(&loaded.config, &account, &system::hostname());
     if as_json {
-        println!("{:#}", to_json(&decision));
+        println!("{}", to_json(&decision));
     } else {
         print!("{}", to_text(&decision));
     }
@@ -123,25 +123,39 @@ fn grant_text(g: &Grant) -> String {
     out
 }
 
-fn to_json(d: &Decision) -> Value {
+/// `explain --json`: the account, the trace, and the grant's fields (what `whoami` says)
+/// or why there is none.
+#[derive(Serialize)]
+struct Explanation<'a> {
+    user: &'a str,
+    uid: u32,
+    groups: &'a [String],
+    trace: &'a [String],
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    grant: Option<&'a Grant>,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+fn to_json(d: &Decision) -> String {
     let a = &d.account;
-    let mut v = json!({
-        "user": a.name,
-        "uid": a.uid,
-        "groups": a.groups,
-        "trace": d.trace,
-    });
-    match &d.outcome {
-        Err(denial) => {
-            v["outcome"] = json!("denied");
-            v["reason"] = json!(denial.reason);
-        }
-        Ok(g) => {
-            for (k, value) in g.to_json().as_object().into_iter().flatten() {
-                v[k] = value.clone();
-            }
-            v["outcome"] = json!("mapped");
-        }
-    }
-    v
+    let explanation = Explanation {
+        user: &a.name,
+        uid: a.uid,
+        groups: &a.groups,
+        trace: &d.trace,
+        grant: d.outcome.as_ref().ok(),
+        outcome: if d.outcome.is_ok() {
+            "mapped"
+        } else {
+            "denied"
+        },
+        reason: d
+            .outcome
+            .as_ref()
+            .err()
+            .map(|denial| denial.reason.as_str()),
+    };
+    serde_json::to_string_pretty(&explanation).unwrap_or_default()
 }

@@ -1,28 +1,46 @@
 //! rolesh: a login shell for SSH bastions in front of Amazon EKS.
 //!
-//! The binary is a thin `main` over [`cli::main`]; the modules are named for what they do.
-//! `unsafe` is allowed in [`system`] alone.
+//! The binary is a thin `main` over [`run`]; the modules are named for what they do and
+//! are private to the crate, but for what the test kit, the benchmarks and the fuzz
+//! targets use: the configuration, the mapping, the wire protocol and token signing.
+//! `unsafe` is allowed in the `system` module alone (`[lints]` in Cargo.toml).
 
-#![deny(unsafe_code)]
-
-pub mod audit;
-pub mod broker;
-pub mod check;
-pub mod cli;
-pub mod client;
 pub mod config;
-pub mod error;
-pub mod exec;
-pub mod explain;
 pub mod mapping;
-pub mod paths;
-pub mod rbac;
-pub mod record;
-pub mod replay;
-pub mod session;
-pub mod standalone;
-#[allow(unsafe_code)]
-pub mod system;
-pub mod terminal;
-pub mod testing;
+pub mod protocol;
 pub mod token;
+
+mod audit;
+mod broker;
+mod check;
+mod cli;
+mod client;
+mod error;
+mod exec;
+mod explain;
+mod paths;
+mod rbac;
+mod record;
+mod redact;
+mod replay;
+mod session;
+mod session_id;
+mod standalone;
+#[allow(unsafe_code)]
+mod system;
+mod terminal;
+#[cfg(feature = "test-hooks")]
+mod testing;
+
+pub use session_id::SessionId;
+
+/// Parses the command line, runs the command and returns the process's exit code.
+pub fn run() -> u8 {
+    cli::main()
+}
+
+/// The command line's definition, for generated man pages and shell completions
+/// (`packaging/gen`).
+pub fn command_line() -> clap::Command {
+    <cli::Cli as clap::CommandFactory>::command()
+}

@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(i32::from(rolesh::cli::main()));
+    std::process::exit(i32::from(rolesh::run()));
 }

@@ -2,10 +2,9 @@
 //! `groups` (file order) > `default_role` > deny. The decision keeps a trace of every rule
 //! it looked at, which `rolesh explain` prints and the broker logs on denial.
 
-use serde_json::{Value, json};
-
-use crate::config::{Access, Cluster, Config, Namespace, RoleRule, SessionSettings, Vars, values};
-use crate::system::Account;
+use crate::config::{ClusterSettings, Config, RoleRule, SessionSettings, Vars, values};
+pub use crate::protocol::{ClusterView, Grant};
+pub use crate::system::Account;
 
 /// What the mapping decided for one account, and why.
 #[derive(Debug, Clone)]
@@ -13,80 +12,6 @@ pub struct Decision {
     pub account: Account,
     pub trace: Vec<String>,
     pub outcome: Result<Grant, Denial>,
-}
-
-/// A mapped user: the role to assume, as whom, and what the session may reach.
-#[derive(Debug, Clone)]
-pub struct Grant {
-    /// Which rule matched, e.g. `mapping.users.alice`.
-    pub rule: String,
-    /// Where that rule is written (`PATH:LINE:COL`).
-    pub origin: String,
-    pub role_arn: String,
-    /// Kubernetes access level (what `rolesh rbac` binds for this rule).
-    pub access: Access,
-    /// Where that access applies; `None` is cluster-wide.
-    pub namespaces: Option<Vec<String>>,
-    pub session_name: String,
-    pub source_identity: String,
-    pub tags: Vec<(String, String)>,
-    pub clusters: Vec<ClusterAccess>,
-    pub session: SessionSettings,
-    /// Where the `[[session.override]]` that applied is written, if one did.
-    pub session_override: Option<String>,
-}
-
-impl Grant {
-    /// The grant as `explain --json` and the broker's `whoami` show it. Holds no secret.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "rule": self.rule,
-            "origin": self.origin,
-            "role_arn": self.role_arn,
-            "access": self.access.as_str(),
-            "access_namespaces": self.namespaces,
-            "session_name": self.session_name,
-            "source_identity": self.source_identity,
-            "tags": self.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "clusters": self.clusters.iter().map(|c| json!({
-                "name": c.name,
-                "region": c.region,
-                "default_namespace": c.default_namespace,
-                "namespaces": c.namespaces.iter().map(|n| json!({
-                    "name": n.name,
-                    "selectors": n.selectors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "mode": self.session.mode.as_str(),
-            "session": session_json(&self.session),
-            "session_override": self.session_override,
-        })
-    }
-}
-
-fn session_json(s: &SessionSettings) -> Value {
-    json!({
-        "mode": s.mode.as_str(),
-        "shell": s.shell,
-        "path": s.path,
-        "allowed_commands": s.allowed_commands,
-        "file_transfer": s.file_transfer,
-        "idle_timeout_secs": s.idle_timeout.as_secs(),
-        "max_duration_secs": s.max_duration.as_secs(),
-        "banner": s.banner,
-        "record": s.record.as_str(),
-        "record_input": s.record_input,
-        "exec_command": s.exec_command,
-    })
-}
-
-#[derive(Debug, Clone)]
-pub struct ClusterAccess {
-    pub name: String,
-    pub region: String,
-    pub default_namespace: Option<String>,
-    /// The allowlist; empty means the cluster's RBAC alone decides.
-    pub namespaces: Vec<Namespace>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,14 +169,14 @@ pub fn session_for(config: &Config, account: &Account) -> (SessionSettings, Opti
     (settings, hit.map(|o| o.origin.clone()))
 }
 
-fn visible_clusters(clusters: &[Cluster], account: &Account) -> Vec<ClusterAccess> {
+fn visible_clusters(clusters: &[ClusterSettings], account: &Account) -> Vec<ClusterView> {
     clusters
         .iter()
         .filter(|c| match &c.groups {
             None => true,
             Some(groups) => groups.iter().any(|g| account.groups.contains(g)),
         })
-        .map(|c| ClusterAccess {
+        .map(|c| ClusterView {
             name: c.name.clone(),
             region: c.region.clone(),
             default_namespace: c.default_namespace.clone(),

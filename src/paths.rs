@@ -15,11 +15,11 @@ const RUN_DIR: &str = match option_env!("ROLESH_RUNDIR") {
 };
 
 /// `/etc/rolesh`: `config.toml` and `config.d/`.
-pub fn sysconf_dir() -> PathBuf {
+pub(crate) fn sysconf_dir() -> PathBuf {
     PathBuf::from(SYSCONF_DIR)
 }
 
 /// `/run/rolesh/broker.sock`.
-pub fn broker_socket() -> PathBuf {
+pub(crate) fn broker_socket() -> PathBuf {
     PathBuf::from(RUN_DIR).join("broker.sock")
 }

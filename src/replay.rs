@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::{EXIT_OK, EXIT_USAGE, Failure};
 use crate::record::asciicast::{self, Event};
 
-pub struct Options {
+pub(crate) struct Options {
     /// Playback speed (2 = twice as fast).
     pub speed: f64,
     /// Pauses longer than this many seconds are cut to it (default: the header's
@@ -17,7 +17,7 @@ pub struct Options {
     pub idle_limit: Option<f64>,
 }
 
-pub fn run(file: &Path, options: &Options) -> Result<u8, Failure> {
+pub(crate) fn run(file: &Path, options: &Options) -> Result<u8, Failure> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::runtime(format!("cannot read {}: {e}", file.display())))?;
     let (idle_limit, events) = match load(&text) {
@@ -41,11 +41,11 @@ pub fn run(file: &Path, options: &Options) -> Result<u8, Failure> {
 }
 
 /// The header's idle limit and the events, or the first problem as (line, message).
-pub fn load(text: &str) -> Result<(Option<f64>, Vec<Event>), (usize, String)> {
+pub(crate) fn load(text: &str) -> Result<(Option<f64>, Vec<Event>), (usize, String)> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     let (_, first) = lines.next().ok_or((1, "empty file".to_string()))?;
     let header = asciicast::parse_header(first).map_err(|m| (1, m))?;
-    let idle_limit = header.get("idle_time_limit").and_then(|v| v.as_f64());
+    let idle_limit = header.idle_time_limit;
     let mut events = Vec::new();
     let mut previous = 0.0;
     for (number, line) in lines {
@@ -61,7 +61,7 @@ pub fn load(text: &str) -> Result<(Option<f64>, Vec<Event>), (usize, String)> {
 
 /// Writes the output events with their pauses (divided by `speed`, each capped at
 /// `idle_limit`); `sleep` is a parameter so tests need not wait.
-pub fn play(
+pub(crate) fn play(
     events: &[Event],
     speed: f64,
     idle_limit: Option<f64>,

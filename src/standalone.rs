@@ -11,20 +11,26 @@ use std::time::SystemTime;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 
-use crate::cli::{EndpointsArg, TokenArgs};
 use crate::error::{Failure, error_chain};
 use crate::token::{self, StsEndpoints};
 
 /// awscli's session name when `--role-arn` is given.
 const ASSUME_ROLE_SESSION_NAME: &str = "EKSGetTokenAuth";
 
-pub fn run_token(args: &TokenArgs) -> Result<(), Failure> {
-    let Some(cluster) = &args.cluster_name else {
-        return Err(Failure::usage("--cluster-name is required"));
-    };
-    let endpoints = endpoints(args.sts_regional_endpoints)?;
-    let region = args.region.clone().or_else(region_from_env);
-    let (credentials, region) = match (env_credentials(), &args.role_arn, region) {
+/// What `rolesh token --cluster-name` asks for, as plain values.
+pub(crate) struct TokenRequest {
+    pub(crate) cluster_name: String,
+    pub(crate) region: Option<String>,
+    pub(crate) role_arn: Option<String>,
+    /// `--sts-regional-endpoints`; absent: `AWS_STS_REGIONAL_ENDPOINTS`, else regional.
+    pub(crate) endpoints: Option<StsEndpoints>,
+}
+
+pub(crate) fn run_token(request: &TokenRequest) -> Result<(), Failure> {
+    let cluster = &request.cluster_name;
+    let endpoints = endpoints(request.endpoints)?;
+    let region = request.region.clone().or_else(region_from_env);
+    let (credentials, region) = match (env_credentials(), &request.role_arn, region) {
         (Some(creds), None, Some(region)) => (creds, Some(region)),
         (_, role_arn, region) => credentials_from_chain(region, role_arn.as_deref())?,
     };
@@ -39,14 +45,16 @@ pub fn run_token(args: &TokenArgs) -> Result<(), Failure> {
     .map_err(|e| Failure::runtime(e.to_string()))?;
     let exec_info = env::var("KUBERNETES_EXEC_INFO").ok();
     let api_version = token::api_version(exec_info.as_deref());
-    println!("{}", token::exec_credential(&token, &api_version));
+    println!(
+        "{}",
+        token::exec_credential(&token::wire(&token), &api_version)
+    );
     Ok(())
 }
 
-fn endpoints(flag: Option<EndpointsArg>) -> Result<StsEndpoints, Failure> {
+fn endpoints(flag: Option<StsEndpoints>) -> Result<StsEndpoints, Failure> {
     match flag {
-        Some(EndpointsArg::Legacy) => Ok(StsEndpoints::Legacy),
-        Some(EndpointsArg::Regional) => Ok(StsEndpoints::Regional),
+        Some(chosen) => Ok(chosen),
         None => match non_empty_env("AWS_STS_REGIONAL_ENDPOINTS").as_deref() {
             None | Some("regional") => Ok(StsEndpoints::Regional),
             Some("legacy") => Ok(StsEndpoints::Legacy),

@@ -24,13 +24,13 @@ pub struct Account {
 }
 
 /// Looks up a user by name through NSS (`getpwnam_r`, `getgrouplist`).
-pub fn account_by_name(name: &str) -> Result<Option<Account>, String> {
+pub(crate) fn account_by_name(name: &str) -> Result<Option<Account>, String> {
     let user = User::from_name(name).map_err(|e| format!("cannot look up user {name:?}: {e}"))?;
     user.map(account_from_user).transpose()
 }
 
 /// Looks up a user by uid through NSS (`getpwuid_r`, `getgrouplist`).
-pub fn account_by_uid(uid: u32) -> Result<Option<Account>, String> {
+pub(crate) fn account_by_uid(uid: u32) -> Result<Option<Account>, String> {
     let user =
         User::from_uid(Uid::from_raw(uid)).map_err(|e| format!("cannot look up uid {uid}: {e}"))?;
     user.map(account_from_user).transpose()
@@ -63,7 +63,7 @@ fn group_name(gid: Gid) -> Result<String, String> {
 }
 
 /// The uid this process runs as.
-pub fn current_uid() -> u32 {
+pub(crate) fn current_uid() -> u32 {
     Uid::current().as_raw()
 }
 
@@ -71,17 +71,17 @@ pub fn current_uid() -> u32 {
 
 /// `O_NOFOLLOW`, for `OpenOptionsExt::custom_flags`: the audit file and recordings are never
 /// opened through a symlink someone put in their place.
-pub fn no_follow_flag() -> i32 {
+pub(crate) fn no_follow_flag() -> i32 {
     nix::fcntl::OFlag::O_NOFOLLOW.bits()
 }
 
 /// The effective uid: who owns what the broker creates.
-pub fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
 /// Whether stderr is the journal stream systemd connected (`JOURNAL_STREAM=DEV:INODE`).
-pub fn stderr_is_journal() -> bool {
+pub(crate) fn stderr_is_journal() -> bool {
     let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
@@ -94,7 +94,7 @@ pub fn stderr_is_journal() -> bool {
 /// Blocks SIGPIPE in the calling thread only: a write to a broker that went away then
 /// fails with EPIPE instead of killing the session (whose other threads keep the default
 /// action, so `rolesh … | head` still ends quietly).
-pub fn block_sigpipe_in_this_thread() {
+pub(crate) fn block_sigpipe_in_this_thread() {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
     let mut set = SigSet::empty();
     set.add(Signal::SIGPIPE);
@@ -102,7 +102,7 @@ pub fn block_sigpipe_in_this_thread() {
 }
 
 /// The host name, for the `{hostname}` template (short form, as `hostname -s` prints).
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let full = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -114,20 +114,20 @@ pub fn hostname() -> String {
 
 /// Who owns a file and who may write it: what StrictModes-style checks need.
 #[derive(Debug, Clone, Copy)]
-pub struct FileOwnership {
+pub(crate) struct FileOwnership {
     pub uid: u32,
     pub mode: u32,
 }
 
 impl FileOwnership {
-    pub fn writable_by_group_or_others(self) -> bool {
+    pub(crate) fn writable_by_group_or_others(self) -> bool {
         self.mode & 0o022 != 0
     }
 }
 
 /// `stat` without following a final symlink's target ownership being trusted: the link
 /// target is what is read, so its owner and mode are what count (like sshd).
-pub fn ownership(path: &Path) -> std::io::Result<FileOwnership> {
+pub(crate) fn ownership(path: &Path) -> std::io::Result<FileOwnership> {
     let meta = std::fs::metadata(path)?;
     Ok(FileOwnership {
         uid: meta.uid(),
@@ -136,7 +136,7 @@ pub fn ownership(path: &Path) -> std::io::Result<FileOwnership> {
 }
 
 /// The listening Unix socket systemd passed (socket activation, `LISTEN_FDS`), if any.
-pub fn systemd_socket() -> Result<Option<std::os::unix::net::UnixListener>, String> {
+pub(crate) fn systemd_socket() -> Result<Option<std::os::unix::net::UnixListener>, String> {
     use std::os::fd::FromRawFd;
     let mut fds =
         sd_notify::listen_fds().map_err(|e| format!("bad LISTEN_FDS from systemd: {e}"))?;
@@ -155,7 +155,10 @@ pub fn systemd_socket() -> Result<Option<std::os::unix::net::UnixListener>, Stri
 
 /// Binds a Unix socket at `path` with `mode`, replacing a stale socket file left by a
 /// previous run (but never another kind of file).
-pub fn bind_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, String> {
+pub(crate) fn bind_socket(
+    path: &Path,
+    mode: u32,
+) -> Result<std::os::unix::net::UnixListener, String> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -186,37 +189,102 @@ pub fn bind_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixLis
 /// Restores the default SIGPIPE action (Rust ignores it), so that `rolesh … | head` ends
 /// quietly like any Unix tool instead of panicking on a closed stdout. Not for the broker,
 /// which must survive clients that hang up.
-pub fn default_sigpipe() {
+pub(crate) fn default_sigpipe() {
     use nix::sys::signal::{SigHandler, Signal, signal};
     // SAFETY: installs SIG_DFL, not a Rust handler, so no async-signal-safety concern; done
     // on the main thread before any other thread is started.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
-/// A sealed in-memory file holding `contents` (memfd, never on disk): readable through
-/// `/dev/fd/N` by this process and its children, which inherit it; nobody can change it.
-pub fn sealed_memfd(name: &str, contents: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
+/// A sealed in-memory file holding `contents` (memfd, never on disk): whoever holds the
+/// descriptor can read it; nobody can change it.
+pub(crate) fn sealed_memfd(name: &str, contents: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
     use nix::fcntl::{FcntlArg, SealFlag, fcntl};
     use nix::sys::memfd::{MFdFlags, memfd_create};
     use std::io::Write;
-    let fd = memfd_create(name, MFdFlags::MFD_ALLOW_SEALING)
+    let fd = memfd_create(name, MFdFlags::MFD_ALLOW_SEALING | MFdFlags::MFD_CLOEXEC)
         .map_err(|e| format!("memfd_create: {e}"))?;
     let mut file = std::fs::File::from(fd);
     file.write_all(contents)
-        .map_err(|e| format!("writing the in-memory kubeconfig: {e}"))?;
+        .map_err(|e| format!("writing the in-memory file {name}: {e}"))?;
     let seals = SealFlag::F_SEAL_SEAL
         | SealFlag::F_SEAL_SHRINK
         | SealFlag::F_SEAL_GROW
         | SealFlag::F_SEAL_WRITE;
     fcntl(&file, FcntlArg::F_ADD_SEALS(seals))
-        .map_err(|e| format!("sealing the in-memory kubeconfig: {e}"))?;
-    // Far from the low numbers: an interactive login bash (5.2) does not pass its inherited
-    // descriptors 3 and 10 on to the programs it starts, but keeps 200; with a low number,
-    // kubectl in a login shell would lose the kubeconfig.
-    let high = fcntl(&file, FcntlArg::F_DUPFD(HIGH_FD))
-        .map_err(|e| format!("moving the in-memory kubeconfig: {e}"))?;
-    // SAFETY: F_DUPFD just returned `high` as a new descriptor that nothing else owns.
+        .map_err(|e| format!("sealing the in-memory file {name}: {e}"))?;
+    Ok(file.into())
+}
+
+/// `fd` again at a high number (at least 200), inherited by the programs this process
+/// starts. Far from the low numbers: an interactive login bash (5.2) does not pass its
+/// inherited descriptors 3 and 10 on to the programs it starts, but keeps 200.
+pub(crate) fn inheritable_high_fd(
+    fd: &std::os::fd::OwnedFd,
+) -> Result<std::os::fd::OwnedFd, String> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let high = fcntl(fd, FcntlArg::F_DUPFD(HIGH_FD)).map_err(|e| format!("F_DUPFD: {e}"))?;
+    // SAFETY: F_DUPFD just returned `high` as a new descriptor (without FD_CLOEXEC) that
+    // nothing else owns.
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
+}
+
+/// Sends `fd` to the datagram socket at `path` with an empty payload (SCM_RIGHTS): how
+/// journald's native protocol takes an entry too large for a datagram.
+pub(crate) fn send_descriptor(
+    socket: &std::os::unix::net::UnixDatagram,
+    path: &Path,
+    fd: &std::os::fd::OwnedFd,
+) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+    use std::os::fd::AsRawFd;
+    let address = UnixAddr::new(path).map_err(std::io::Error::from)?;
+    let fds = [fd.as_raw_fd()];
+    let control = [ControlMessage::ScmRights(&fds)];
+    sendmsg(
+        socket.as_raw_fd(),
+        &[],
+        &control,
+        MsgFlags::empty(),
+        Some(&address),
+    )
+    .map(|_| ())
+    .map_err(std::io::Error::from)
+}
+
+/// Receives data and whatever descriptors came with it (SCM_RIGHTS, at most 8); each
+/// descriptor is owned by the caller from here on (and closed on exec).
+#[cfg(test)]
+pub(crate) fn receive_with_descriptors(
+    socket: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    let mut fds = Vec::new();
+    for control in message.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = control {
+            // SAFETY: the kernel just installed these descriptors in this process for this
+            // message (SCM_RIGHTS); nothing else knows or owns them yet.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    if message.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(std::io::Error::other("too many descriptors in one message"));
+    }
+    Ok((message.bytes, fds))
 }
 
 /// Where inherited session descriptors live.
@@ -225,7 +293,7 @@ const HIGH_FD: std::os::fd::RawFd = 200;
 /// What a session supervisor does to itself before starting anything: no privilege gain
 /// through exec (setuid binaries), no core dumps, not dumpable or ptrace-able by the user,
 /// files private by default.
-pub fn harden_supervisor() -> Result<(), String> {
+pub(crate) fn harden_supervisor() -> Result<(), String> {
     use nix::sys::resource::{Resource, setrlimit};
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))?;
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
@@ -236,7 +304,7 @@ pub fn harden_supervisor() -> Result<(), String> {
 
 /// Blocks until the reader of stdout or stderr goes away: sshd closed the session's pipes
 /// because the client disconnected (on a terminal, the hangup shows the same way).
-pub fn wait_for_output_hangup() {
+pub(crate) fn wait_for_output_hangup() {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::os::fd::AsFd;
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
@@ -263,7 +331,7 @@ pub fn wait_for_output_hangup() {
 }
 
 /// Sends `signal` to a process group, or to one process when `group` is false.
-pub fn signal_session(pid: u32, group: bool, signal: nix::sys::signal::Signal) {
+pub(crate) fn signal_session(pid: u32, group: bool, signal: nix::sys::signal::Signal) {
     let pid = nix::unistd::Pid::from_raw(pid as i32);
     let _ = if group {
         nix::sys::signal::killpg(pid, signal)
@@ -281,7 +349,7 @@ pub fn signal_session(pid: u32, group: bool, signal: nix::sys::signal::Signal) {
 /// Must run while the process has a single thread (the kernel refuses `CLONE_NEWUSER`
 /// otherwise) and before `harden_supervisor`: a non-dumpable process cannot write its own
 /// `/proc/self/uid_map`.
-pub fn private_tmp() -> Result<(), String> {
+pub(crate) fn private_tmp() -> Result<(), String> {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
     let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
@@ -320,7 +388,7 @@ pub fn private_tmp() -> Result<(), String> {
 static SESSION_USER_NAMESPACE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// The size of the terminal on `fd`, if it is one.
-pub fn window_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
+pub(crate) fn window_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
     let ws = rustix::termios::tcgetwinsize(fd).ok()?;
     (ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
 }
@@ -328,7 +396,7 @@ pub fn window_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
 /// Sends `signal` to every process in the session `sid` (a session's leader has
 /// pid == sid): what is left of a login session when it ends, including jobs the shell put
 /// in their own process groups and daemons that ignored the hangup.
-pub fn signal_whole_session(sid: u32, signal: nix::sys::signal::Signal) -> usize {
+pub(crate) fn signal_whole_session(sid: u32, signal: nix::sys::signal::Signal) -> usize {
     let mut signalled = 0;
     for pid in session_members(sid) {
         if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).is_ok() {

@@ -19,25 +19,25 @@ static ORIGINAL: Mutex<Option<Termios>> = Mutex::new(None);
 static PANIC_HOOK: Once = Once::new();
 
 /// Whether stdin is a terminal: then the exec gets a TTY and the picker may ask.
-pub fn stdin_is_terminal() -> bool {
+pub(crate) fn stdin_is_terminal() -> bool {
     std::io::stdin().is_terminal()
 }
 
 /// Whether the exec gets a remote TTY: stdin and stdout are both terminals. With output
 /// redirected (`rolesh exec … -- cat f > copy`) the bytes must come through unchanged,
 /// which a remote terminal's line discipline would not do.
-pub fn wants_tty() -> bool {
+pub(crate) fn wants_tty() -> bool {
     stdin_is_terminal() && std::io::stdout().is_terminal()
 }
 
 /// The local terminal's size as (rows, columns).
-pub fn size() -> Option<(u16, u16)> {
+pub(crate) fn size() -> Option<(u16, u16)> {
     use std::os::fd::AsFd;
     crate::system::window_size(std::io::stdin().as_fd()).map(|(cols, rows)| (rows, cols))
 }
 
 /// Saves stdin's settings (once) and makes a panic put them back.
-pub fn remember() -> Result<(), Failure> {
+pub(crate) fn remember() -> Result<(), Failure> {
     let mut original = ORIGINAL.lock().unwrap_or_else(|p| p.into_inner());
     if original.is_none() {
         let settings = tcgetattr(std::io::stdin())
@@ -55,7 +55,7 @@ pub fn remember() -> Result<(), Failure> {
 }
 
 /// Puts the saved settings back; a no-op when nothing was saved.
-pub fn restore() {
+pub(crate) fn restore() {
     let original = ORIGINAL.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(original) = original {
         let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &original);
@@ -63,10 +63,10 @@ pub fn restore() {
 }
 
 /// Raw mode on stdin until dropped.
-pub struct RawMode(());
+pub(crate) struct RawMode(());
 
 impl RawMode {
-    pub fn enter() -> Result<RawMode, Failure> {
+    pub(crate) fn enter() -> Result<RawMode, Failure> {
         remember()?;
         let mut raw = tcgetattr(std::io::stdin())
             .map_err(|e| Failure::runtime(format!("cannot read the terminal settings: {e}")))?;
@@ -86,7 +86,7 @@ impl Drop for RawMode {
 /// On SIGTERM or SIGHUP (the session ends, the connection is gone): call `before_exit`
 /// with the signal's number, restore the terminal, and exit with 128 + it. Runs on a runtime
 /// worker, so it fires even while the picker blocks the main thread in a prompt.
-pub fn watch_signals(
+pub(crate) fn watch_signals(
     runtime: &tokio::runtime::Runtime,
     before_exit: fn(u8),
 ) -> Result<(), Failure> {

@@ -5,16 +5,19 @@
 use std::io::BufRead;
 
 use crate::error::{EXIT_OK, Failure};
-use crate::record::{Recorder, RecordingMeta};
+use crate::protocol::RecordStart;
+use crate::record::Recorder;
+use crate::session_id::SessionId;
 
 /// Reads commands from stdin: `o TEXT`, `i TEXT`, `r COLSxROWS`, `sleep MS`, `finish N`,
 /// `ready` (prints "ready" once everything before it is queued), `status` (prints
 /// "healthy" or "broken"). TEXT may use `\n`, `\r`,
 /// `\e` and `\xHH`.
-pub fn record(session_id: &str, input: bool) -> Result<u8, Failure> {
+pub(crate) fn record(session_id: &str, input: bool) -> Result<u8, Failure> {
     let socket = crate::client::socket_path(false);
-    let meta = RecordingMeta {
-        session_id: session_id.to_string(),
+    let meta = RecordStart {
+        session_id: SessionId::parse(session_id)
+            .ok_or_else(|| Failure::usage("--session-id: 8 to 64 lowercase hex digits"))?,
         cols: 80,
         rows: 24,
         command: None,
@@ -83,7 +86,7 @@ fn unescape(text: &str) -> Vec<u8> {
 }
 
 /// Emits one audit event the way a session does (through `audit::init_session`).
-pub fn event(event: &str, fields: &[String]) -> Result<u8, Failure> {
+pub(crate) fn event(event: &str, fields: &[String]) -> Result<u8, Failure> {
     crate::audit::init_session(&crate::client::socket_path(false));
     let get = |k: &str| {
         fields

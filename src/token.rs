@@ -13,6 +13,8 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use base64::Engine;
 
+use crate::protocol::{ExecCredential, Token};
+
 /// How long the presigned URL is valid, as botocore sets it.
 const URL_EXPIRES: Duration = Duration::from_secs(60);
 /// `expirationTimestamp` = signing time + 14 minutes (EKS accepts 15).
@@ -59,17 +61,17 @@ pub fn sts_host(region: Option<&str>, endpoints: StsEndpoints) -> (String, Strin
     }
 }
 
-/// A bearer token and when kubectl should consider it expired.
+/// A bearer token as signed, and when kubectl should consider it expired.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token {
+pub struct SignedToken {
     pub token: String,
     pub expiration: SystemTime,
 }
 
-impl std::fmt::Debug for Token {
+impl std::fmt::Debug for SignedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A bearer token is a secret: never printed, not even in debug output.
-        f.debug_struct("Token")
+        f.debug_struct("SignedToken")
             .field("token", &"<redacted>")
             .field("expiration", &self.expiration)
             .finish()
@@ -87,7 +89,7 @@ pub fn presign(
     host: &str,
     signing_region: &str,
     time: SystemTime,
-) -> Result<Token, SignError> {
+) -> Result<SignedToken, SignError> {
     let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
     let headers = [("x-k8s-aws-id", cluster)];
     let signable = SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[]))
@@ -111,7 +113,7 @@ pub fn presign(
     let query = botocore_query_order(instructions.params());
     let presigned = format!("{url}&{query}");
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(presigned);
-    Ok(Token {
+    Ok(SignedToken {
         token: format!("{TOKEN_PREFIX}{encoded}"),
         expiration: time + TOKEN_LIFETIME,
     })
@@ -157,9 +159,15 @@ pub fn api_version(exec_info: Option<&str>) -> String {
         "client.authentication.k8s.io/v1beta1",
         "client.authentication.k8s.io/v1alpha1",
     ];
+    /// What rolesh reads of `KUBERNETES_EXEC_INFO` (an ExecCredential kubectl sends).
+    #[derive(serde::Deserialize)]
+    struct ExecInfo {
+        #[serde(rename = "apiVersion")]
+        api_version: String,
+    }
     exec_info
-        .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok())
-        .and_then(|v| v.get("apiVersion")?.as_str().map(str::to_string))
+        .and_then(|raw| serde_json::from_str::<ExecInfo>(raw).ok())
+        .map(|info| info.api_version)
         .filter(|v| KNOWN.contains(&v.as_str()))
         .unwrap_or_else(|| DEFAULT_API_VERSION.to_string())
 }
@@ -170,23 +178,23 @@ pub fn rfc3339(time: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    aws_smithy_types::DateTime::from_secs(secs)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
-/// The ExecCredential object kubectl reads from an exec plugin, in awscli's key order.
+/// The wire form of a signed token (what the broker's `token` answers).
+pub fn wire(token: &SignedToken) -> Token {
+    Token {
+        expiration_timestamp: rfc3339(token.expiration),
+        token: token.token.clone(),
+    }
+}
+
+/// The ExecCredential kubectl reads from an exec plugin, in awscli's key order.
 pub fn exec_credential(token: &Token, api_version: &str) -> String {
-    let value = serde_json::json!({
-        "kind": "ExecCredential",
-        "apiVersion": api_version,
-        "spec": {},
-        "status": {
-            "expirationTimestamp": rfc3339(token.expiration),
-            "token": token.token,
-        }
-    });
-    value.to_string()
+    serde_json::to_string(&ExecCredential::new(token, api_version)).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -207,7 +215,7 @@ mod tests {
         )
     }
 
-    fn presigned_url(token: &Token) -> String {
+    fn presigned_url(token: &SignedToken) -> String {
         let b64 = token.token.strip_prefix(TOKEN_PREFIX).unwrap();
         String::from_utf8(
             base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -217,12 +225,12 @@ mod tests {
         .unwrap()
     }
 
-    fn signature(token: &Token) -> String {
+    fn signature(token: &SignedToken) -> String {
         let url = presigned_url(token);
         url.rsplit_once("X-Amz-Signature=").unwrap().1.to_string()
     }
 
-    fn vector(region: Option<&str>, endpoints: StsEndpoints, session: Option<&str>) -> Token {
+    fn vector(region: Option<&str>, endpoints: StsEndpoints, session: Option<&str>) -> SignedToken {
         let (host, signing_region) = sts_host(region, endpoints);
         presign(&creds(session), "demo", &host, &signing_region, at_2024()).unwrap()
     }
@@ -277,7 +285,7 @@ mod tests {
     fn expiration_is_fourteen_minutes_after_signing() {
         let t = vector(Some("us-east-1"), StsEndpoints::Regional, None);
         assert_eq!(rfc3339(t.expiration), "2024-01-01T00:14:00Z");
-        let json = exec_credential(&t, DEFAULT_API_VERSION);
+        let json = exec_credential(&wire(&t), DEFAULT_API_VERSION);
         assert!(json.starts_with(r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","spec":{},"status":{"expirationTimestamp":"2024-01-01T00:14:00Z","token":"k8s-aws-v1."#), "{json}");
     }
 

@@ -6,6 +6,10 @@
 //! (see `redact`) and cap sizes in one place before anything leaves the process. The field
 //! names it would produce with `with_field_prefix(Some("ROLESH"))` are the same as ours.
 //!
+//! An entry too large for one datagram (journald's default limit is about 200 KiB) goes
+//! the way the protocol defines for that: written to a sealed memfd whose descriptor is
+//! sent instead (SCM_RIGHTS), as `sd_journal_sendv` does.
+//!
 //! journald adds the trusted fields (`_UID`, `_PID`, `_COMM`, …) itself from the socket's
 //! credentials: those are what `rolesh audit` uses to decide whom to believe.
 
@@ -14,9 +18,9 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
 /// Where journald listens for native entries.
-pub const SOCKET: &str = "/run/systemd/journal/socket";
+pub(crate) const SOCKET: &str = "/run/systemd/journal/socket";
 
-pub struct Journald {
+pub(crate) struct Journald {
     socket: UnixDatagram,
     path: PathBuf,
 }
@@ -26,7 +30,7 @@ impl Journald {
     /// socket file alone is not enough: a journald that ended leaves its socket behind.
     /// Each entry is sent to the path (not on a connected socket), so a journald that
     /// restarts later is found again.
-    pub fn connect(path: &Path) -> Option<Journald> {
+    pub(crate) fn connect(path: &Path) -> Option<Journald> {
         let socket = UnixDatagram::unbound().ok()?;
         UnixDatagram::unbound().ok()?.connect(path).ok()?;
         Some(Journald {
@@ -36,15 +40,26 @@ impl Journald {
     }
 
     /// Sends one entry; `fields` are (NAME, value) with valid journal field names.
-    pub fn send(&self, fields: &[(String, String)]) -> io::Result<()> {
+    pub(crate) fn send(&self, fields: &[(String, String)]) -> io::Result<()> {
         let payload = encode(fields);
-        self.socket.send_to(&payload, &self.path).map(|_| ())
+        match self.socket.send_to(&payload, &self.path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EMSGSIZE) => self.send_large(&payload),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An entry larger than a datagram: its payload in a sealed memfd, the descriptor sent.
+    fn send_large(&self, payload: &[u8]) -> io::Result<()> {
+        let memfd = crate::system::sealed_memfd("rolesh-journal-entry", payload)
+            .map_err(io::Error::other)?;
+        crate::system::send_descriptor(&self.socket, &self.path, &memfd)
     }
 }
 
 /// The native encoding: `NAME=value\n`, or for values with a newline
 /// `NAME\n` + 64-bit little-endian length + value + `\n`.
-pub fn encode(fields: &[(String, String)]) -> Vec<u8> {
+pub(crate) fn encode(fields: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     for (name, value) in fields {
         out.extend_from_slice(name.as_bytes());
@@ -62,7 +77,7 @@ pub fn encode(fields: &[(String, String)]) -> Vec<u8> {
 
 /// `ROLESH_` + the field name in upper case: `role_arn` → `ROLESH_ROLE_ARN`. Anything
 /// but ASCII letters, digits and `_` becomes `_` (journald accepts nothing else).
-pub fn field_name(name: &str) -> String {
+pub(crate) fn field_name(name: &str) -> String {
     let mut out = String::with_capacity(7 + name.len());
     out.push_str("ROLESH_");
     out.extend(name.chars().map(|c| {
@@ -93,6 +108,43 @@ mod tests {
         want.extend_from_slice(&3u64.to_le_bytes());
         want.extend_from_slice(b"1\n2\n");
         assert_eq!(e, want);
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_datagram_travels_in_a_sealed_memfd() {
+        use std::io::Read;
+        use std::os::unix::net::UnixDatagram;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let listening = UnixDatagram::bind(&path).unwrap();
+        let journald = Journald::connect(&path).unwrap();
+        let big = "x".repeat(1 << 20);
+        journald
+            .send(&[
+                ("MESSAGE".into(), "big".into()),
+                ("ROLESH_COMMAND".into(), big.clone()),
+            ])
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (bytes, mut fds) =
+            crate::system::receive_with_descriptors(std::os::fd::AsFd::as_fd(&listening), &mut buf)
+                .unwrap();
+        assert_eq!(
+            (bytes, fds.len()),
+            (0, 1),
+            "an empty datagram with one descriptor"
+        );
+        // journald maps the file; reading it here starts at its beginning too.
+        let mut file = std::fs::File::from(fds.remove(0));
+        std::io::Seek::rewind(&mut file).unwrap();
+        let mut got = Vec::new();
+        file.read_to_end(&mut got).unwrap();
+        let want = encode(&[
+            ("MESSAGE".into(), "big".into()),
+            ("ROLESH_COMMAND".into(), big),
+        ]);
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the entry arrives whole");
     }
 
     #[test]

@@ -16,22 +16,20 @@
 //!   (journald stamps the user's `_UID` on it; `rolesh audit` shows such entries only for
 //!   that uid and as self-reported).
 //!
-//! Every value passes [`redact::redact`] and is capped at [`MAX_VALUE`] bytes first.
+//! Every value passes [`crate::redact::clean`] (redacted, capped) first.
 
-pub mod journald;
-pub mod query;
-pub mod redact;
+pub(crate) mod journald;
+pub(crate) mod query;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
@@ -39,40 +37,36 @@ use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::Audit;
+use crate::config::AuditSettings;
+use crate::protocol::{Ack, RESERVED, Request, SessionEvent};
+use crate::redact::{clean, redact};
 use journald::Journald;
 
 /// The tracing target of audit events.
-pub const TARGET: &str = "rolesh::audit";
+pub(crate) const TARGET: &str = "rolesh::audit";
 
 /// The journald `SYSLOG_IDENTIFIER` of audit entries (`journalctl -t rolesh-audit`).
-pub const IDENTIFIER: &str = "rolesh-audit";
+pub(crate) const IDENTIFIER: &str = "rolesh-audit";
 
-/// The longest value kept (bytes); longer ones are cut and end in `…`.
-pub const MAX_VALUE: usize = 4096;
-
-/// Session events: what a session may report (the broker reports the others itself).
-pub const SESSION_EVENTS: [&str; 5] = ["login", "command", "exec", "logout", "error"];
-
-/// One audit record: its fields in the order they were given, each value redacted.
+/// One audit entry: its fields in the order they were given, each value redacted.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Record {
+pub(crate) struct AuditEntry {
     pub fields: Vec<(String, Value)>,
     pub message: Option<String>,
     pub warning: bool,
 }
 
-impl Record {
-    pub fn get(&self, name: &str) -> Option<&Value> {
+impl AuditEntry {
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
         self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
-    pub fn get_str(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get_str(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(Value::as_str)
     }
 
     /// Sets `name`, replacing an earlier value; strings are redacted and capped.
-    pub fn set(&mut self, name: &str, value: Value) {
+    pub(crate) fn set(&mut self, name: &str, value: Value) {
         let value = match value {
             Value::String(s) => Value::String(clean(&s)),
             other => other,
@@ -84,18 +78,18 @@ impl Record {
     }
 
     /// Sets `name` only if the record does not have it.
-    pub fn set_default(&mut self, name: &str, value: Value) {
+    pub(crate) fn set_default(&mut self, name: &str, value: Value) {
         if self.get(name).is_none() {
             self.set(name, value);
         }
     }
 
-    pub fn remove(&mut self, name: &str) {
+    pub(crate) fn remove(&mut self, name: &str) {
         self.fields.retain(|(n, _)| n != name);
     }
 
     /// A one-line human summary: journald's MESSAGE.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         if let Some(m) = &self.message {
             return m.clone();
         }
@@ -112,7 +106,7 @@ impl Record {
     }
 
     /// The journald entry: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER and `ROLESH_*` fields.
-    pub fn journald_fields(&self) -> Vec<(String, String)> {
+    pub(crate) fn journald_fields(&self) -> Vec<(String, String)> {
         let priority = if self.warning { "4" } else { "6" };
         let mut out = vec![
             ("MESSAGE".to_string(), self.summary()),
@@ -128,17 +122,22 @@ impl Record {
     /// The JSON Lines record: `ts` (RFC 3339, UTC, milliseconds), `host`, then the fields
     /// under their own (snake_case) names, numbers and booleans as JSON numbers and
     /// booleans.
-    pub fn json_line(&self, at: SystemTime, host: &str) -> String {
+    pub(crate) fn json_line(&self, at: SystemTime, host: &str) -> String {
         let mut map = Map::new();
-        map.insert(
-            "ts".into(),
-            json!(humantime::format_rfc3339_millis(at).to_string()),
-        );
-        map.insert("host".into(), json!(host));
+        map.insert("ts".into(), rfc3339_millis(at).into());
+        map.insert("host".into(), host.into());
         for (name, value) in &self.fields {
             map.insert(name.clone(), value.clone());
         }
         Value::Object(map).to_string()
+    }
+}
+
+/// `2026-01-31T08:00:00.123Z`: UTC, milliseconds.
+pub(crate) fn rfc3339_millis(at: SystemTime) -> String {
+    match jiff::Timestamp::try_from(at) {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        Err(_) => "1970-01-01T00:00:00.000Z".into(),
     }
 }
 
@@ -150,37 +149,24 @@ fn plain(value: &Value) -> String {
     }
 }
 
-/// Redacted, and cut at a character boundary to [`MAX_VALUE`] bytes.
-pub fn clean(text: &str) -> String {
-    let redacted = redact::redact(text);
-    if redacted.len() <= MAX_VALUE {
-        return redacted.into_owned();
-    }
-    let mut end = MAX_VALUE - '…'.len_utf8();
-    while !redacted.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &redacted[..end])
-}
-
-/// Collects an event's fields into a [`Record`].
-struct Collect<'a>(&'a mut Record);
+/// Collects an event's fields into an [`AuditEntry`].
+struct Collect<'a>(&'a mut AuditEntry);
 
 impl Visit for Collect<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, json!(value));
+        self.put(field, value.into());
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, json!(value));
+        self.put(field, value.into());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, json!(value));
+        self.put(field, value.into());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, json!(value));
+        self.put(field, value.into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.put(field, json!(format!("{value:?}")));
+        self.put(field, format!("{value:?}").into());
     }
 }
 
@@ -194,18 +180,18 @@ impl Collect<'_> {
     }
 }
 
-/// The record of a tracing event.
-pub fn record_of(event: &Event<'_>) -> Record {
-    let mut record = Record {
+/// The entry of a tracing event.
+pub(crate) fn entry_of(event: &Event<'_>) -> AuditEntry {
+    let mut record = AuditEntry {
         warning: *event.metadata().level() <= Level::WARN,
-        ..Record::default()
+        ..AuditEntry::default()
     };
     event.record(&mut Collect(&mut record));
     record
 }
 
 /// Where the broker's audit records go.
-pub struct Sinks {
+pub(crate) struct Sinks {
     journald: Option<Journald>,
     file: Option<Mutex<File>>,
     host: String,
@@ -222,7 +208,7 @@ impl Sinks {
     /// Opens what `audit` names; an audit file that cannot be opened is an error (the
     /// broker does not run without its trail). Also says whether journald was asked for
     /// but is not running.
-    fn open(audit: &Audit) -> Result<(Sinks, bool), String> {
+    fn open(audit: &AuditSettings) -> Result<(Sinks, bool), String> {
         let journald = audit
             .journald
             .then(|| Journald::connect(Path::new(journald::SOCKET)))
@@ -246,7 +232,7 @@ impl Sinks {
 
     /// Writes one record to every sink. A failing sink does not stop the others; the
     /// failure itself goes to stderr (journald, under systemd).
-    pub fn write(&self, record: &Record) {
+    pub(crate) fn write(&self, record: &AuditEntry) {
         if let Some(j) = &self.journald
             && let Err(e) = j.send(&record.journald_fields())
         {
@@ -265,7 +251,7 @@ impl Sinks {
 }
 
 /// The broker's layer: audit events to journald and the JSON Lines file.
-pub struct AuditLayer;
+pub(crate) struct AuditLayer;
 
 impl<S: Subscriber> Layer<S> for AuditLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
@@ -273,13 +259,13 @@ impl<S: Subscriber> Layer<S> for AuditLayer {
             && let Some(sinks) = BROKER_SINKS.get()
         {
             let sinks = Arc::clone(&sinks.read().unwrap_or_else(|p| p.into_inner()));
-            sinks.write(&record_of(event));
+            sinks.write(&entry_of(event));
         }
     }
 }
 
 /// Opens the JSON Lines file for appending (created 0640; the broker's group may read).
-pub fn open_audit_file(path: &Path) -> Result<File, String> {
+pub(crate) fn open_audit_file(path: &Path) -> Result<File, String> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -293,7 +279,7 @@ pub fn open_audit_file(path: &Path) -> Result<File, String> {
 /// events also to journald (`[audit] journald`, when journald runs) and to the JSON Lines
 /// `[audit] file`. Under systemd, whose journal already is stderr, audit events are not
 /// written to stderr a second time.
-pub fn init_broker(audit: &Audit) -> Result<(), String> {
+pub(crate) fn init_broker(audit: &AuditSettings) -> Result<(), String> {
     let (sinks, journald_missing) = Sinks::open(audit)?;
     AUDIT_OFF_STDERR.store(sinks.keeps_audit_off_stderr(), Ordering::Relaxed);
     BROKER_SINKS
@@ -315,7 +301,7 @@ pub fn init_broker(audit: &Audit) -> Result<(), String> {
 /// file is reopened even when its path did not change, so a log rotation that renames the
 /// file (rather than `copytruncate`) is followed. On an error the old sinks stay and the
 /// caller keeps the old configuration.
-pub fn reload_broker(audit: &Audit) -> Result<(), String> {
+pub(crate) fn reload_broker(audit: &AuditSettings) -> Result<(), String> {
     let (sinks, journald_missing) = Sinks::open(audit)?;
     let Some(current) = BROKER_SINKS.get() else {
         return Err("the audit trail was not set up".into());
@@ -326,7 +312,7 @@ pub fn reload_broker(audit: &Audit) -> Result<(), String> {
     Ok(())
 }
 
-fn warn_if_journald_missing(audit: &Audit, journald_missing: bool) {
+fn warn_if_journald_missing(audit: &AuditSettings, journald_missing: bool) {
     if journald_missing {
         tracing::warn!(
             "journald is not running (nothing listens on {}): audit events go to stderr{} only",
@@ -350,14 +336,14 @@ where
         .with_target(true)
 }
 
-/// stderr, with every formatted line passed through [`redact::redact`] (fmt writes each
+/// stderr, with every formatted line passed through [`redact`] (fmt writes each
 /// event with one `write_all`, so a line is never split between two calls).
 struct RedactingStderr;
 
 impl Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(redact::redact(&text).as_bytes())?;
+        std::io::stderr().write_all(redact(&text).as_bytes())?;
         Ok(buf.len())
     }
 
@@ -373,7 +359,7 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The session's layer: audit events go to the broker (op `event`), which attributes them
 /// from SO_PEERCRED; journald directly only when the broker cannot take them.
-pub struct SessionLayer {
+pub(crate) struct SessionLayer {
     socket: PathBuf,
     /// `session_id` and `ssh_client`, read once at start (the environment is scrubbed for
     /// the session's children), added to events that do not carry them.
@@ -385,9 +371,9 @@ impl<S: Subscriber> Layer<S> for SessionLayer {
         if event.metadata().target() != TARGET {
             return;
         }
-        let mut record = record_of(event);
+        let mut record = entry_of(event);
         for (name, value) in &self.defaults {
-            record.set_default(name, json!(value));
+            record.set_default(name, value.as_str().into());
         }
         report_session_event(&self.socket, record);
     }
@@ -395,7 +381,7 @@ impl<S: Subscriber> Layer<S> for SessionLayer {
 
 /// Logging for a user's session (login shell, `-c`, `rolesh exec`): audit events through
 /// the broker at `socket`; warnings and errors to stderr (redacted).
-pub fn init_session(socket: &Path) {
+pub(crate) fn init_session(socket: &Path) {
     let mut defaults = Vec::new();
     for (name, var) in [
         ("session_id", "ROLESH_SESSION_ID"),
@@ -423,9 +409,9 @@ pub fn init_session(socket: &Path) {
 
 /// Sends a session event to the broker; if that fails, writes it to journald directly
 /// (attributed by journald's `_UID`), and if that fails too, says so on stderr.
-pub fn report_session_event(socket: &Path, mut record: Record) {
+pub(crate) fn report_session_event(socket: &Path, mut record: AuditEntry) {
     // The broker sets these from the kernel and the configuration; never the session.
-    for reserved in crate::broker::protocol::RESERVED {
+    for reserved in RESERVED {
         record.remove(reserved);
     }
     // On a thread of its own with SIGPIPE blocked: a broker that closes the connection
@@ -442,9 +428,9 @@ pub fn report_session_event(socket: &Path, mut record: Record) {
         Ok(()) => return,
         Err(e) => e,
     };
-    record.set("reported_by", json!("session-direct"));
-    record.set("uid", json!(crate::system::current_uid()));
-    record.set("report_error", json!(broker_error));
+    record.set("reported_by", "session-direct".into());
+    record.set("uid", crate::system::current_uid().into());
+    record.set("report_error", broker_error.as_str().into());
     let sent =
         Journald::connect(Path::new(journald::SOCKET)).map(|j| j.send(&record.journald_fields()));
     if !matches!(sent, Some(Ok(()))) {
@@ -455,47 +441,15 @@ pub fn report_session_event(socket: &Path, mut record: Record) {
     }
 }
 
-/// The `event` request: `{"v":1,"op":"event","fields":{…}}`.
-fn send_event(socket: &Path, record: &Record) -> Result<(), String> {
+/// The `event` request.
+fn send_event(socket: &Path, record: &AuditEntry) -> Result<(), String> {
     let fields: Map<String, Value> = record.fields.iter().cloned().collect();
-    let mut line = json!({"v": 1, "op": "event", "fields": fields}).to_string();
-    line.push('\n');
-    let mut stream = UnixStream::connect(socket).map_err(|e| format!("broker: {e}"))?;
-    stream.set_read_timeout(Some(REPORT_TIMEOUT)).ok();
-    stream.set_write_timeout(Some(REPORT_TIMEOUT)).ok();
-    stream
-        .write_all(line.as_bytes())
-        .map_err(|e| format!("broker: {e}"))?;
-    let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(|e| format!("broker: {e}"))?;
-    let answer: Value =
-        serde_json::from_str(&answer).map_err(|_| "broker: no answer".to_string())?;
-    match answer.get("error") {
-        None => Ok(()),
-        Some(err) => Err(format!(
-            "broker: {}",
-            err.get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("error")
-        )),
-    }
-}
-
-/// A new session id: 24 lowercase hex digits from the kernel's random source.
-pub fn new_session_id() -> String {
-    let mut bytes = [0u8; 12];
-    if let Ok(mut f) = File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether `id` is a session id the broker accepts: 8 to 64 lowercase hex digits (it
-/// names a file, so nothing else may get through).
-pub fn valid_session_id(id: &str) -> bool {
-    (8..=64).contains(&id.len()) && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    let fields: Box<SessionEvent> =
+        serde_json::from_value(Value::Object(fields)).map_err(|e| format!("not an event: {e}"))?;
+    crate::client::Connection::open(socket, REPORT_TIMEOUT)
+        .and_then(|mut broker| broker.ask::<Ack>(&Request::Event { fields }))
+        .map(|_| ())
+        .map_err(|f| format!("broker: {}", f.message))
 }
 
 #[cfg(test)]
@@ -504,23 +458,23 @@ mod tests {
 
     #[test]
     fn values_are_redacted_and_capped() {
-        let mut r = Record::default();
+        let mut r = AuditEntry::default();
         r.set(
             "reason",
-            json!("STS said <SessionToken>FQoGZXIvYXdz</SessionToken>"),
+            "STS said <SessionToken>FQoGZXIvYXdz</SessionToken>".into(),
         );
-        r.set("command", json!("ls ".repeat(5_000)));
+        r.set("command", "ls ".repeat(5_000).into());
         assert!(!r.get_str("reason").unwrap().contains("FQoG"));
         let c = r.get_str("command").unwrap();
-        assert!(c.len() <= MAX_VALUE && c.ends_with('…'));
+        assert!(c.len() <= crate::redact::MAX_VALUE && c.ends_with('…'));
     }
 
     #[test]
     fn journald_and_json_shapes() {
-        let mut r = Record::default();
-        r.set("event", json!("token"));
-        r.set("user", json!("alice"));
-        r.set("uid", json!(1001));
+        let mut r = AuditEntry::default();
+        r.set("event", "token".into());
+        r.set("user", "alice".into());
+        r.set("uid", 1001.into());
         let j = r.journald_fields();
         assert!(j.contains(&("ROLESH_EVENT".into(), "token".into())));
         assert!(j.contains(&("ROLESH_UID".into(), "1001".into())));
@@ -529,13 +483,5 @@ mod tests {
         assert_eq!(line["ts"], "1970-01-01T00:00:00.000Z");
         assert_eq!(line["uid"], 1001);
         assert_eq!(line["event"], "token");
-    }
-
-    #[test]
-    fn session_ids() {
-        assert!(valid_session_id(&new_session_id()));
-        for bad in ["", "../../etc", "ABCDEF0123", "0123456", &"a".repeat(65)] {
-            assert!(!valid_session_id(bad), "{bad}");
-        }
     }
 }

@@ -12,12 +12,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use super::SESSION_EVENTS;
 use crate::error::{EXIT_OK, Failure};
+use crate::protocol::SessionEventKind;
 
-pub struct Query {
+pub(crate) struct Query {
     pub user: Option<String>,
     pub since: Option<String>,
     pub json: bool,
@@ -27,9 +27,9 @@ pub struct Query {
 }
 
 /// The system user the broker runs as (packaging/systemd/rolesh.sysusers).
-pub const BROKER_USER: &str = "rolesh";
+pub(crate) const BROKER_USER: &str = "rolesh";
 
-pub fn run(query: &Query) -> Result<u8, Failure> {
+pub(crate) fn run(query: &Query) -> Result<u8, Failure> {
     let (records, ignored) = match &query.file {
         Some(path) => (from_file(path, query)?, 0),
         None => from_journal(query)?,
@@ -83,7 +83,7 @@ fn from_journal(query: &Query) -> Result<(Vec<Map<String, Value>>, usize), Failu
 }
 
 /// Root and the broker's user.
-pub fn trusted_uids(broker_user: &str) -> Vec<u32> {
+pub(crate) fn trusted_uids(broker_user: &str) -> Vec<u32> {
     let mut uids = vec![0];
     if let Ok(Some(a)) = crate::system::account_by_name(broker_user) {
         uids.push(a.uid);
@@ -92,14 +92,14 @@ pub fn trusted_uids(broker_user: &str) -> Vec<u32> {
 }
 
 /// Who vouches for an entry: "broker", "self-reported", or nobody (`None`).
-pub fn believe(entry: &Map<String, Value>, trusted: &[u32]) -> Option<&'static str> {
+pub(crate) fn believe(entry: &Map<String, Value>, trusted: &[u32]) -> Option<&'static str> {
     let writer: u32 = entry.get("_UID")?.as_str()?.parse().ok()?;
     if trusted.contains(&writer) {
         return Some("broker");
     }
     let event = entry.get("ROLESH_EVENT")?.as_str()?;
     let claimed_uid = entry.get("ROLESH_UID")?.as_str()?;
-    (SESSION_EVENTS.contains(&event) && claimed_uid == writer.to_string())
+    (SessionEventKind::parse(event).is_some() && claimed_uid == writer.to_string())
         .then_some("self-reported")
 }
 
@@ -112,16 +112,13 @@ fn normalize(entry: &Map<String, Value>, source: &str) -> Map<String, Value> {
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(0);
     let at = SystemTime::UNIX_EPOCH + Duration::from_micros(micros);
-    r.insert(
-        "ts".into(),
-        json!(humantime::format_rfc3339_millis(at).to_string()),
-    );
+    r.insert("ts".into(), super::rfc3339_millis(at).into());
     for (key, value) in entry {
         if let Some(name) = key.strip_prefix("ROLESH_") {
             r.insert(name.to_ascii_lowercase(), value.clone());
         }
     }
-    r.insert("source".into(), json!(source));
+    r.insert("source".into(), source.into());
     r
 }
 
@@ -129,7 +126,7 @@ fn from_file(path: &Path, query: &Query) -> Result<Vec<Map<String, Value>>, Fail
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::runtime(format!("cannot read {}: {e}", path.display())))?;
     let since = match &query.since {
-        Some(s) => Some(humantime::parse_rfc3339_weak(s).map_err(|_| {
+        Some(s) => Some(parse_time(s).ok_or_else(|| {
             Failure::usage(format!(
                 "--since {s:?}: with --file, give a time like 2026-01-31T08:00:00Z"
             ))
@@ -141,10 +138,7 @@ fn from_file(path: &Path, query: &Query) -> Result<Vec<Map<String, Value>>, Fail
         let Ok(Value::Object(r)) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        let at = r
-            .get("ts")
-            .and_then(Value::as_str)
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        let at = r.get("ts").and_then(Value::as_str).and_then(parse_time);
         if since.is_some_and(|s| at.is_none_or(|a| a < s)) {
             continue;
         }
@@ -160,8 +154,19 @@ fn from_file(path: &Path, query: &Query) -> Result<Vec<Map<String, Value>>, Fail
     Ok(records)
 }
 
+/// An RFC 3339 time (`2026-01-31T08:00:00Z`); without an offset it is UTC.
+fn parse_time(text: &str) -> Option<jiff::Timestamp> {
+    text.parse::<jiff::Timestamp>().ok().or_else(|| {
+        let civil: jiff::civil::DateTime = text.parse().ok()?;
+        civil
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()
+            .map(|z| z.timestamp())
+    })
+}
+
 /// `TIME  USER  EVENT  WHAT`, where WHAT is what matters for the event.
-pub fn table_row(r: &Map<String, Value>) -> String {
+pub(crate) fn table_row(r: &Map<String, Value>) -> String {
     let s = |k: &str| match r.get(k) {
         Some(Value::String(v)) => v.clone(),
         Some(Value::Null) | None => String::new(),
@@ -204,6 +209,7 @@ fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn entry(uid: &str, event: &str, claimed: &str) -> Map<String, Value> {
         let v = json!({"_UID": uid, "ROLESH_EVENT": event, "ROLESH_UID": claimed});
@@ -223,6 +229,14 @@ mod tests {
             believe(&entry("1001", "login", "1001"), &trusted),
             Some("self-reported")
         );
+    }
+
+    #[test]
+    fn times_with_and_without_an_offset() {
+        let utc = parse_time("2026-01-31T08:00:00Z").unwrap();
+        assert_eq!(parse_time("2026-01-31T08:00:00").unwrap(), utc);
+        assert_eq!(parse_time("2026-01-31T09:00:00+01:00").unwrap(), utc);
+        assert!(parse_time("yesterday").is_none());
     }
 
     #[test]

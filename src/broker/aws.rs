@@ -10,29 +10,29 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 
-use super::protocol::{Code, Error};
 use crate::config::{Config, StsEndpoint};
 use crate::error::error_chain;
 use crate::mapping::Grant;
+use crate::protocol::{ErrorCode, WireError};
 
 /// Attempts per STS call (the first and 7 retries): survives a burst of throttling.
 const STS_MAX_ATTEMPTS: u32 = 8;
 
 /// Role credentials from AssumeRole, and when STS says they expire.
 #[derive(Clone)]
-pub struct RoleCredentials {
+pub(crate) struct RoleCredentials {
     pub credentials: Credentials,
     pub expiry: SystemTime,
 }
 
 /// Endpoint and CA of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterInfo {
+pub(crate) struct ClusterInfo {
     pub endpoint: String,
     pub ca_data: String,
 }
 
-pub struct Aws {
+pub(crate) struct Aws {
     sdk: SdkConfig,
     sts: aws_sdk_sts::Client,
 }
@@ -40,7 +40,7 @@ pub struct Aws {
 impl Aws {
     /// Clients built from the default credential chain (env, profile, web identity,
     /// IMDSv2) and `[aws]` of the configuration.
-    pub async fn new(config: &Config) -> Aws {
+    pub(crate) async fn new(config: &Config) -> Aws {
         let retry = RetryConfig::standard()
             .with_max_attempts(STS_MAX_ATTEMPTS)
             .with_initial_backoff(Duration::from_millis(100))
@@ -72,11 +72,11 @@ impl Aws {
         }
     }
 
-    pub async fn assume_role(
+    pub(crate) async fn assume_role(
         &self,
         grant: &Grant,
         duration: Duration,
-    ) -> Result<RoleCredentials, Error> {
+    ) -> Result<RoleCredentials, WireError> {
         let mut call = self
             .sts
             .assume_role()
@@ -89,27 +89,33 @@ impl Aws {
                 .key(key)
                 .value(value)
                 .build()
-                .map_err(|e| Error::new(Code::Config, format!("session tag {key}: {e}")))?;
+                .map_err(|e| {
+                    WireError::new(ErrorCode::Config, format!("session tag {key}: {e}"))
+                })?;
             call = call.tags(tag);
         }
         let out = call.send().await.map_err(|e| {
             let code = match e.code() {
-                Some("AccessDenied") => Code::Denied,
-                _ => Code::Sts,
+                Some("AccessDenied") => ErrorCode::Denied,
+                _ => ErrorCode::Sts,
             };
             let detail = detail(&e);
-            Error::new(
+            WireError::new(
                 code,
                 format!("STS AssumeRole {} failed: {detail}", grant.role_arn),
             )
         })?;
-        let c = out
-            .credentials()
-            .ok_or_else(|| Error::new(Code::Sts, "STS AssumeRole returned no credentials"))?;
-        let expiry = SystemTime::try_from(*c.expiration())
-            .map_err(|_| Error::new(Code::Sts, "STS AssumeRole returned an invalid expiration"))?;
-        crate::audit::redact::register_secret(c.secret_access_key());
-        crate::audit::redact::register_secret(c.session_token());
+        let c = out.credentials().ok_or_else(|| {
+            WireError::new(ErrorCode::Sts, "STS AssumeRole returned no credentials")
+        })?;
+        let expiry = SystemTime::try_from(*c.expiration()).map_err(|_| {
+            WireError::new(
+                ErrorCode::Sts,
+                "STS AssumeRole returned an invalid expiration",
+            )
+        })?;
+        crate::redact::register_secret(c.secret_access_key());
+        crate::redact::register_secret(c.session_token());
         Ok(RoleCredentials {
             credentials: Credentials::new(
                 c.access_key_id(),
@@ -123,22 +129,22 @@ impl Aws {
     }
 
     /// DescribeCluster with the user's own role, so IAM decides who may see a cluster.
-    pub async fn describe_cluster(
+    pub(crate) async fn describe_cluster(
         &self,
         role: &RoleCredentials,
         name: &str,
         region: &str,
-    ) -> Result<ClusterInfo, Error> {
+    ) -> Result<ClusterInfo, WireError> {
         self.describe(Some(role), name, region).await
     }
 
     /// DescribeCluster with the broker's own (base) credentials: what `rolesh check
     /// --describe` asks, to find clusters nobody could reach.
-    pub async fn describe_cluster_as_broker(
+    pub(crate) async fn describe_cluster_as_broker(
         &self,
         name: &str,
         region: &str,
-    ) -> Result<ClusterInfo, Error> {
+    ) -> Result<ClusterInfo, WireError> {
         self.describe(None, name, region).await
     }
 
@@ -147,7 +153,7 @@ impl Aws {
         role: Option<&RoleCredentials>,
         name: &str,
         region: &str,
-    ) -> Result<ClusterInfo, Error> {
+    ) -> Result<ClusterInfo, WireError> {
         let mut conf =
             aws_sdk_eks::config::Builder::from(&self.sdk).region(Region::new(region.to_string()));
         if let Some(role) = role {
@@ -160,14 +166,14 @@ impl Aws {
             .await
             .map_err(|e| {
                 let detail = detail(&e);
-                Error::new(
-                    Code::Sts,
+                WireError::new(
+                    ErrorCode::Sts,
                     format!("EKS DescribeCluster {name} failed: {detail}"),
                 )
             })?;
         let cluster = out.cluster().ok_or_else(|| {
-            Error::new(
-                Code::Sts,
+            WireError::new(
+                ErrorCode::Sts,
                 format!("EKS DescribeCluster {name} returned no cluster"),
             )
         })?;
@@ -179,8 +185,8 @@ impl Aws {
                 endpoint: endpoint.to_string(),
                 ca_data: ca.to_string(),
             }),
-            _ => Err(Error::new(
-                Code::Sts,
+            _ => Err(WireError::new(
+                ErrorCode::Sts,
                 format!("cluster {name} has no endpoint or CA yet (is it still creating?)"),
             )),
         }

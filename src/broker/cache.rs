@@ -8,22 +8,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::aws::{ClusterInfo, RoleCredentials};
-use super::protocol::Error;
 use crate::mapping::Grant;
-use crate::token::Token;
+use crate::protocol::WireError;
+use crate::token::SignedToken;
 
 /// Credentials are handed out only while they have at least this long to live, so that a
 /// token signed with them is usable.
 const MIN_REMAINING: Duration = Duration::from_secs(60);
 /// A signed token is reused for this long.
-pub const TOKEN_REUSE: Duration = Duration::from_secs(30);
+pub(super) const TOKEN_REUSE: Duration = Duration::from_secs(30);
 /// DescribeCluster answers are refreshed after this long (and served stale on failure).
 const CLUSTER_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Everything that goes into one AssumeRole call: two users share credentials only if
 /// STS would be asked the very same thing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RoleKey {
+pub(super) struct RoleKey {
     pub role_arn: String,
     pub session_name: String,
     pub source_identity: String,
@@ -32,7 +32,7 @@ pub struct RoleKey {
 }
 
 impl RoleKey {
-    pub fn new(grant: &Grant, duration: Duration) -> Self {
+    pub(super) fn new(grant: &Grant, duration: Duration) -> Self {
         RoleKey {
             role_arn: grant.role_arn.clone(),
             session_name: grant.session_name.clone(),
@@ -63,7 +63,7 @@ impl Slot {
 
 /// Where credentials came from, for the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(super) enum Source {
     Cache,
     Sts,
     /// STS failed; still-valid cached credentials were served.
@@ -71,7 +71,7 @@ pub enum Source {
 }
 
 #[derive(Default)]
-pub struct CredentialCache {
+pub(super) struct CredentialCache {
     slots: Mutex<HashMap<RoleKey, Arc<Slot>>>,
 }
 
@@ -84,15 +84,15 @@ impl CredentialCache {
     /// Cached credentials if they are not due for refresh; else one caller fetches while
     /// the others wait (or, if they hold still-valid credentials, are served those).
     /// A failed fetch falls back to cached credentials until they expire.
-    pub async fn get<F, Fut>(
+    pub(super) async fn get<F, Fut>(
         &self,
         key: &RoleKey,
         refresh_before: Duration,
         fetch: F,
-    ) -> Result<(RoleCredentials, Source), Error>
+    ) -> Result<(RoleCredentials, Source), WireError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<RoleCredentials, Error>>,
+        Fut: Future<Output = Result<RoleCredentials, WireError>>,
     {
         let slot = self.slot(key);
         let fresh = |c: &RoleCredentials| c.expiry > SystemTime::now() + refresh_before;
@@ -127,25 +127,25 @@ impl CredentialCache {
 }
 
 struct Signed {
-    token: Token,
+    token: SignedToken,
     signed_at: SystemTime,
     access_key: String,
 }
 
 /// Tokens signed in the last [`TOKEN_REUSE`], per role session and cluster.
 #[derive(Default)]
-pub struct TokenCache {
+pub(super) struct TokenCache {
     tokens: Mutex<HashMap<(RoleKey, String), Signed>>,
 }
 
 impl TokenCache {
-    pub fn get_or_sign(
+    pub(super) fn get_or_sign(
         &self,
         key: &RoleKey,
         cluster: &str,
         creds: &RoleCredentials,
-        sign: impl FnOnce() -> Result<Token, Error>,
-    ) -> Result<(Token, bool), Error> {
+        sign: impl FnOnce() -> Result<SignedToken, WireError>,
+    ) -> Result<(SignedToken, bool), WireError> {
         let now = SystemTime::now();
         let map_key = (key.clone(), cluster.to_string());
         let mut tokens = self.tokens.lock().expect("token cache lock");
@@ -178,12 +178,12 @@ impl TokenCache {
 
 /// DescribeCluster answers per cluster name.
 #[derive(Default)]
-pub struct ClusterCache {
+pub(super) struct ClusterCache {
     clusters: Mutex<HashMap<String, (ClusterInfo, SystemTime)>>,
 }
 
 impl ClusterCache {
-    pub fn fresh(&self, name: &str) -> Option<ClusterInfo> {
+    pub(super) fn fresh(&self, name: &str) -> Option<ClusterInfo> {
         let clusters = self.clusters.lock().expect("cluster cache lock");
         clusters
             .get(name)
@@ -191,7 +191,7 @@ impl ClusterCache {
             .map(|(info, _)| info.clone())
     }
 
-    pub fn any(&self, name: &str) -> Option<ClusterInfo> {
+    pub(super) fn any(&self, name: &str) -> Option<ClusterInfo> {
         self.clusters
             .lock()
             .expect("cluster cache lock")
@@ -199,7 +199,7 @@ impl ClusterCache {
             .map(|(i, _)| i.clone())
     }
 
-    pub fn store(&self, name: &str, info: ClusterInfo) {
+    pub(super) fn store(&self, name: &str, info: ClusterInfo) {
         self.clusters
             .lock()
             .expect("cluster cache lock")
@@ -210,6 +210,7 @@ impl ClusterCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::ErrorCode;
     use aws_credential_types::Credentials;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -268,7 +269,7 @@ mod tests {
             .unwrap();
         let (c, source) = cache
             .get(&key(), refresh_before, || async {
-                Err(Error::new(super::super::protocol::Code::Sts, "down"))
+                Err(WireError::new(ErrorCode::Sts, "down"))
             })
             .await
             .unwrap();
@@ -287,7 +288,7 @@ mod tests {
             .unwrap();
         let err = cache
             .get(&key(), Duration::from_secs(600), || async {
-                Err(Error::new(super::super::protocol::Code::Sts, "down"))
+                Err(WireError::new(ErrorCode::Sts, "down"))
             })
             .await
             .err()

@@ -5,12 +5,11 @@
 //! their own role only, reloads the configuration on SIGHUP (keeping the old one if the new
 //! one is invalid) and drains on SIGTERM.
 
-pub mod aws;
-pub mod cache;
-pub mod limits;
-pub mod protocol;
-pub mod recording;
-pub mod server;
+pub(crate) mod aws;
+mod cache;
+mod connections;
+mod recording;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use crate::error::{EXIT_OK, EXIT_USAGE, Failure};
 use crate::system;
 use server::Broker;
 
-pub fn run(source: ConfigSource, socket: Option<PathBuf>) -> Result<u8, Failure> {
+pub(crate) fn run(source: ConfigSource, socket: Option<PathBuf>) -> Result<u8, Failure> {
     let loaded = match Config::load(&source) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -56,7 +55,7 @@ pub fn run(source: ConfigSource, socket: Option<PathBuf>) -> Result<u8, Failure>
 fn register_base_secrets() {
     for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
         if let Ok(secret) = std::env::var(var) {
-            crate::audit::redact::register_secret(&secret);
+            crate::redact::register_secret(&secret);
         }
     }
 }

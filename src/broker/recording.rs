@@ -17,35 +17,34 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::{info, warn};
 
-use super::protocol::{Code, Error, MAX_LINE, RecordStart};
+use crate::protocol::{ErrorCode, MAX_LINE, RecordEnd, RecordStart, Recorded, WireError};
 use crate::record::asciicast::{self, Event, Header};
 use crate::system::Account;
 
 /// Recordings one uid may have open at once.
-pub const MAX_PER_UID: u32 = 8;
+pub(super) const MAX_PER_UID: u32 = 8;
 
 /// The largest recording; past it output is no longer written (and the end says so).
-pub const MAX_BYTES: u64 = 1 << 30;
+pub(super) const MAX_BYTES: u64 = 1 << 30;
 
 /// How far ahead of the broker's own clock an event's time may be (seconds).
 const CLOCK_SLACK: f64 = 60.0;
 
-pub const FILE_MODE: u32 = 0o640;
-pub const DIR_MODE: u32 = 0o750;
+pub(super) const FILE_MODE: u32 = 0o640;
+pub(super) const DIR_MODE: u32 = 0o750;
 
 /// Open recordings per uid.
 #[derive(Default, Clone)]
-pub struct Active {
+pub(super) struct Active {
     per_uid: Arc<Mutex<HashMap<u32, u32>>>,
 }
 
 /// One open recording's slot, given back when dropped.
-pub struct Slot {
+pub(super) struct Slot {
     active: Active,
     uid: u32,
 }
@@ -60,12 +59,12 @@ impl Drop for Slot {
 }
 
 impl Active {
-    pub fn admit(&self, uid: u32) -> Result<Slot, Error> {
+    pub(super) fn admit(&self, uid: u32) -> Result<Slot, WireError> {
         let mut map = self.per_uid.lock().expect("recordings lock");
         let n = map.entry(uid).or_insert(0);
         if *n >= MAX_PER_UID {
-            return Err(Error::new(
-                Code::Unavailable,
+            return Err(WireError::new(
+                ErrorCode::Unavailable,
                 format!("too many recordings open for uid {uid} (limit {MAX_PER_UID})"),
             ));
         }
@@ -79,7 +78,7 @@ impl Active {
 
 /// A recording file being written; ends abnormally if dropped before it was finished
 /// (e.g. the broker stopped mid-session).
-pub struct Recording {
+pub(super) struct Recording {
     out: BufWriter<File>,
     pub path: PathBuf,
     last_time: f64,
@@ -94,13 +93,13 @@ pub struct Recording {
 }
 
 /// Creates the recording of `start` for `account` under `dir`, header included.
-pub fn create(
+pub(super) fn create(
     dir: &Path,
     account: &Account,
     host: &str,
     start: &RecordStart,
     allow_input: bool,
-) -> Result<Recording, Error> {
+) -> Result<Recording, WireError> {
     let user_dir = user_dir(dir, &account.name)?;
     let path = user_dir.join(format!("{}.cast", start.session_id));
     let file = OpenOptions::new()
@@ -110,8 +109,8 @@ pub fn create(
         .custom_flags(crate::system::no_follow_flag())
         .open(&path)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::new(
-                Code::BadRequest,
+            std::io::ErrorKind::AlreadyExists => WireError::new(
+                ErrorCode::BadRequest,
                 format!("a recording of session {} exists already", start.session_id),
             ),
             _ => unavailable(&path, e),
@@ -123,14 +122,14 @@ pub fn create(
         "rolesh session {} of {} (uid {}) on {host}",
         start.session_id, account.name, account.uid
     );
-    let header = Header {
-        cols: start.cols,
-        rows: start.rows,
-        timestamp: unix_now(),
-        title: &title,
-        command: start.command.as_deref(),
-        term: start.term.as_deref(),
-    };
+    // What the session says is scrubbed like every value it reports.
+    let command = start.command.as_deref().map(crate::redact::clean);
+    let term = start.term.as_deref().map(crate::redact::clean);
+    let mut header = Header::new(start.cols, start.rows, unix_now(), title);
+    header.command = command;
+    if let Some(term) = term {
+        header.env.term = Some(term);
+    }
     let mut out = BufWriter::new(file);
     writeln!(out, "{}", header.line())
         .and_then(|()| out.flush())
@@ -146,15 +145,15 @@ pub fn create(
         allow_input,
         user: account.name.clone(),
         uid: account.uid,
-        session_id: start.session_id.clone(),
+        session_id: start.session_id.to_string(),
     })
 }
 
 /// `dir/USER`, made 0750 if missing; refused if it is not a directory of ours.
-fn user_dir(dir: &Path, user: &str) -> Result<PathBuf, Error> {
+fn user_dir(dir: &Path, user: &str) -> Result<PathBuf, WireError> {
     if user.is_empty() || user == "." || user == ".." || user.contains('/') {
-        return Err(Error::new(
-            Code::BadRequest,
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
             format!("user name {user:?} cannot name a recordings directory"),
         ));
     }
@@ -164,7 +163,7 @@ fn user_dir(dir: &Path, user: &str) -> Result<PathBuf, Error> {
     Ok(user_dir)
 }
 
-fn make_dir(path: &Path, recursive: bool) -> Result<(), Error> {
+fn make_dir(path: &Path, recursive: bool) -> Result<(), WireError> {
     match DirBuilder::new()
         .recursive(recursive)
         .mode(DIR_MODE)
@@ -176,8 +175,8 @@ fn make_dir(path: &Path, recursive: bool) -> Result<(), Error> {
     }
     let meta = std::fs::symlink_metadata(path).map_err(|e| unavailable(path, e))?;
     if !meta.is_dir() || meta.uid() != crate::system::effective_uid() {
-        return Err(Error::new(
-            Code::Unavailable,
+        return Err(WireError::new(
+            ErrorCode::Unavailable,
             format!(
                 "{} is not a directory owned by the broker's user; not recording there",
                 path.display()
@@ -191,9 +190,9 @@ fn make_dir(path: &Path, recursive: bool) -> Result<(), Error> {
     Ok(())
 }
 
-fn unavailable(path: &Path, e: std::io::Error) -> Error {
-    Error::new(
-        Code::Unavailable,
+fn unavailable(path: &Path, e: std::io::Error) -> WireError {
+    WireError::new(
+        ErrorCode::Unavailable,
         format!("cannot record to {}: {e}", path.display()),
     )
 }
@@ -304,7 +303,7 @@ impl Drop for Recording {
 
 /// Reads the event stream into `recording` until its end line or its end, then finishes
 /// the file and tells the session.
-pub async fn stream(
+pub(super) async fn stream(
     mut recording: Recording,
     mut reader: BufReader<OwnedReadHalf>,
     write: &mut OwnedWriteHalf,
@@ -312,8 +311,12 @@ pub async fn stream(
     let end = read_events(&mut recording, &mut reader).await;
     recording.end(&end);
     let answer = match &end {
-        End::Clean(_) => json!({"ok": true, "path": recording.path.display().to_string()}),
-        End::Abnormal(reason) => Error::new(Code::BadRequest, reason.clone()).to_json(),
+        End::Clean(_) => serde_json::to_string(&Recorded {
+            ok: true,
+            path: recording.path.display().to_string(),
+        })
+        .unwrap_or_default(),
+        End::Abnormal(reason) => WireError::new(ErrorCode::BadRequest, reason.clone()).to_line(),
     };
     let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
     let path = recording.path.display().to_string();
@@ -371,12 +374,11 @@ async fn read_events(recording: &mut Recording, reader: &mut BufReader<OwnedRead
 
 /// `{"end": true, "exit_code": N}`.
 fn end_line(text: &str) -> End {
-    let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    match (
-        value.get("end"),
-        value.get("exit_code").and_then(Value::as_i64),
-    ) {
-        (Some(Value::Bool(true)), Some(code)) => End::Clean(code),
+    match serde_json::from_str::<RecordEnd>(text) {
+        Ok(RecordEnd {
+            end: true,
+            exit_code,
+        }) => End::Clean(exit_code),
         _ => End::Abnormal("an end line that is not {\"end\":true,\"exit_code\":N}".into()),
     }
 }

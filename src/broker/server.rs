@@ -6,41 +6,45 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tracing::{info, warn};
 
 use super::aws::{Aws, ClusterInfo, RoleCredentials};
 use super::cache::{ClusterCache, CredentialCache, RoleKey, Source, TokenCache};
-use super::limits::Limits;
-use super::protocol::{self, Code, Error, MAX_LINE, RecordStart, Request, SessionEvent};
+use super::connections::Connections;
 use super::recording;
 use crate::config::{CertificateAuthority, Config, StsEndpoint};
-use crate::mapping::{self, DenialKind, Grant};
+use crate::mapping::{self, ClusterView, DenialKind, Grant};
+use crate::protocol::{
+    Ack, ClusterEndpoint, ErrorCode, MAX_LINE, ProcessCredentials, RecordStart, Recorded, Request,
+    SessionEvent, Token, Whoami, WireError,
+};
+use crate::session_id::SessionId;
 use crate::system::{self, Account};
 use crate::token::{self, StsEndpoints};
 
-pub struct Broker {
+pub(super) struct Broker {
     config: RwLock<Arc<Config>>,
     aws: RwLock<Arc<Aws>>,
     credentials: CredentialCache,
     tokens: TokenCache,
     clusters: ClusterCache,
-    limits: Limits,
+    connections: Connections,
     recordings: recording::Active,
     hostname: String,
 }
 
 /// The peer of a connection, as the kernel reports it.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer {
+pub(super) struct Peer {
     pub uid: u32,
     pub pid: Option<i32>,
 }
 
 impl Broker {
-    pub async fn new(config: Config) -> Broker {
+    pub(super) async fn new(config: Config) -> Broker {
         let aws = Aws::new(&config).await;
         Broker {
             config: RwLock::new(Arc::new(config)),
@@ -48,13 +52,13 @@ impl Broker {
             credentials: CredentialCache::default(),
             tokens: TokenCache::default(),
             clusters: ClusterCache::default(),
-            limits: Limits::default(),
+            connections: Connections::default(),
             recordings: recording::Active::default(),
             hostname: system::hostname(),
         }
     }
 
-    pub fn config(&self) -> Arc<Config> {
+    pub(super) fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config.read().expect("config lock"))
     }
 
@@ -63,14 +67,14 @@ impl Broker {
     }
 
     /// Puts a new, already validated configuration in force (SIGHUP).
-    pub async fn replace_config(&self, config: Config) {
+    pub(super) async fn replace_config(&self, config: Config) {
         let aws = Aws::new(&config).await;
         *self.aws.write().expect("aws lock") = Arc::new(aws);
         *self.config.write().expect("config lock") = Arc::new(config);
     }
 
     /// Serves one connection until the client closes it, breaks a limit, or idles.
-    pub async fn serve(self: Arc<Self>, stream: UnixStream) {
+    pub(super) async fn serve(self: Arc<Self>, stream: UnixStream) {
         let Ok(cred) = stream.peer_cred() else {
             return;
         };
@@ -80,14 +84,18 @@ impl Broker {
         };
         let config = self.config();
         let (read, mut write) = stream.into_split();
-        let _admission = match self.limits.admit(
+        let _admission = match self.connections.admit(
             peer.uid,
             config.broker.max_connections,
             config.broker.max_connections_per_uid,
         ) {
             Ok(a) => a,
             Err(why) => {
-                let _ = send(&mut write, &Error::new(Code::Unavailable, why).to_json()).await;
+                let _ = send(
+                    &mut write,
+                    &WireError::new(ErrorCode::Unavailable, why).to_line(),
+                )
+                .await;
                 return;
             }
         };
@@ -102,18 +110,25 @@ impl Broker {
                 Err(_) => {
                     let message =
                         format!("no complete request within {}s; closing", idle.as_secs());
-                    let _ =
-                        send(&mut write, &Error::new(Code::BadRequest, message).to_json()).await;
+                    let _ = send(
+                        &mut write,
+                        &WireError::new(ErrorCode::BadRequest, message).to_line(),
+                    )
+                    .await;
                     return;
                 }
                 Ok(Ok(_)) => {}
             }
             if line.len() > MAX_LINE && !line.ends_with(b"\n") {
                 let message = format!("request longer than {} KiB; closing", MAX_LINE / 1024);
-                let _ = send(&mut write, &Error::new(Code::BadRequest, message).to_json()).await;
+                let _ = send(
+                    &mut write,
+                    &WireError::new(ErrorCode::BadRequest, message).to_line(),
+                )
+                .await;
                 return;
             }
-            let request = protocol::parse(&line);
+            let request = Request::parse(&line);
             if let Ok(Request::Record(start)) = request {
                 // The connection becomes the recording's stream (no idle timeout).
                 return self.record(peer, &account, start, reader, &mut write).await;
@@ -129,7 +144,7 @@ impl Broker {
     async fn record(
         &self,
         peer: Peer,
-        account: &Result<Account, Error>,
+        account: &Result<Account, WireError>,
         start: RecordStart,
         reader: BufReader<tokio::net::unix::OwnedReadHalf>,
         write: &mut tokio::net::unix::OwnedWriteHalf,
@@ -139,11 +154,14 @@ impl Broker {
             Ok(opened) => opened,
             Err(e) => {
                 warn!(uid = peer.uid, session_id = %start.session_id, "recording refused: {}", e.message);
-                let _ = send(write, &e.to_json()).await;
+                let _ = send(write, &e.to_line()).await;
                 return;
             }
         };
-        let answer = json!({"ok": true, "path": recording.path.display().to_string()});
+        let answer = line(&Recorded {
+            ok: true,
+            path: recording.path.display().to_string(),
+        });
         info!(user = %user, uid = peer.uid, path = %recording.path.display(), "recording started");
         if send(write, &answer).await.is_err() {
             return;
@@ -154,9 +172,9 @@ impl Broker {
     fn open_recording(
         &self,
         peer: Peer,
-        account: &Result<Account, Error>,
+        account: &Result<Account, WireError>,
         start: &RecordStart,
-    ) -> Result<(recording::Recording, recording::Slot, String), Error> {
+    ) -> Result<(recording::Recording, recording::Slot, String), WireError> {
         let config = self.config();
         self.rate_limit(peer, &config)?;
         let account = account.as_ref().map_err(Clone::clone)?;
@@ -175,9 +193,9 @@ impl Broker {
         Ok((recording, slot, account.name.clone()))
     }
 
-    fn rate_limit(&self, peer: Peer, config: &Config) -> Result<(), Error> {
+    fn rate_limit(&self, peer: Peer, config: &Config) -> Result<(), WireError> {
         if self
-            .limits
+            .connections
             .allow_request(peer.uid, config.broker.rate_per_uid)
         {
             return Ok(());
@@ -186,25 +204,25 @@ impl Broker {
             "rate limit: at most {} requests per second per user",
             config.broker.rate_per_uid
         );
-        Err(Error::new(Code::Unavailable, message))
+        Err(WireError::new(ErrorCode::Unavailable, message))
     }
 
     async fn answer(
         &self,
         peer: Peer,
-        account: &Result<Account, Error>,
-        request: Result<Request, Error>,
-    ) -> Value {
+        account: &Result<Account, WireError>,
+        request: Result<Request, WireError>,
+    ) -> String {
         let config = self.config();
         if let Err(e) = self.rate_limit(peer, &config) {
-            return e.to_json();
+            return e.to_line();
         }
         let result = match (request, account) {
             (Err(e), _) => Err(e),
             (Ok(_), Err(e)) => Err(e.clone()),
             (Ok(request), Ok(account)) => self.handle(&config, peer, account, request).await,
         };
-        result.unwrap_or_else(|e| e.to_json())
+        result.unwrap_or_else(|e| e.to_line())
     }
 
     async fn handle(
@@ -213,22 +231,44 @@ impl Broker {
         peer: Peer,
         account: &Account,
         request: Request,
-    ) -> Result<Value, Error> {
-        if let Request::Event(event) = request {
-            return Ok(self.session_event(config, peer, account, &event));
+    ) -> Result<String, WireError> {
+        if let Request::Event { fields } = request {
+            return self
+                .session_event(config, peer, account, *fields)
+                .map(|a| line(&a));
         }
         let grant = self.grant(config, peer, account)?;
         match request {
-            Request::Whoami => Ok(whoami(account, &grant)),
-            Request::Token { cluster, session_id } => {
-                let link = session_id.as_deref();
-                self.token(config, peer, account, &grant, &cluster, link).await
+            Request::Whoami {} => Ok(line(&Whoami {
+                user: account.name.clone(),
+                uid: account.uid,
+                grant,
+            })),
+            Request::Token {
+                cluster,
+                session_id,
+            } => {
+                let link = session_id.as_ref();
+                let t = self
+                    .token(config, peer, account, &grant, &cluster, link)
+                    .await?;
+                Ok(line(&t))
             }
-            Request::Credentials => self.exposed_credentials(config, account, &grant).await,
-            Request::Cluster { cluster } => self.cluster(config, account, &grant, &cluster).await.map(|(name, info)| {
-                json!({"name": name, "endpoint": info.endpoint, "certificateAuthorityData": info.ca_data})
-            }),
-            Request::Record(_) | Request::Event(_) => Err(Error::new(Code::BadRequest, "unexpected request")),
+            Request::Credentials {} => {
+                let c = self.exposed_credentials(config, account, &grant).await?;
+                Ok(line(&c))
+            }
+            Request::Cluster { cluster } => {
+                let (name, info) = self.cluster(config, account, &grant, &cluster).await?;
+                Ok(line(&ClusterEndpoint {
+                    name,
+                    endpoint: info.endpoint,
+                    ca_data: info.ca_data,
+                }))
+            }
+            Request::Record(_) | Request::Event { .. } => {
+                Err(WireError::new(ErrorCode::BadRequest, "unexpected request"))
+            }
         }
     }
 
@@ -239,8 +279,11 @@ impl Broker {
         config: &Config,
         peer: Peer,
         account: &Account,
-        e: &SessionEvent,
-    ) -> Value {
+        reported: SessionEvent,
+    ) -> Result<Ack, WireError> {
+        let (e, extra) = reported
+            .accepted()
+            .map_err(|why| WireError::new(ErrorCode::BadRequest, why))?;
         let grant = mapping::decide(config, account, &self.hostname)
             .outcome
             .ok();
@@ -248,13 +291,13 @@ impl Broker {
         let session_name = grant.as_ref().map(|g| g.session_name.as_str());
         info!(
             target: "rolesh::audit",
-            event = %e.event,
+            event = e.event.as_str(),
             user = %account.name,
             uid = peer.uid,
             pid = peer.pid.unwrap_or(0),
             role_arn,
             session_name,
-            session_id = e.session_id.as_deref(),
+            session_id = e.session_id.as_ref().map(SessionId::as_str),
             ssh_client = e.ssh_client.as_deref(),
             cluster = e.cluster.as_deref(),
             namespace = e.namespace.as_deref(),
@@ -267,23 +310,23 @@ impl Broker {
             mode = e.mode.as_deref(),
             record = e.record.as_deref(),
             private_tmp = e.private_tmp,
-            extra = e.extra.as_deref(),
+            extra = extra.as_deref(),
             reported_by = "session",
         );
-        json!({"ok": true})
+        Ok(Ack::OK)
     }
 
     /// The mapping decision for this account; a denial is audited here.
-    fn grant(&self, config: &Config, peer: Peer, account: &Account) -> Result<Grant, Error> {
+    fn grant(&self, config: &Config, peer: Peer, account: &Account) -> Result<Grant, WireError> {
         let decision = mapping::decide(config, account, &self.hostname);
         decision.outcome.map_err(|denial| {
             info!(target: "rolesh::audit", event = "denied", user = %account.name, uid = peer.uid, pid = peer.pid.unwrap_or(0), reason = %denial.reason);
             let code = match denial.kind {
-                DenialKind::Unmapped => Code::Unmapped,
-                DenialKind::Denied => Code::Denied,
-                DenialKind::Invalid => Code::Config,
+                DenialKind::Unmapped => ErrorCode::Unmapped,
+                DenialKind::Denied => ErrorCode::Denied,
+                DenialKind::Invalid => ErrorCode::Config,
             };
-            Error::new(code, denial.reason)
+            WireError::new(code, denial.reason)
         })
     }
 
@@ -292,7 +335,7 @@ impl Broker {
         config: &Config,
         account: &Account,
         grant: &Grant,
-    ) -> Result<(RoleKey, RoleCredentials), Error> {
+    ) -> Result<(RoleKey, RoleCredentials), WireError> {
         let key = RoleKey::new(grant, config.aws.session_duration);
         let aws = self.aws();
         let result = self
@@ -323,8 +366,8 @@ impl Broker {
         account: &Account,
         grant: &Grant,
         cluster: &str,
-        session_id: Option<&str>,
-    ) -> Result<Value, Error> {
+        session_id: Option<&SessionId>,
+    ) -> Result<Token, WireError> {
         let access = visible(grant, cluster)?;
         let (key, creds) = self.role_credentials(config, account, grant).await?;
         let endpoints = match config.aws.sts_endpoint {
@@ -340,15 +383,16 @@ impl Broker {
                 &signing_region,
                 SystemTime::now(),
             )
-            .map_err(|e| Error::new(Code::Sts, e.to_string()))
+            .map_err(|e| WireError::new(ErrorCode::Sts, e.to_string()))
         })?;
         // A presigned URL dies with the credentials that signed it.
         t.expiration = t.expiration.min(creds.expiry);
         if !reused {
-            crate::audit::redact::register_secret(&t.token);
+            crate::redact::register_secret(&t.token);
+            let session_id = session_id.map(SessionId::as_str);
             info!(target: "rolesh::audit", event = "token", user = %account.name, uid = peer.uid, pid = peer.pid.unwrap_or(0), role_arn = %grant.role_arn, session_name = %grant.session_name, cluster = %cluster, session_id);
         }
-        Ok(json!({"token": t.token, "expirationTimestamp": token::rfc3339(t.expiration)}))
+        Ok(token::wire(&t))
     }
 
     async fn exposed_credentials(
@@ -356,21 +400,21 @@ impl Broker {
         config: &Config,
         account: &Account,
         grant: &Grant,
-    ) -> Result<Value, Error> {
+    ) -> Result<ProcessCredentials, WireError> {
         if !config.aws.expose_credentials {
-            return Err(Error::new(
-                Code::Denied,
+            return Err(WireError::new(
+                ErrorCode::Denied,
                 "credentials are not exposed on this bastion ([aws] expose_credentials = false)",
             ));
         }
         let (_, c) = self.role_credentials(config, account, grant).await?;
-        Ok(json!({
-            "Version": 1,
-            "AccessKeyId": c.credentials.access_key_id(),
-            "SecretAccessKey": c.credentials.secret_access_key(),
-            "SessionToken": c.credentials.session_token(),
-            "Expiration": token::rfc3339(c.expiry),
-        }))
+        Ok(ProcessCredentials {
+            version: 1,
+            access_key_id: c.credentials.access_key_id().into(),
+            secret_access_key: c.credentials.secret_access_key().into(),
+            session_token: c.credentials.session_token().unwrap_or_default().into(),
+            expiration: token::rfc3339(c.expiry),
+        })
     }
 
     async fn cluster(
@@ -379,11 +423,11 @@ impl Broker {
         account: &Account,
         grant: &Grant,
         name: &str,
-    ) -> Result<(String, ClusterInfo), Error> {
+    ) -> Result<(String, ClusterInfo), WireError> {
         visible(grant, name)?;
         let cluster = config.cluster(name).ok_or_else(|| {
-            Error::new(
-                Code::Denied,
+            WireError::new(
+                ErrorCode::Denied,
                 format!("no cluster {name} in the configuration"),
             )
         })?;
@@ -419,62 +463,57 @@ impl Broker {
     }
 }
 
-fn visible<'g>(grant: &'g Grant, cluster: &str) -> Result<&'g mapping::ClusterAccess, Error> {
-    grant
-        .clusters
-        .iter()
-        .find(|c| c.name == cluster)
-        .ok_or_else(|| {
-            Error::new(
-                Code::Denied,
-                format!(
-                    "cluster {cluster} is not available to {}",
-                    grant.session_name
-                ),
-            )
-        })
+fn visible<'g>(grant: &'g Grant, cluster: &str) -> Result<&'g ClusterView, WireError> {
+    grant.cluster(cluster).ok_or_else(|| {
+        WireError::new(
+            ErrorCode::Denied,
+            format!(
+                "cluster {cluster} is not available to {}",
+                grant.session_name
+            ),
+        )
+    })
 }
 
-fn ca_data(ca: &CertificateAuthority) -> Result<String, Error> {
+fn ca_data(ca: &CertificateAuthority) -> Result<String, WireError> {
     match ca {
         CertificateAuthority::Data(d) => Ok(d.clone()),
         CertificateAuthority::File(path) => std::fs::read(path)
             .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
             .map_err(|e| {
-                Error::new(
-                    Code::Config,
+                WireError::new(
+                    ErrorCode::Config,
                     format!("cannot read CA file {}: {e}", path.display()),
                 )
             }),
     }
 }
 
-fn whoami(account: &Account, grant: &Grant) -> Value {
-    let mut v = grant.to_json();
-    v["user"] = json!(account.name);
-    v["uid"] = json!(account.uid);
-    v
-}
-
-async fn lookup(uid: u32) -> Result<Account, Error> {
+async fn lookup(uid: u32) -> Result<Account, WireError> {
     let found = tokio::task::spawn_blocking(move || system::account_by_uid(uid))
         .await
-        .map_err(|_| Error::new(Code::Unavailable, "account lookup failed"))?;
+        .map_err(|_| WireError::new(ErrorCode::Unavailable, "account lookup failed"))?;
     match found {
         Ok(Some(account)) => Ok(account),
-        Ok(None) => Err(Error::new(
-            Code::Unmapped,
+        Ok(None) => Err(WireError::new(
+            ErrorCode::Unmapped,
             format!("uid {uid} has no account on this bastion"),
         )),
-        Err(e) => Err(Error::new(Code::Unavailable, e)),
+        Err(e) => Err(WireError::new(ErrorCode::Unavailable, e)),
     }
 }
 
-async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, value: &Value) -> std::io::Result<()> {
-    let mut line = value.to_string().into_bytes();
-    line.push(b'\n');
-    write.write_all(&line).await
+/// An answer as its line (no newline).
+fn line<T: Serialize>(answer: &T) -> String {
+    serde_json::to_string(answer).unwrap_or_default()
+}
+
+async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, line: &str) -> std::io::Result<()> {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    write.write_all(&bytes).await
 }
 
 /// How long after SIGTERM open connections may finish.
-pub const DRAIN: Duration = Duration::from_secs(10);
+pub(super) const DRAIN: Duration = Duration::from_secs(10);

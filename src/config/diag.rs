@@ -53,13 +53,13 @@ impl fmt::Display for Loc {
 
 /// A value together with where it was written.
 #[derive(Debug, Clone)]
-pub struct At<T> {
+pub(super) struct At<T> {
     pub value: T,
     pub loc: Loc,
 }
 
 impl<T> At<T> {
-    pub fn new(value: T, loc: Loc) -> Self {
+    pub(super) fn new(value: T, loc: Loc) -> Self {
         At { value, loc }
     }
 }
@@ -143,14 +143,20 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// "did you mean `x`?" for a misspelt name, when one of the candidates is close enough.
-pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+pub(super) fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> String {
     closest(input, candidates)
         .map(|c| format!("; did you mean `{c}`?"))
         .unwrap_or_default()
 }
 
 /// The candidate most like `input`, if any is close enough to be a likely typo.
-pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(super) fn closest<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(input, c), c))

@@ -23,22 +23,55 @@ pub use template::{Template, Vars};
 use crate::paths;
 use crate::system;
 
+/// A configuration value written as one lowercase word. One list of the values serves
+/// parsing, printing, error messages and the wire (serde), so a value is spelled once.
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        $vis enum $name {
+            $($(#[$vmeta])* #[serde(rename = $word)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+
+            pub fn parse(word: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == word)
+            }
+
+            /// `"a", "b" or "c"`, for messages.
+            pub fn choices() -> String {
+                $crate::config::values::one_of(Self::ALL.iter().map(|v| v.as_str()))
+            }
+        }
+    };
+}
+pub(crate) use word_enum;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub aws: Aws,
-    pub mapping: Mapping,
-    pub clusters: Vec<Cluster>,
+    pub aws: AwsSettings,
+    pub mapping: MappingSettings,
+    pub clusters: Vec<ClusterSettings>,
     pub session: SessionSettings,
     pub overrides: Vec<SessionOverride>,
-    pub broker: Broker,
-    pub audit: Audit,
+    pub broker: BrokerSettings,
+    pub audit: AuditSettings,
     /// The files this configuration was read from, in the order they were applied.
     pub files: Vec<PathBuf>,
 }
 
+/// `[aws]`.
 #[derive(Debug, Clone)]
-pub struct Aws {
+pub struct AwsSettings {
     pub region: String,
     pub sts_endpoint: StsEndpoint,
     pub session_duration: Duration,
@@ -57,8 +90,9 @@ pub enum StsEndpoint {
     Url(String),
 }
 
+/// `[mapping]`.
 #[derive(Debug, Clone)]
-pub struct Mapping {
+pub struct MappingSettings {
     pub deny_users: Vec<String>,
     pub users: Vec<UserRule>,
     pub groups: Vec<GroupRule>,
@@ -70,36 +104,21 @@ pub struct Mapping {
 #[derive(Debug, Clone)]
 pub struct RoleRule {
     pub role: Template,
-    pub access: Access,
+    pub access: AccessLevel,
     /// Namespaces the access applies in; `None` is cluster-wide.
     pub namespaces: Option<Vec<String>>,
     pub origin: String,
 }
 
-/// Kubernetes access level of a mapping rule, as `rolesh rbac` generates it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Access {
-    /// Everything.
-    Admin,
-    /// Workloads, logs, exec, port-forward; no RBAC, no secret writes.
-    Poweruser,
-    /// Read workloads and logs, exec into pods.
-    User,
-}
-
-impl Access {
-    pub const ALL: [Access; 3] = [Access::Admin, Access::Poweruser, Access::User];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::Admin => "admin",
-            Access::Poweruser => "poweruser",
-            Access::User => "user",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Access> {
-        Access::ALL.into_iter().find(|a| a.as_str() == s)
+word_enum! {
+    /// Kubernetes access level of a mapping rule, as `rolesh rbac` generates it.
+    pub enum AccessLevel {
+        /// Everything.
+        Admin = "admin",
+        /// Workloads, logs, exec, port-forward; no RBAC, no secret writes.
+        Poweruser = "poweruser",
+        /// Read workloads and logs, exec into pods.
+        User = "user",
     }
 }
 
@@ -115,8 +134,9 @@ pub struct GroupRule {
     pub rule: RoleRule,
 }
 
+/// `[[cluster]]`.
 #[derive(Debug, Clone)]
-pub struct Cluster {
+pub struct ClusterSettings {
     pub name: String,
     pub region: String,
     pub endpoint: Option<String>,
@@ -124,7 +144,7 @@ pub struct Cluster {
     pub default_namespace: Option<String>,
     /// Who sees this cluster; `None` means every mapped user.
     pub groups: Option<Vec<String>>,
-    pub namespaces: Vec<Namespace>,
+    pub namespaces: Vec<NamespaceSettings>,
     pub origin: String,
 }
 
@@ -135,63 +155,57 @@ pub enum CertificateAuthority {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone)]
-pub struct Namespace {
+/// `[[cluster.namespace]]`: an allowlisted namespace and the pods offered in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceSettings {
     pub name: String,
     /// Pods matching ANY of these are offered; empty means every pod.
     pub selectors: Vec<Selector>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Shell,
-    Restricted,
-    Picker,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Shell => "shell",
-            Mode::Restricted => "restricted",
-            Mode::Picker => "picker",
-        }
+word_enum! {
+    /// What a login session runs.
+    pub enum Mode {
+        Shell = "shell",
+        Restricted = "restricted",
+        Picker = "picker",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Record {
-    Off,
-    Interactive,
-    All,
-}
-
-impl Record {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Record::Off => "off",
-            Record::Interactive => "interactive",
-            Record::All => "all",
-        }
+word_enum! {
+    /// Which sessions are recorded.
+    pub enum RecordPolicy {
+        Off = "off",
+        /// Login sessions (a terminal, or `ssh -T bastion` with no command).
+        Interactive = "interactive",
+        /// Also `ssh bastion CMD` and `rolesh exec`.
+        All = "all",
     }
 }
 
-/// `[session]`, and what a user ends up with after overrides.
-#[derive(Debug, Clone, PartialEq)]
+/// `[session]`, and what a user ends up with after overrides. This is also what the
+/// broker's `whoami` tells the session (durations in whole seconds).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SessionSettings {
     pub mode: Mode,
     pub shell: String,
     pub path: String,
     pub allowed_commands: Vec<String>,
     pub file_transfer: bool,
+    #[serde(rename = "idle_timeout_secs", with = "values::whole_seconds")]
     pub idle_timeout: Duration,
+    #[serde(rename = "max_duration_secs", with = "values::whole_seconds")]
     pub max_duration: Duration,
+    #[serde(deserialize_with = "values::required")]
     pub banner: Option<String>,
-    pub record: Record,
+    pub record: RecordPolicy,
     /// Whether recordings also hold what the user types (passwords typed at a prompt
     /// included: off unless an administrator decides otherwise).
     pub record_input: bool,
     /// The command `rolesh exec` runs when none is given; `None`: bash if present, else sh.
+    #[serde(deserialize_with = "values::required")]
     pub exec_command: Option<Vec<String>>,
 }
 
@@ -206,7 +220,7 @@ impl Default for SessionSettings {
             idle_timeout: Duration::from_secs(30 * 60),
             max_duration: Duration::from_secs(12 * 3600),
             banner: None,
-            record: Record::Off,
+            record: RecordPolicy::Off,
             record_input: false,
             exec_command: None,
         }
@@ -224,7 +238,7 @@ pub struct SessionPatch {
     pub idle_timeout: Option<Duration>,
     pub max_duration: Option<Duration>,
     pub banner: Option<String>,
-    pub record: Option<Record>,
+    pub record: Option<RecordPolicy>,
     pub record_input: Option<bool>,
     pub exec_command: Option<Vec<String>>,
 }
@@ -263,8 +277,9 @@ pub struct SessionOverride {
     pub origin: String,
 }
 
+/// `[broker]`.
 #[derive(Debug, Clone)]
-pub struct Broker {
+pub struct BrokerSettings {
     pub refresh_before: Duration,
     pub max_connections: u32,
     /// Connections one uid may hold at once, so one user cannot take every slot.
@@ -275,9 +290,9 @@ pub struct Broker {
     pub rate_per_uid: u32,
 }
 
-impl Default for Broker {
+impl Default for BrokerSettings {
     fn default() -> Self {
-        Broker {
+        BrokerSettings {
             refresh_before: Duration::from_secs(600),
             max_connections: 1024,
             max_connections_per_uid: 64,
@@ -287,11 +302,22 @@ impl Default for Broker {
     }
 }
 
+/// `[audit]`.
 #[derive(Debug, Clone)]
-pub struct Audit {
+pub struct AuditSettings {
     pub journald: bool,
     pub file: Option<PathBuf>,
     pub recordings_dir: PathBuf,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            journald: true,
+            file: None,
+            recordings_dir: PathBuf::from("/var/log/rolesh/sessions"),
+        }
+    }
 }
 
 /// Which configuration to read.
@@ -367,7 +393,7 @@ impl Config {
         schema::build(&table, &[file], vec![path.into()])
     }
 
-    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+    pub fn cluster(&self, name: &str) -> Option<&ClusterSettings> {
         self.clusters.iter().find(|c| c.name == name)
     }
 }

@@ -60,6 +60,22 @@ impl Selector {
 }
 
 /// The canonical text form, accepted back by `parse` and by the Kubernetes API.
+/// On the wire (`whoami`) a selector is its text; reading one back parses it again, so a
+/// malformed selector from a broker is an error, not a selector that matches everything.
+impl serde::Serialize for Selector {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Selector {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Selector, D::Error> {
+        let text = String::deserialize(d)?;
+        Selector::parse(&text)
+            .map_err(|e| serde::de::Error::custom(format!("invalid selector {text:?}: {e}")))
+    }
+}
+
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, r) in self.requirements.iter().enumerate() {

@@ -8,7 +8,7 @@ use toml::de::{DeTable, DeValue};
 use super::diag::{At, Diagnostic, Loc, SourceFile};
 
 #[derive(Debug, Clone)]
-pub enum Value {
+pub(super) enum Value {
     String(String),
     Integer(i64),
     /// rolesh has no float or date-time keys; only the type is kept, for error messages.
@@ -20,7 +20,7 @@ pub enum Value {
 }
 
 impl Value {
-    pub fn type_name(&self) -> &'static str {
+    pub(super) fn type_name(&self) -> &'static str {
         match self {
             Value::String(_) => "a string",
             Value::Integer(_) => "an integer",
@@ -34,11 +34,11 @@ impl Value {
 }
 
 /// A value and where it was written.
-pub type Node = At<Value>;
+pub(super) type Node = At<Value>;
 
 /// A table's entries in file order, each key with its own position.
 #[derive(Debug, Clone, Default)]
-pub struct Table {
+pub(super) struct Table {
     pub entries: Vec<(At<String>, Node)>,
 }
 
@@ -49,7 +49,7 @@ impl Table {
 
     /// Lays `overlay` over `self`: tables merge key by key, arrays of tables append, and
     /// any other value in the overlay replaces the one it names.
-    pub fn merge(&mut self, overlay: Table) {
+    pub(super) fn merge(&mut self, overlay: Table) {
         for (key, node) in overlay.entries {
             let Some(i) = self.position(&key.value) else {
                 self.entries.push((key, node));
@@ -75,7 +75,7 @@ fn is_array_of_tables(items: &[Node]) -> bool {
 
 /// Parses one file. A syntax error stops this file (TOML cannot be read past it) and is
 /// reported at the parser's position.
-pub fn parse(file: &Arc<SourceFile>) -> Result<Table, Diagnostic> {
+pub(super) fn parse(file: &Arc<SourceFile>) -> Result<Table, Diagnostic> {
     let loc = |span: std::ops::Range<usize>| Loc {
         file: Arc::clone(file),
         span,

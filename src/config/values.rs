@@ -3,10 +3,25 @@
 
 use std::time::Duration;
 
-/// `15m`, `1h`, `1h30m`, `90s` within `[min, max]`.
+/// `15m`, `1h`, `1h30m`, `90s`, `7d` within `[min, max]` (jiff's "friendly" duration
+/// format: `1h 30m` and `90 seconds` are accepted too; a day is 24 hours).
 pub fn duration(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("invalid duration {text:?} ({e}); write it like \"15m\" or \"1h\""))?;
+    let invalid = |why: &dyn std::fmt::Display| {
+        format!("invalid duration {text:?} ({why}); write it like \"15m\" or \"1h\"")
+    };
+    let span: jiff::Span = text.trim().parse().map_err(|e| invalid(&e))?;
+    // Years and months have no fixed length; as averages (humantime's, which the first
+    // versions read durations with) they are still far out of every range.
+    let calendar = jiff::SignedDuration::from_secs(
+        i64::from(span.get_years()) * 31_557_600 + i64::from(span.get_months()) * 2_630_016,
+    );
+    let signed = span
+        .years(0)
+        .months(0)
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| invalid(&e))?
+        .saturating_add(calendar);
+    let d = Duration::try_from(signed).map_err(|_| invalid(&"it is negative"))?;
     if d < min || d > max {
         return Err(format!(
             "duration {text:?} is out of range: it must be between {} and {}",
@@ -29,6 +44,40 @@ pub fn short(d: Duration) -> String {
         }
     }
     if out.is_empty() { "0s".into() } else { out }
+}
+
+/// `"a", "b" or "c"`: the values a key takes, for messages.
+pub fn one_of<'a>(words: impl Iterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = words.map(|w| format!("{w:?}")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// serde: a `Duration` as whole seconds (how `whoami` carries session limits).
+pub mod whole_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+/// serde: an `Option` whose key must be present (`null` for none). Without this serde
+/// takes a missing key for `None`, and a malformed answer would pass for an empty one.
+pub fn required<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d)
 }
 
 const PARTITIONS: [&str; 5] = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"];
@@ -226,6 +275,37 @@ mod tests {
                 .unwrap_err()
                 .starts_with("invalid duration \"soon\"")
         );
+    }
+
+    #[test]
+    fn durations_in_every_form_the_examples_use() {
+        let (min, max) = (Duration::ZERO, Duration::from_secs(7 * 86400));
+        for (text, secs) in [
+            ("90s", 90),
+            ("1m", 60),
+            ("30m", 1800),
+            ("12h", 43200),
+            ("1h 30m", 5400),
+            ("7d", 604800),
+        ] {
+            assert_eq!(
+                duration(text, min, max),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        assert!(duration("-5m", min, max).unwrap_err().contains("negative"));
+        assert!(
+            duration("1y", min, max)
+                .unwrap_err()
+                .contains("out of range")
+        );
+    }
+
+    #[test]
+    fn choices_read_as_a_list() {
+        assert_eq!(one_of(["a", "b", "c"].into_iter()), "\"a\", \"b\" or \"c\"");
+        assert_eq!(one_of(["a"].into_iter()), "\"a\"");
     }
 
     #[test]

@@ -16,38 +16,42 @@ use rustls::pki_types::pem::PemObject;
 use crate::client;
 use crate::config::Selector;
 use crate::error::{Failure, error_chain};
+use crate::protocol::{ClusterEndpoint, Request, Token};
 
 /// Where and as whom to connect, from the broker. Holds the bearer token in a
 /// `SecretString`, which never prints it.
-pub struct Connection {
+pub(super) struct Connection {
     pub cluster: String,
     config: kube::Config,
 }
 
 impl Connection {
     /// Asks the broker for the cluster's endpoint and CA and for a token.
-    pub fn from_broker(cluster: &str) -> Result<Connection, Failure> {
+    pub(super) fn from_broker(cluster: &str) -> Result<Connection, Failure> {
         let socket = client::socket_path(false);
-        let info = client::request(&socket, "cluster", &[("cluster", cluster)])?;
-        let answer = client::request(&socket, "token", &[("cluster", cluster)])?;
-        let token = answer["token"]
-            .as_str()
-            .or_else(|| answer["status"]["token"].as_str())
-            .ok_or_else(|| Failure::runtime("the credential broker sent an incomplete token"))?;
-        let endpoint = info["endpoint"].as_str().unwrap_or_default();
+        let name = cluster.to_string();
+        let info: ClusterEndpoint = client::call(
+            &socket,
+            &Request::Cluster {
+                cluster: name.clone(),
+            },
+        )?;
+        let token: Token = client::call(
+            &socket,
+            &Request::Token {
+                cluster: name,
+                session_id: None,
+            },
+        )?;
+        let endpoint = &info.endpoint;
         let url: http::Uri = endpoint.parse().map_err(|_| {
             Failure::runtime(format!(
                 "cluster {cluster} has an invalid endpoint {endpoint:?}"
             ))
         })?;
         let mut config = kube::Config::new(url);
-        config.root_cert = Some(ca_certificates(
-            cluster,
-            info["certificateAuthorityData"]
-                .as_str()
-                .unwrap_or_default(),
-        )?);
-        config.auth_info.token = Some(secrecy::SecretString::from(token.to_string()));
+        config.root_cert = Some(ca_certificates(cluster, &info.ca_data)?);
+        config.auth_info.token = Some(secrecy::SecretString::from(token.token));
         Ok(Connection {
             cluster: cluster.to_string(),
             config,
@@ -55,7 +59,7 @@ impl Connection {
     }
 
     /// The client; must be called inside the tokio runtime.
-    pub fn client(&self) -> Result<kube::Client, Failure> {
+    pub(super) fn client(&self) -> Result<kube::Client, Failure> {
         // Both rustls providers are linked (the AWS SDK and kube); pick aws-lc-rs once.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         kube::Client::try_from(self.config.clone()).map_err(|e| {
@@ -86,7 +90,7 @@ fn ca_certificates(cluster: &str, data: &str) -> Result<Vec<Vec<u8>>, Failure> {
 
 /// A Kubernetes API failure as a rolesh failure: 403 is a refusal by the cluster's RBAC
 /// (exit 77), anything else a runtime error. The message never holds the token.
-pub fn api_failure(what: &str, error: &kube::Error) -> Failure {
+pub(super) fn api_failure(what: &str, error: &kube::Error) -> Failure {
     match error {
         kube::Error::Api(status) if status.code == 403 => {
             Failure::denied(format!("the cluster refused to {what}: {}", status.message))
@@ -99,21 +103,21 @@ pub fn api_failure(what: &str, error: &kube::Error) -> Failure {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerKind {
+pub(super) enum ContainerKind {
     Regular,
     Init,
     Ephemeral,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInfo {
+pub(super) struct ContainerInfo {
     pub name: String,
     pub kind: ContainerKind,
 }
 
 /// What the picker shows of a pod, and what the allowlist check needs (its labels).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodInfo {
+pub(super) struct PodInfo {
     pub name: String,
     pub phase: String,
     pub ready: (usize, usize),
@@ -124,7 +128,7 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
-    pub fn from_pod(pod: &Pod, now: jiff::Timestamp) -> PodInfo {
+    pub(super) fn from_pod(pod: &Pod, now: jiff::Timestamp) -> PodInfo {
         let spec = pod.spec.as_ref();
         let status = pod.status.as_ref();
         let mut containers = Vec::new();
@@ -172,18 +176,13 @@ impl PodInfo {
         }
     }
 
-    pub fn is_running(&self) -> bool {
+    pub(super) fn is_running(&self) -> bool {
         self.phase == "Running"
     }
 
     /// Whether the pod matches ANY of `selectors` (none: every pod matches).
-    pub fn matches_any(&self, selectors: &[String]) -> bool {
-        selectors.is_empty()
-            || selectors.iter().any(|s| {
-                Selector::parse(s)
-                    .map(|sel| sel.matches(&self.labels))
-                    .unwrap_or(false)
-            })
+    pub(super) fn matches_any(&self, selectors: &[Selector]) -> bool {
+        selectors.is_empty() || selectors.iter().any(|s| s.matches(&self.labels))
     }
 }
 
@@ -201,10 +200,10 @@ fn short_age(d: jiff::SignedDuration) -> String {
 /// Pods in `namespace` matching ANY of `selectors`: one list call per selector (the API
 /// server evaluates each, set-based ones included), the union deduplicated by name.
 /// Running pods first, then by name.
-pub async fn list_pods(
+pub(super) async fn list_pods(
     client: &kube::Client,
     namespace: &str,
-    selectors: &[String],
+    selectors: &[Selector],
 ) -> Result<Vec<PodInfo>, Failure> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let queries: Vec<ListParams> = if selectors.is_empty() {
@@ -212,7 +211,7 @@ pub async fn list_pods(
     } else {
         selectors
             .iter()
-            .map(|s| ListParams::default().labels(s))
+            .map(|s| ListParams::default().labels(&s.to_string()))
             .collect()
     };
     let now = jiff::Timestamp::now();
@@ -237,7 +236,7 @@ pub async fn list_pods(
 }
 
 /// One pod, read with the user's token (what the selector check needs: its labels).
-pub async fn get_pod(
+pub(super) async fn get_pod(
     client: &kube::Client,
     namespace: &str,
     name: &str,
@@ -252,7 +251,7 @@ pub async fn get_pod(
 
 /// For a cluster without an allowlist: the namespaces the user's RBAC lets them list;
 /// if it does not, the cluster's default namespace alone (RBAC still decides on pods).
-pub async fn visible_namespaces(
+pub(super) async fn visible_namespaces(
     client: &kube::Client,
     default_namespace: Option<&str>,
 ) -> Result<Vec<String>, Failure> {
@@ -291,7 +290,10 @@ mod tests {
 
     #[test]
     fn a_pod_is_allowed_when_it_matches_any_selector() {
-        let selectors = vec!["app=frontend".to_string(), "tier in (web,edge)".to_string()];
+        let selectors: Vec<Selector> = ["app=frontend", "tier in (web,edge)"]
+            .iter()
+            .map(|s| Selector::parse(s).unwrap())
+            .collect();
         assert!(pod(&[("app", "frontend")]).matches_any(&selectors));
         assert!(pod(&[("app", "proxy"), ("tier", "edge")]).matches_any(&selectors));
         assert!(!pod(&[("app", "api"), ("tier", "backend")]).matches_any(&selectors));

@@ -25,13 +25,15 @@ mod target;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use access::{Access, ClusterAccess};
+use access::Allowlist;
 use cluster::{Connection, ContainerKind, PodInfo};
 use picker::{Choice, Level, Picker, aligned};
 use stream::ExecSpec;
 use target::Target;
 
+use crate::config::Selector;
 use crate::error::{EXIT_OK, Failure};
+use crate::protocol::ClusterView;
 use crate::terminal;
 
 /// What `rolesh exec` runs when neither the command line nor `exec_command` says: bash if
@@ -47,7 +49,7 @@ const EXIT_CANCELLED: u8 = 130;
 
 /// The command line of `rolesh exec`.
 #[derive(Debug, Clone, Default)]
-pub struct ExecArgs {
+pub(crate) struct ExecArgs {
     pub target: Option<String>,
     pub cluster: Option<String>,
     pub namespace: Option<String>,
@@ -56,8 +58,8 @@ pub struct ExecArgs {
 }
 
 /// Runs `rolesh exec` and returns its exit code (the remote command's).
-pub fn run(args: ExecArgs) -> Result<u8, Failure> {
-    let access = Access::from_broker()?;
+pub(crate) fn run(args: ExecArgs) -> Result<u8, Failure> {
+    let access = Allowlist::from_broker()?;
     let target = Target::parse(args.target.as_deref(), &access.cluster_names())?
         .narrow(args.cluster.as_deref(), args.namespace.as_deref())?;
     // The allowlist, before anything talks to Kubernetes.
@@ -78,13 +80,13 @@ pub fn run(args: ExecArgs) -> Result<u8, Failure> {
         terminal::remember()?;
     }
     terminal::watch_signals(&runtime, report_exec_ended_by_signal)?;
-    let session = Session {
+    let rounds = Rounds {
         access: &access,
         target: &target,
         picker: &picker,
         command: &args.command,
     };
-    let result = runtime.block_on(session.run());
+    let result = runtime.block_on(rounds.run());
     // Nothing may hold the process up on the way out.
     runtime.shutdown_timeout(Duration::from_millis(100));
     terminal::restore();
@@ -92,20 +94,20 @@ pub fn run(args: ExecArgs) -> Result<u8, Failure> {
 }
 
 /// A cluster or namespace named on the command line must be in the allowlist (exit 77).
-fn check_allowlist(access: &Access, target: &Target) -> Result<(), Failure> {
+fn check_allowlist(access: &Allowlist, target: &Target) -> Result<(), Failure> {
     if let Some(cluster) = cluster_named(access, target)?
         && let Some(namespace) = &target.namespace
     {
-        cluster.check_namespace(namespace)?;
+        access::check_namespace(cluster, namespace)?;
     }
     Ok(())
 }
 
 /// The cluster the target implies: named, or the first allowing the named namespace.
 fn cluster_named<'a>(
-    access: &'a Access,
+    access: &'a Allowlist,
     target: &Target,
-) -> Result<Option<&'a ClusterAccess>, Failure> {
+) -> Result<Option<&'a ClusterView>, Failure> {
     match (&target.cluster, &target.namespace) {
         (Some(name), _) => access.cluster(name).map(Some),
         (None, Some(namespace)) => access.cluster_for_namespace(namespace).map(Some),
@@ -113,8 +115,9 @@ fn cluster_named<'a>(
     }
 }
 
-struct Session<'a> {
-    access: &'a Access,
+/// One `rolesh exec`: a round of picking and exec'ing, or (picker mode) many.
+struct Rounds<'a> {
+    access: &'a Allowlist,
     target: &'a Target,
     picker: &'a Picker,
     command: &'a [String],
@@ -129,7 +132,7 @@ struct Chosen {
     container: String,
 }
 
-impl Session<'_> {
+impl Rounds<'_> {
     async fn run(&self) -> Result<u8, Failure> {
         if !self.picker.repeat {
             return match self.round().await? {
@@ -158,7 +161,7 @@ impl Session<'_> {
         let Some(namespace) = self.pick_namespace(&client, cluster).await? else {
             return Ok(None);
         };
-        let selectors = cluster.selectors(&namespace);
+        let selectors = access::selectors(cluster, &namespace);
         let Some(pod) = self
             .pick_pod(&client, &cluster.name, &namespace, selectors)
             .await?
@@ -177,7 +180,7 @@ impl Session<'_> {
         self.exec(&client, &chosen).await.map(Some)
     }
 
-    fn pick_cluster(&self) -> Result<Option<&ClusterAccess>, Failure> {
+    fn pick_cluster(&self) -> Result<Option<&ClusterView>, Failure> {
         if let Some(cluster) = cluster_named(self.access, self.target)? {
             return Ok(Some(cluster));
         }
@@ -201,7 +204,7 @@ impl Session<'_> {
     async fn pick_namespace(
         &self,
         client: &kube::Client,
-        cluster: &ClusterAccess,
+        cluster: &ClusterView,
     ) -> Result<Option<String>, Failure> {
         if let Some(namespace) = &self.target.namespace {
             return Ok(Some(namespace.clone()));
@@ -243,7 +246,7 @@ impl Session<'_> {
         client: &kube::Client,
         cluster: &str,
         namespace: &str,
-        selectors: &[String],
+        selectors: &[Selector],
     ) -> Result<Option<PodInfo>, Failure> {
         if let Some(name) = &self.target.pod {
             // Named on the command line: its labels must match ANY selector of the
@@ -252,7 +255,7 @@ impl Session<'_> {
             if !pod.matches_any(selectors) {
                 return Err(Failure::denied(format!(
                     "pod {namespace}/{name} on {cluster} matches none of the namespace's selectors ({})",
-                    selectors.join(" | ")
+                    describe_selectors(selectors)
                 )));
             }
             return Ok(Some(pod));
@@ -362,12 +365,12 @@ impl Session<'_> {
     }
 }
 
-fn describe_selectors(selectors: &[String]) -> String {
+fn describe_selectors(selectors: &[Selector]) -> String {
     if selectors.is_empty() {
-        "all pods".into()
-    } else {
-        selectors.join(" | ")
+        return "all pods".into();
     }
+    let shown: Vec<String> = selectors.iter().map(ToString::to_string).collect();
+    shown.join(" | ")
 }
 
 /// The exec under way, whose event is still to be written.

@@ -12,7 +12,7 @@ use crate::error::Failure;
 /// One choice: what the list shows, the target it stands for (`demo/web/frontend-1`),
 /// and its value.
 #[derive(Debug, Clone)]
-pub struct Choice<T> {
+pub(super) struct Choice<T> {
     pub label: String,
     pub target: String,
     pub value: T,
@@ -20,7 +20,7 @@ pub struct Choice<T> {
 
 /// A level of the picker, for prompts and messages.
 #[derive(Debug, Clone, Copy)]
-pub enum Level {
+pub(super) enum Level {
     Cluster,
     Namespace,
     Pod,
@@ -47,7 +47,7 @@ impl Level {
     }
 }
 
-pub struct Picker {
+pub(super) struct Picker {
     /// stdin is a terminal: prompts may wait for keys.
     pub interactive: bool,
     /// Picker mode: every prompt offers `q` to end the session.
@@ -74,7 +74,7 @@ impl Picker {
     /// With `always_ask`, a single choice is still shown (picker mode's pod level, so
     /// that there is always a place to end the session). `None`: the user quit (Esc,
     /// Ctrl-D, Ctrl-C, or `q` + Enter in picker mode).
-    pub fn choose<T: Clone>(
+    pub(super) fn choose<T: Clone>(
         &self,
         level: Level,
         title: &str,
@@ -152,7 +152,7 @@ fn list_and_refuse<T>(level: Level, choices: &[Choice<T>]) -> Failure {
 }
 
 /// Columns padded to their widest entry, so the list reads as a table.
-pub fn aligned(rows: &[Vec<String>]) -> Vec<String> {
+pub(super) fn aligned(rows: &[Vec<String>]) -> Vec<String> {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|i| {

@@ -31,7 +31,7 @@ const DRAIN_WITHOUT_STATUS: Duration = Duration::from_secs(2);
 
 /// Where to exec and what.
 #[derive(Debug, Clone)]
-pub struct ExecSpec {
+pub(super) struct ExecSpec {
     pub namespace: String,
     pub pod: String,
     pub container: String,
@@ -41,7 +41,7 @@ pub struct ExecSpec {
 }
 
 /// Runs the command and returns its exit code.
-pub async fn run(client: &kube::Client, spec: &ExecSpec) -> Result<u8, Failure> {
+pub(super) async fn run(client: &kube::Client, spec: &ExecSpec) -> Result<u8, Failure> {
     let params = AttachParams::default()
         .container(spec.container.clone())
         .stdin(true)
@@ -130,7 +130,7 @@ async fn finish(
 /// The remote exit code: Success is 0; a failure with an `ExitCode` cause is that code;
 /// any other failure (the command could not start, the container is gone) is 1 with the
 /// server's message.
-pub fn exit_code(status: &Status) -> Result<u8, Failure> {
+pub(super) fn exit_code(status: &Status) -> Result<u8, Failure> {
     if status.status.as_deref() == Some("Success") {
         return Ok(0);
     }

@@ -7,7 +7,7 @@ use crate::error::Failure;
 
 /// What the command line names; the picker asks for the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Target {
+pub(super) struct Target {
     pub cluster: Option<String>,
     pub namespace: Option<String>,
     pub pod: Option<String>,
@@ -21,7 +21,7 @@ impl Target {
     /// `demo` is a cluster, `demo/web` a cluster and namespace, `demo/web/pod` a pod;
     /// otherwise the parts start at the namespace (`web`, `web/pod`, `web/pod/container`).
     /// (`--cluster` and `-n` reach a namespace that happens to be named like a cluster.)
-    pub fn parse(arg: Option<&str>, clusters: &[&str]) -> Result<Target, Failure> {
+    pub(super) fn parse(arg: Option<&str>, clusters: &[&str]) -> Result<Target, Failure> {
         let Some(arg) = arg else {
             return Ok(Target::default());
         };
@@ -75,7 +75,7 @@ impl Target {
     }
 
     /// Applies `--cluster` and `-n`; a flag that contradicts the argument is a usage error.
-    pub fn narrow(
+    pub(super) fn narrow(
         mut self,
         cluster: Option<&str>,
         namespace: Option<&str>,

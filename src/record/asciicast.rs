@@ -2,14 +2,14 @@
 //! `[time, type, data]` with time in seconds since the start. What rolesh writes, checks
 //! and plays is shared here by the broker, the session's `Recorder` and `rolesh replay`.
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 /// Event types rolesh writes: output, input, resize (`COLSxROWS`), marker.
-pub const TYPES: [&str; 4] = ["o", "i", "r", "m"];
+pub(crate) const TYPES: [&str; 4] = ["o", "i", "r", "m"];
 
 /// One event.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub(crate) struct Event {
     pub time: f64,
     pub kind: String,
     pub data: String,
@@ -17,53 +17,44 @@ pub struct Event {
 
 impl Event {
     /// The line as asciinema writes it (microsecond times), without a newline.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
+        let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
         format!(
             "[{:.6}, {}, {}]",
             self.time,
-            json!(self.kind),
-            json!(self.data)
+            text(&self.kind),
+            text(&self.data)
         )
     }
 }
 
 /// Parses and checks one event line: a 3-element array, a finite time not before
 /// `previous`, a known type, a string; resizes as `COLSxROWS`.
-pub fn parse_event(line: &str, previous: f64) -> Result<Event, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let Some([time, kind, data]) = value
-        .as_array()
-        .map(Vec::as_slice)
-        .and_then(|a| <&[Value; 3]>::try_from(a).ok())
-    else {
+pub(crate) fn parse_event(line: &str, previous: f64) -> Result<Event, String> {
+    if !line.trim_start().starts_with('[') {
         return Err("an event is [time, type, data]".into());
-    };
-    let time = time
-        .as_f64()
-        .filter(|t| t.is_finite() && *t >= 0.0)
-        .ok_or("the time must be a non-negative number")?;
+    }
+    let (time, kind, data): (f64, String, String) =
+        serde_json::from_str(line).map_err(|e| format!("an event is [time, type, data] ({e})"))?;
+    if !time.is_finite() || time < 0.0 {
+        return Err("the time must be a non-negative number".into());
+    }
     if time < previous {
         return Err(format!(
             "time {time} goes back (the previous event was at {previous})"
         ));
     }
-    let kind = kind
-        .as_str()
-        .filter(|k| TYPES.contains(k))
-        .ok_or("the type must be \"o\", \"i\", \"r\" or \"m\"")?;
-    let data = data.as_str().ok_or("the data must be a string")?;
-    if kind == "r" && parse_size(data).is_none() {
+    if !TYPES.contains(&kind.as_str()) {
+        return Err("the type must be \"o\", \"i\", \"r\" or \"m\"".into());
+    }
+    if kind == "r" && parse_size(&data).is_none() {
         return Err(format!("a resize is COLSxROWS, not {data:?}"));
     }
-    Ok(Event {
-        time,
-        kind: kind.to_string(),
-        data: data.to_string(),
-    })
+    Ok(Event { time, kind, data })
 }
 
 /// `COLSxROWS` with both from 1 to 9999.
-pub fn parse_size(text: &str) -> Option<(u16, u16)> {
+pub(crate) fn parse_size(text: &str) -> Option<(u16, u16)> {
     let (c, r) = text.split_once('x')?;
     let num = |s: &str| {
         (s.len() <= 4 && !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -74,45 +65,71 @@ pub fn parse_size(text: &str) -> Option<(u16, u16)> {
     Some((num(c)?, num(r)?))
 }
 
-/// The header of a recording: what the broker writes.
-pub struct Header<'a> {
-    pub cols: u16,
-    pub rows: u16,
+/// The header of a recording: what the broker writes, and what replay reads back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Header {
+    /// 2.
+    pub version: u8,
+    pub width: u16,
+    pub height: u16,
+    #[serde(default)]
     pub timestamp: u64,
-    pub title: &'a str,
-    pub command: Option<&'a str>,
-    pub term: Option<&'a str>,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub env: HeaderEnv,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Pauses longer than this are cut when played (asciinema's key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_time_limit: Option<f64>,
 }
 
-impl Header<'_> {
-    pub fn line(&self) -> String {
-        let mut h = json!({
-            "version": 2,
-            "width": self.cols,
-            "height": self.rows,
-            "timestamp": self.timestamp,
-            "title": self.title,
-            "env": {"TERM": self.term.unwrap_or("xterm"), "SHELL": "rolesh"},
-        });
-        if let Some(c) = self.command {
-            h["command"] = json!(c);
+/// The header's `env`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct HeaderEnv {
+    #[serde(rename = "TERM", default)]
+    pub term: Option<String>,
+    #[serde(rename = "SHELL", default)]
+    pub shell: Option<String>,
+}
+
+impl Header {
+    /// A version 2 header.
+    pub(crate) fn new(cols: u16, rows: u16, timestamp: u64, title: String) -> Header {
+        Header {
+            version: 2,
+            width: cols,
+            height: rows,
+            timestamp,
+            title,
+            env: HeaderEnv {
+                term: Some("xterm".into()),
+                shell: Some("rolesh".into()),
+            },
+            command: None,
+            idle_time_limit: None,
         }
-        h.to_string()
+    }
+
+    pub(crate) fn line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
 /// Checks a header line: a JSON object with `"version": 2` and a width and height.
-pub fn parse_header(line: &str) -> Result<Value, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("not a JSON header: {e}"))?;
-    if v.get("version").and_then(Value::as_u64) != Some(2) {
+pub(crate) fn parse_header(line: &str) -> Result<Header, String> {
+    let header: Header = serde_json::from_str(line).map_err(|e| {
+        if e.is_data() {
+            format!("the header {e}")
+        } else {
+            format!("not a JSON header: {e}")
+        }
+    })?;
+    if header.version != 2 {
         return Err("not an asciicast v2 header (\"version\": 2)".into());
     }
-    for key in ["width", "height"] {
-        if v.get(key).and_then(Value::as_u64).is_none() {
-            return Err(format!("the header has no {key}"));
-        }
-    }
-    Ok(v)
+    Ok(header)
 }
 
 #[cfg(test)]
@@ -142,15 +159,13 @@ mod tests {
 
     #[test]
     fn headers() {
-        let h = Header {
-            cols: 80,
-            rows: 24,
-            timestamp: 1,
-            title: "t",
-            command: None,
-            term: None,
-        };
-        assert!(parse_header(&h.line()).is_ok());
+        let h = Header::new(80, 24, 1, "t".into());
+        assert_eq!(parse_header(&h.line()).unwrap(), h);
         assert!(parse_header(r#"{"version":1,"width":1,"height":1}"#).is_err());
+        assert!(
+            parse_header(r#"{"version":2,"height":1}"#)
+                .unwrap_err()
+                .contains("width")
+        );
     }
 }

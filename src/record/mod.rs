@@ -7,23 +7,24 @@
 //! says how much; if the session dies, the broker sees the stream end without the end line
 //! and marks the recording as ended abnormally.
 
-pub mod asciicast;
+pub(crate) mod asciicast;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
+use crate::client::Connection;
+use crate::config::RecordPolicy;
 use crate::error::Failure;
+use crate::protocol::{RecordEnd, RecordStart, Recorded, Request};
 use asciicast::Event;
 
 /// Data per event, in bytes: JSON escapes a control byte as 6 (`\u001b`), so an event
 /// stays under the broker's 64 KiB line limit whatever the output is.
-pub const CHUNK: usize = 8 * 1024;
+pub(crate) const CHUNK: usize = 8 * 1024;
 
 /// Events queued for the writer thread before output is left out.
 const QUEUE: usize = 4096;
@@ -38,27 +39,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Whether a session must be recorded: `interactive` records login sessions, `all` also
 /// `ssh bastion CMD` (`-c`) and `rolesh exec`. When true and [`Recorder::start`] fails,
 /// the session must not start.
-pub fn required(record: crate::config::Record, interactive: bool) -> bool {
-    use crate::config::Record;
+pub(crate) fn required(record: RecordPolicy, interactive: bool) -> bool {
     match record {
-        Record::Off => false,
-        Record::Interactive => interactive,
-        Record::All => true,
+        RecordPolicy::Off => false,
+        RecordPolicy::Interactive => interactive,
+        RecordPolicy::All => true,
     }
-}
-
-/// What is recorded, as the session knows it at the start.
-#[derive(Debug, Clone)]
-pub struct RecordingMeta {
-    pub session_id: String,
-    pub cols: u16,
-    pub rows: u16,
-    /// The `-c` command or `rolesh exec` target; `None` for an interactive shell.
-    pub command: Option<String>,
-    /// Whether keystrokes are recorded too (`record_input`; the broker also checks the
-    /// configuration and drops input it does not allow).
-    pub record_input: bool,
-    pub term: Option<String>,
 }
 
 enum Message {
@@ -67,7 +53,7 @@ enum Message {
 }
 
 /// A recording in progress. `Send`: a session's proxy task may own it.
-pub struct Recorder {
+pub(crate) struct Recorder {
     queue: SyncSender<Message>,
     writer: Option<JoinHandle<()>>,
     started: Instant,
@@ -82,7 +68,7 @@ pub struct Recorder {
 impl Recorder {
     /// Asks the broker at `socket` to record. An error means no recording: a session that
     /// must be recorded must not start.
-    pub fn start(socket: &Path, meta: RecordingMeta) -> Result<Recorder, Failure> {
+    pub(crate) fn start(socket: &Path, meta: RecordStart) -> Result<Recorder, Failure> {
         let (queue, received) = mpsc::sync_channel(QUEUE);
         let (opened, open_result) = mpsc::sync_channel(1);
         let record_input = meta.record_input;
@@ -122,13 +108,13 @@ impl Recorder {
 
     /// Terminal output (any bytes; UTF-8 split across calls is joined, invalid bytes
     /// become U+FFFD).
-    pub fn output(&mut self, data: &[u8]) {
+    pub(crate) fn output(&mut self, data: &[u8]) {
         let text = decode(&mut self.output_tail, data);
         self.text_events("o", &text);
     }
 
     /// Keystrokes; ignored unless the recording was started with `record_input`.
-    pub fn input(&mut self, data: &[u8]) {
+    pub(crate) fn input(&mut self, data: &[u8]) {
         if self.record_input {
             let text = decode(&mut self.input_tail, data);
             self.text_events("i", &text);
@@ -138,17 +124,18 @@ impl Recorder {
     /// False once the stream to the broker is gone (broker stopped, write timed out): the
     /// session decides whether to go on unrecorded; the recording itself is already
     /// marked as ended abnormally by the broker.
-    pub fn healthy(&self) -> bool {
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn healthy(&self) -> bool {
         self.writer.as_ref().is_some_and(|w| !w.is_finished())
     }
 
-    pub fn resize(&mut self, cols: u16, rows: u16) {
+    pub(crate) fn resize(&mut self, cols: u16, rows: u16) {
         self.push("r", format!("{cols}x{rows}"));
     }
 
     /// Ends the recording cleanly: the end line with the exit code, then waits (briefly)
     /// for the broker to write and sync the file.
-    pub fn finish(mut self, exit_code: i32) {
+    pub(crate) fn finish(mut self, exit_code: i32) {
         self.flush_tails();
         let _ = self.queue.send(Message::Finish(exit_code));
         if let Some(writer) = self.writer.take() {
@@ -205,41 +192,16 @@ impl Recorder {
 }
 
 /// Connects, sends the `record` request and waits for the broker to accept.
-fn open(socket: &Path, meta: &RecordingMeta) -> Result<UnixStream, Failure> {
-    let fail = |what: String| Failure::runtime(format!("session recording unavailable: {what}"));
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        fail(format!(
-            "cannot reach the broker at {}: {e}",
-            socket.display()
-        ))
-    })?;
-    let request = json!({
-        "v": 1, "op": "record", "session_id": meta.session_id, "cols": meta.cols,
-        "rows": meta.rows, "command": meta.command, "term": meta.term,
-        "record_input": meta.record_input,
-    });
-    stream
-        .write_all(format!("{request}\n").as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
-    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).ok();
+fn open(socket: &Path, meta: &RecordStart) -> Result<UnixStream, Failure> {
+    let fail =
+        |f: Failure| Failure::runtime(format!("session recording unavailable: {}", f.message));
+    let mut broker = Connection::open(socket, ANSWER_TIMEOUT).map_err(fail)?;
+    broker
+        .ask::<Recorded>(&Request::Record(meta.clone()))
+        .map_err(fail)?;
+    let stream = broker.into_stream();
     stream.set_write_timeout(Some(WRITE_TIMEOUT)).ok();
-    let answer = read_answer(&stream).map_err(fail)?;
-    if let Some(err) = answer.get("error") {
-        let message = err
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("refused");
-        return Err(fail(message.to_string()));
-    }
     Ok(stream)
-}
-
-fn read_answer(stream: &UnixStream) -> Result<Value, String> {
-    let mut line = String::new();
-    BufReader::new(stream)
-        .read_line(&mut line)
-        .map_err(|e| format!("no answer from the broker: {e}"))?;
-    serde_json::from_str(&line).map_err(|_| "the broker closed the connection".to_string())
 }
 
 /// The writer thread: events to the broker until `finish` (end line, then the broker's
@@ -270,17 +232,23 @@ fn write_events(stream: UnixStream, received: Receiver<Message>) {
 
 /// The end line, then the broker's answer (sent once the file is synced).
 fn end_stream(mut out: std::io::BufWriter<&UnixStream>, stream: &UnixStream, code: i32) {
-    let end = json!({"end": true, "exit_code": code});
-    if writeln!(out, "{end}").and_then(|()| out.flush()).is_ok() {
+    let end = RecordEnd {
+        end: true,
+        exit_code: code.into(),
+    };
+    let line = serde_json::to_string(&end).unwrap_or_default();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_ok() {
         drop(out);
         let _ = stream.shutdown(std::net::Shutdown::Write);
-        let _ = read_answer(stream);
+        // The answer comes once the file is synced; what it says changes nothing here.
+        let _ =
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut String::new());
     }
 }
 
 /// Appends `data` to `tail` and returns the text decoded so far, keeping an incomplete
 /// character at the end in `tail` for the next call.
-pub fn decode(tail: &mut Vec<u8>, data: &[u8]) -> String {
+pub(crate) fn decode(tail: &mut Vec<u8>, data: &[u8]) -> String {
     tail.extend_from_slice(data);
     let mut out = String::with_capacity(tail.len());
     let mut rest: &[u8] = tail;
@@ -312,7 +280,7 @@ pub fn decode(tail: &mut Vec<u8>, data: &[u8]) -> String {
 }
 
 /// `text` in pieces of at most `max` bytes, cut at character boundaries.
-pub fn chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
+pub(crate) fn chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
     let mut rest = text;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -340,11 +308,10 @@ mod tests {
 
     #[test]
     fn which_sessions_are_recorded() {
-        use crate::config::Record;
-        assert!(required(Record::Interactive, true));
-        assert!(!required(Record::Interactive, false));
-        assert!(required(Record::All, false));
-        assert!(!required(Record::Off, true));
+        assert!(required(RecordPolicy::Interactive, true));
+        assert!(!required(RecordPolicy::Interactive, false));
+        assert!(required(RecordPolicy::All, false));
+        assert!(!required(RecordPolicy::Off, true));
     }
 
     #[test]
@@ -371,6 +338,6 @@ mod tests {
             kind: "o".into(),
             data: "\u{1}".repeat(CHUNK),
         };
-        assert!(worst.line().len() < crate::broker::protocol::MAX_LINE);
+        assert!(worst.line().len() < crate::protocol::MAX_LINE);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Session;
+use crate::config::SessionSettings;
 use crate::error::{EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, Failure};
 
 /// rolesh's own subcommands a session may run.
@@ -12,14 +12,14 @@ const SUBCOMMANDS: [&str; 4] = ["exec", "kubeconfig", "token", "credentials"];
 const FILE_TRANSFER: [&str; 4] = ["scp", "sftp-server", "internal-sftp", "rsync"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     Program(PathBuf, Vec<String>),
     Subcommand(Vec<String>),
     Shell(PathBuf),
 }
 
 impl Plan {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Plan::Program(p, _) | Plan::Shell(p) => p.display().to_string(),
             Plan::Subcommand(args) => format!("rolesh {}", args.join(" ")),
@@ -27,7 +27,7 @@ impl Plan {
     }
 
     /// The whole command line, quoted as a shell would need it: for the audit trail.
-    pub fn command_line(&self) -> String {
+    pub(crate) fn command_line(&self) -> String {
         let words: Vec<String> = match self {
             Plan::Program(p, args) => std::iter::once(p.display().to_string())
                 .chain(args.iter().cloned())
@@ -41,7 +41,7 @@ impl Plan {
     }
 }
 
-pub fn plan(command: &str, session: &Session) -> Result<Plan, Failure> {
+pub(crate) fn plan(command: &str, session: &SessionSettings) -> Result<Plan, Failure> {
     let refuse = |message: String| Failure {
         code: EXIT_NOT_ALLOWED,
         message,
@@ -85,7 +85,7 @@ pub fn plan(command: &str, session: &Session) -> Result<Plan, Failure> {
         })
 }
 
-fn allowed_list(session: &Session) -> String {
+fn allowed_list(session: &SessionSettings) -> String {
     let mut all: Vec<&str> = session
         .allowed_commands
         .iter()
@@ -96,7 +96,7 @@ fn allowed_list(session: &Session) -> String {
 }
 
 /// `name` on the session's PATH, as an executable file.
-pub fn find(name: &str, path: &str) -> Option<PathBuf> {
+pub(crate) fn find(name: &str, path: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     path.split(':')
         .map(|dir| Path::new(dir).join(name))
@@ -109,23 +109,11 @@ pub fn find(name: &str, path: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
-    fn session(file_transfer: bool) -> Session {
-        Session {
-            user: "alice".into(),
-            uid: 1000,
-            mode: "shell".into(),
-            shell: "/bin/bash".into(),
-            path: "/usr/local/bin:/usr/bin:/bin".into(),
+    fn session(file_transfer: bool) -> SessionSettings {
+        SessionSettings {
             allowed_commands: vec!["ls".into(), "kubectl-missing".into()],
             file_transfer,
-            banner: None,
-            home: None,
-            max_duration: std::time::Duration::from_secs(60),
-            idle_timeout: std::time::Duration::from_secs(60),
-            record: "off".into(),
-            record_input: false,
-            clusters: vec![],
-            id: "x".into(),
+            ..SessionSettings::default()
         }
     }
 

@@ -6,11 +6,11 @@
 //! CMD`), the command inherits sshd's pipes and `supervise` ends it on hangup or
 //! disconnect. Both: private /tmp where the kernel allows it, `max_duration`.
 
-pub mod command;
-pub mod kubeconfig;
+pub(crate) mod command;
+pub(crate) mod kubeconfig;
 mod recording;
 mod relay;
-pub mod restricted;
+pub(crate) mod restricted;
 mod supervise;
 
 use std::io::IsTerminal;
@@ -20,109 +20,75 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
-
 use crate::client;
+use crate::config::{Mode, SessionSettings};
 use crate::error::{EXIT_RUNTIME, Failure};
+use crate::protocol::{ClusterEndpoint, Request, Whoami};
+use crate::session_id::SessionId;
 use crate::system;
 use command::Plan;
-use kubeconfig::ClusterEntry;
+use kubeconfig::SessionCluster;
 
-/// What the broker's `whoami` says about this user's session.
-pub struct Session {
-    pub user: String,
-    pub uid: u32,
-    pub mode: String,
-    pub shell: String,
-    pub path: String,
-    pub allowed_commands: Vec<String>,
-    pub file_transfer: bool,
-    pub banner: Option<String>,
+/// A session as the broker's `whoami` describes it, with the endpoints of its clusters.
+pub(crate) struct Session {
+    pub(crate) who: Whoami,
+    pub(crate) clusters: Vec<SessionCluster>,
     /// The user's home directory, if it exists (looked up once, at login).
-    pub home: Option<PathBuf>,
-    pub max_duration: std::time::Duration,
-    pub idle_timeout: std::time::Duration,
-    /// `off`, `interactive` or `all`.
-    pub record: String,
-    pub record_input: bool,
-    pub clusters: Vec<ClusterEntry>,
-    pub id: String,
+    pub(crate) home: Option<PathBuf>,
+    pub(crate) id: SessionId,
 }
 
 impl Session {
-    /// Asks the broker (the compiled-in socket in login mode) for the user's session.
-    pub fn open(login: bool) -> Result<Session, Failure> {
+    /// Asks the broker (the compiled-in socket in login mode) for the user's session. An
+    /// answer that lacks anything the session needs is an error: no defaults.
+    pub(crate) fn open(login: bool) -> Result<Session, Failure> {
         let socket = client::socket_path(login);
-        let who = client::request(&socket, "whoami", &[])?;
-        let s = &who["session"];
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let who: Whoami = client::call(&socket, &Request::Whoami {})?;
         let mut clusters = Vec::new();
-        for c in who["clusters"].as_array().into_iter().flatten() {
-            let name = text(&c["name"]);
-            // One unreachable cluster does not keep the user from the others.
-            let info = match client::request(&socket, "cluster", &[("cluster", &name)]) {
-                Ok(info) => info,
-                Err(e) => {
-                    eprintln!(
-                        "rolesh: warning: cluster {name} is left out of this session: {}",
-                        e.message
-                    );
-                    continue;
-                }
+        for view in &who.grant.clusters {
+            let request = Request::Cluster {
+                cluster: view.name.clone(),
             };
-            clusters.push(ClusterEntry {
-                endpoint: text(&info["endpoint"]),
-                ca_data: text(&info["certificateAuthorityData"]),
-                default_namespace: c["default_namespace"].as_str().map(str::to_string),
-                namespaces: c["namespaces"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|n| text(&n["name"]))
-                    .collect(),
-                name,
-            });
+            // One unreachable cluster does not keep the user from the others.
+            match client::call::<ClusterEndpoint>(&socket, &request) {
+                Ok(endpoint) => clusters.push(SessionCluster {
+                    view: view.clone(),
+                    endpoint,
+                }),
+                Err(e) => eprintln!(
+                    "rolesh: warning: cluster {} is left out of this session: {}",
+                    view.name, e.message
+                ),
+            }
         }
+        let id = match inherited_session_id(login) {
+            Some(id) => id,
+            None => SessionId::new().map_err(Failure::runtime)?,
+        };
         Ok(Session {
-            user: text(&who["user"]),
-            uid: who["uid"].as_u64().unwrap_or(u64::MAX) as u32,
-            mode: text(&s["mode"]),
-            shell: text(&s["shell"]),
-            path: text(&s["path"]),
-            allowed_commands: s["allowed_commands"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text)
-                .collect(),
-            file_transfer: s["file_transfer"].as_bool().unwrap_or(false),
-            banner: s["banner"].as_str().map(str::to_string),
-            home: home_of(&text(&who["user"])),
-            max_duration: std::time::Duration::from_secs(
-                s["max_duration_secs"].as_u64().unwrap_or(12 * 3600),
-            ),
-            idle_timeout: std::time::Duration::from_secs(
-                s["idle_timeout_secs"].as_u64().unwrap_or(30 * 60),
-            ),
-            record: text(&s["record"]),
-            record_input: s["record_input"].as_bool().unwrap_or(false),
+            home: home_of(&who.user),
+            who,
             clusters,
-            id: inherited_session_id(login).unwrap_or_else(crate::audit::new_session_id),
+            id,
         })
+    }
+
+    pub(crate) fn settings(&self) -> &SessionSettings {
+        &self.who.grant.session
     }
 }
 
 /// `rolesh kubeconfig`: the session's kubeconfig as one file.
-pub fn print_kubeconfig() -> Result<(), Failure> {
+pub(crate) fn print_kubeconfig() -> Result<(), Failure> {
     let session = Session::open(false)?;
-    let v = kubeconfig::merged(&session.clusters, &self_path());
-    print!("{}", kubeconfig::to_yaml(&v));
+    let k = kubeconfig::merged(&session.clusters, &self_path());
+    print!("{}", kubeconfig::to_yaml(&k));
     Ok(())
 }
 
 /// Login mode: `-c COMMAND` (what sshd runs for `ssh bastion COMMAND`) or an interactive
 /// session.
-pub fn login(run: Option<&str>) -> Result<u8, Failure> {
+pub(crate) fn login(run: Option<&str>) -> Result<u8, Failure> {
     // First, while this process has one thread and may still write its uid_map.
     let private_tmp = system::private_tmp();
     system::harden_supervisor().map_err(Failure::runtime)?;
@@ -135,15 +101,15 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
         })?;
     let files = KubeconfigFiles::write(&session)?;
     if run.is_none()
-        && let Some(banner) = &session.banner
+        && let Some(banner) = &session.settings().banner
     {
         println!("{banner}");
     }
     // Fields without a value are left out, not written empty.
     let ssh_client = std::env::var("SSH_CLIENT").ok().filter(|c| !c.is_empty());
     tracing::info!(target: "rolesh::audit", event = "login", session_id = %session.id,
-        ssh_client = ssh_client.as_deref(), mode = %session.mode, command = run,
-        record = %session.record, private_tmp = private_tmp.is_ok(),
+        ssh_client = ssh_client.as_deref(), mode = session.settings().mode.as_str(), command = run,
+        record = session.settings().record.as_str(), private_tmp = private_tmp.is_ok(),
         reason = private_tmp.as_ref().err().map(String::as_str));
     let env = environment(&session, &files);
     let started = std::time::Instant::now();
@@ -167,16 +133,15 @@ pub fn login(run: Option<&str>) -> Result<u8, Failure> {
 /// the user's mode.
 fn plan_for(run: Option<&str>, session: &Session) -> Result<Plan, Failure> {
     let Some(cmd) = run else {
-        return match session.mode.as_str() {
-            "shell" => Ok(Plan::Shell(PathBuf::from(&session.shell))),
+        return Ok(match session.settings().mode {
+            Mode::Shell => Plan::Shell(PathBuf::from(&session.settings().shell)),
             // The prompt and the picker run as programs of their own on the session's
             // terminal, so that idle time, hangups and recording work the same for all modes.
-            "restricted" => Ok(Plan::Subcommand(vec![RESTRICTED_PROMPT.into()])),
-            "picker" => Ok(Plan::Subcommand(vec!["exec".into(), "--repeat".into()])),
-            other => Err(Failure::not_implemented(&format!("{other} mode"))),
-        };
+            Mode::Restricted => Plan::Subcommand(vec![RESTRICTED_PROMPT.into()]),
+            Mode::Picker => Plan::Subcommand(vec!["exec".into(), "--repeat".into()]),
+        });
     };
-    command::plan(cmd, session).inspect_err(|f| {
+    command::plan(cmd, session.settings()).inspect_err(|f| {
         tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
             command = %cmd, exit_code = f.code, reason = %f.message);
     })
@@ -191,9 +156,9 @@ fn supervised(
     recording: Option<&std::sync::Arc<std::sync::Mutex<recording::Recording>>>,
 ) -> Result<(std::process::ExitStatus, relay::Ending), Failure> {
     if std::io::stdin().is_terminal() {
-        let limits = relay::Limits {
-            idle_timeout: session.idle_timeout,
-            max_duration: session.max_duration,
+        let limits = relay::Deadlines {
+            idle_timeout: session.settings().idle_timeout,
+            max_duration: session.settings().max_duration,
         };
         let tap = recording.map(recording::as_tap);
         let (outcome, ending) = relay::run(pty_command(plan, session, env), limits, tap)?;
@@ -242,7 +207,7 @@ fn without_terminal(
         ],
         None => Vec::new(),
     };
-    let outcome = supervise::run(child, own_group, session.max_duration)?;
+    let outcome = supervise::run(child, own_group, session.settings().max_duration)?;
     for copier in copiers {
         let _ = copier.join();
     }
@@ -250,12 +215,12 @@ fn without_terminal(
 }
 
 /// The hidden subcommand that runs the restricted prompt inside a login session.
-pub const RESTRICTED_PROMPT: &str = "restricted-prompt";
+pub(crate) const RESTRICTED_PROMPT: &str = "restricted-prompt";
 
 /// Restricted mode's prompt, started by the login supervisor on the session's terminal. It
 /// asks the broker again (the broker, not an inherited file, says what the user may do) and
 /// uses the session's kubeconfig from `KUBECONFIG`.
-pub fn restricted_prompt() -> Result<u8, Failure> {
+pub(crate) fn restricted_prompt() -> Result<u8, Failure> {
     let session = Session::open(false)?;
     let overlay = std::env::var("KUBECONFIG")
         .ok()
@@ -269,7 +234,7 @@ pub fn restricted_prompt() -> Result<u8, Failure> {
         let child = command(plan, &session, &env, false)
             .spawn()
             .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
-        let outcome = supervise::run(child, false, session.max_duration)?;
+        let outcome = supervise::run(child, false, session.settings().max_duration)?;
         tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
             command = %plan.command_line(), exit_code = exit_code(outcome.status),
             duration_ms = started.elapsed().as_millis() as u64);
@@ -353,8 +318,9 @@ impl KubeconfigFiles {
         let rolesh = self_path();
         let sealed_text = kubeconfig::to_yaml(&kubeconfig::sealed(&session.clusters, &rolesh));
         let sealed = system::sealed_memfd("rolesh-kubeconfig", sealed_text.as_bytes())
+            .and_then(|fd| system::inheritable_high_fd(&fd))
             .map_err(Failure::runtime)?;
-        let dir = runtime_dir(session.uid).join(format!("rolesh-{}", session.id));
+        let dir = runtime_dir(session.who.uid).join(format!("rolesh-{}", session.id));
         let shown = dir.display().to_string();
         let fail = |e: std::io::Error| {
             Failure::runtime(format!(
@@ -420,14 +386,15 @@ fn environment(session: &Session, files: &KubeconfigFiles) -> Vec<(String, Strin
         .filter(|(k, _)| k == "TERM" || k == "LANG" || k == "TZ" || k.starts_with("LC_"))
         .collect();
     let home = session.home.clone().unwrap_or_else(|| "/".into());
+    let settings = session.settings();
     env.extend([
         ("HOME".into(), home.display().to_string()),
-        ("USER".into(), session.user.clone()),
-        ("LOGNAME".into(), session.user.clone()),
-        ("SHELL".into(), session.shell.clone()),
-        ("PATH".into(), session.path.clone()),
+        ("USER".into(), session.who.user.clone()),
+        ("LOGNAME".into(), session.who.user.clone()),
+        ("SHELL".into(), settings.shell.clone()),
+        ("PATH".into(), settings.path.clone()),
         ("KUBECONFIG".into(), files.kubeconfig_env()),
-        ("ROLESH_SESSION_ID".into(), session.id.clone()),
+        ("ROLESH_SESSION_ID".into(), session.id.to_string()),
     ]);
     if let Ok(client) = std::env::var("SSH_CLIENT") {
         env.push(("SSH_CLIENT".into(), client));
@@ -450,9 +417,8 @@ fn self_path() -> PathBuf {
 
 /// Programs a login session starts (the restricted prompt, the picker, `rolesh exec`)
 /// belong to that session: its id links their audit events to the login's.
-fn inherited_session_id(login: bool) -> Option<String> {
+fn inherited_session_id(login: bool) -> Option<SessionId> {
     let id = std::env::var("ROLESH_SESSION_ID").ok()?;
-    // The form `audit::new_session_id` makes: 24 lowercase hex digits.
-    let valid = !login && id.len() == 24 && crate::audit::valid_session_id(&id);
-    valid.then_some(id)
+    // The form `SessionId::new` makes: 24 lowercase hex digits.
+    (!login && id.len() == 24).then(|| SessionId::parse(&id))?
 }

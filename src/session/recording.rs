@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use super::Session;
 use super::relay::{SharedTap, Tap};
 use crate::error::Failure;
-use crate::record::{Recorder, RecordingMeta};
+use crate::protocol::RecordStart;
+use crate::record::Recorder;
 use crate::system;
 
 /// A recording the relay and the pipe copiers share; `finish` ends it once.
-pub struct Recording(Option<Recorder>);
+pub(super) struct Recording(Option<Recorder>);
 
 impl Tap for Recording {
     fn output(&mut self, data: &[u8]) {
@@ -38,32 +39,22 @@ impl Tap for Recording {
 
 /// Starts the recording this session must have, if any. An error means the session must
 /// not start: a bastion that promises recordings does not run unrecorded sessions.
-pub fn start(
+pub(super) fn start(
     session: &Session,
     socket: &std::path::Path,
     command: Option<&str>,
 ) -> Result<Option<Arc<Mutex<Recording>>>, Failure> {
-    let record = match session.record.as_str() {
-        "off" => crate::config::Record::Off,
-        "interactive" => crate::config::Record::Interactive,
-        "all" => crate::config::Record::All,
-        // Fail closed: a broker from another version must not turn recording off.
-        other => {
-            return Err(Failure::runtime(format!(
-                "the broker's session settings name an unknown recording mode {other:?}"
-            )));
-        }
-    };
-    if !crate::record::required(record, command.is_none()) {
+    // An unknown recording mode from the broker never got this far: `whoami` is typed.
+    if !crate::record::required(session.settings().record, command.is_none()) {
         return Ok(None);
     }
     let (cols, rows) = system::window_size(std::io::stdin().as_fd()).unwrap_or((80, 24));
-    let meta = RecordingMeta {
+    let meta = RecordStart {
         session_id: session.id.clone(),
         cols,
         rows,
         command: command.map(str::to_string),
-        record_input: session.record_input,
+        record_input: session.settings().record_input,
         term: std::env::var("TERM").ok(),
     };
     let recorder = Recorder::start(socket, meta).map_err(|f| {
@@ -76,13 +67,13 @@ pub fn start(
 }
 
 /// Ends the recording with the session's exit code (the broker marks a clean end).
-pub fn finish(recording: &Arc<Mutex<Recording>>, exit_code: u8) {
+pub(super) fn finish(recording: &Arc<Mutex<Recording>>, exit_code: u8) {
     let recorder = recording.lock().unwrap_or_else(|p| p.into_inner()).0.take();
     if let Some(r) = recorder {
         r.finish(i32::from(exit_code));
     }
 }
 
-pub fn as_tap(recording: &Arc<Mutex<Recording>>) -> SharedTap {
+pub(super) fn as_tap(recording: &Arc<Mutex<Recording>>) -> SharedTap {
     recording.clone()
 }

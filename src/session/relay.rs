@@ -28,22 +28,22 @@ const GRACE: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_secs(1);
 
 /// What a session's bytes are shown to besides the user (a recording).
-pub trait Tap: Send {
+pub(super) trait Tap: Send {
     fn output(&mut self, data: &[u8]);
     fn input(&mut self, data: &[u8]);
     fn resize(&mut self, cols: u16, rows: u16);
 }
 
-pub type SharedTap = Arc<Mutex<dyn Tap>>;
+pub(super) type SharedTap = Arc<Mutex<dyn Tap>>;
 
 /// When an interactive session ends on its own.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(super) struct Deadlines {
     pub idle_timeout: Duration,
     pub max_duration: Duration,
 }
 
-impl Limits {
+impl Deadlines {
     /// The warning comes a minute before the end, or at three quarters of a short timeout.
     fn idle_warning(&self) -> Duration {
         let minute = Duration::from_secs(60);
@@ -57,7 +57,7 @@ impl Limits {
 
 /// Why the session ended, when the program did not simply exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(super) enum Ending {
     Exited,
     Hangup,
     Idle,
@@ -66,7 +66,7 @@ pub enum Ending {
 
 impl Ending {
     /// For the `logout` audit event.
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Ending::Exited => "exited",
             Ending::Hangup => "hangup",
@@ -77,9 +77,9 @@ impl Ending {
 }
 
 /// Runs `command` on a new pty between the user's terminal (stdin/stdout) and it.
-pub fn run(
+pub(super) fn run(
     command: pty_process::blocking::Command,
-    limits: Limits,
+    limits: Deadlines,
     tap: Option<SharedTap>,
 ) -> Result<(Outcome, Ending), Failure> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
@@ -119,7 +119,7 @@ struct Activity {
 async fn relay(
     child: std::process::Child,
     pty: pty_process::blocking::Pty,
-    limits: Limits,
+    limits: Deadlines,
     tap: Option<SharedTap>,
 ) -> Result<(Outcome, Ending), Failure> {
     let failure =
@@ -200,7 +200,7 @@ fn joined(
 
 /// Hangs up every process left in the session, and kills what is still there after the
 /// grace period. Blocking: it runs when the session is over and nothing else is waited for.
-pub fn clear_session(sid: u32) {
+pub(super) fn clear_session(sid: u32) {
     system::signal_whole_session(sid, Signal::SIGHUP);
     let deadline = Instant::now() + GRACE;
     // SIGCONT wakes stopped jobs so they see the hangup; the count says who is left.
@@ -277,7 +277,7 @@ fn copy_input(
 /// Output on its way to the user: copies `from` to `to`, showing every chunk to the tap
 /// (the recording) first, until end of file or an error: a pty reports EIO once every
 /// process has closed it. `to` is written a chunk at a time, so a `notice` can come between.
-pub fn pump(
+pub(super) fn pump(
     mut from: impl Read + Send + 'static,
     mut to: impl Write + Send + 'static,
     tap: Option<SharedTap>,

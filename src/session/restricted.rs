@@ -20,7 +20,7 @@ const BUILTINS: [&str; 5] = ["clusters", "use", "help", "exit", "exec"];
 
 /// Why a line cannot run here, if it uses a shell feature outside quotes (or `$`, `` ` ``
 /// inside double quotes, where a shell would expand them).
-pub fn shell_feature(line: &str) -> Option<&'static str> {
+pub(crate) fn shell_feature(line: &str) -> Option<&'static str> {
     let mut quote: Option<char> = None;
     for c in line.chars() {
         match (quote, c) {
@@ -45,7 +45,7 @@ pub fn shell_feature(line: &str) -> Option<&'static str> {
 
 /// What a line asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     Empty,
     Exit,
     Help,
@@ -55,7 +55,7 @@ pub enum Line {
     Refused(String),
 }
 
-pub fn interpret(line: &str, session: &Session) -> Line {
+pub(crate) fn interpret(line: &str, session: &Session) -> Line {
     if let Some(why) = shell_feature(line) {
         return Line::Refused(why.to_string());
     }
@@ -72,7 +72,7 @@ pub fn interpret(line: &str, session: &Session) -> Line {
         ["clusters"] => Line::Clusters,
         ["use", context] => Line::Use(context.to_string()),
         ["use", ..] => Line::Refused("usage: use CLUSTER[/NAMESPACE]".into()),
-        _ => match command::plan(line, session) {
+        _ => match command::plan(line, session.settings()) {
             Ok(plan) => Line::Run(plan),
             Err(f) => Line::Refused(f.message),
         },
@@ -84,37 +84,27 @@ fn contexts(session: &Session) -> Vec<String> {
     session
         .clusters
         .iter()
-        .flat_map(|c| {
-            std::iter::once(c.name.clone())
-                .chain(c.namespaces.iter().map(move |n| format!("{}/{n}", c.name)))
-        })
+        .flat_map(|c| c.context_names())
         .collect()
 }
 
 /// Sets the current context in the session's writable kubeconfig.
-pub fn use_context(overlay: &Path, context: &str, session: &Session) -> Result<(), String> {
+pub(crate) fn use_context(overlay: &Path, context: &str, session: &Session) -> Result<(), String> {
     if !contexts(session).iter().any(|c| c == context) {
         return Err(format!("no context {context:?}; `clusters` lists them"));
     }
-    let text = std::fs::read_to_string(overlay).map_err(|e| e.to_string())?;
-    let mut v: serde_json::Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
-    v["current-context"] = serde_json::json!(context);
-    std::fs::write(overlay, kubeconfig::to_yaml(&v)).map_err(|e| e.to_string())
+    kubeconfig::set_current_context(overlay, context)
 }
 
-pub fn help_text(session: &Session) -> String {
+pub(crate) fn help_text(session: &Session) -> String {
     format!(
         "commands: {}\nbuilt-ins: clusters, use CLUSTER[/NAMESPACE], exec [[CLUSTER/]NS/POD[/CONTAINER]], help, exit\nno pipes, redirection, globbing or expansion in this session",
-        session.allowed_commands.join(" ")
+        session.settings().allowed_commands.join(" ")
     )
 }
 
-pub fn clusters_text(session: &Session, overlay: &Path) -> String {
-    let current = std::fs::read_to_string(overlay)
-        .ok()
-        .and_then(|t| serde_yaml_ng::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["current-context"].as_str().map(str::to_string))
-        .unwrap_or_default();
+pub(crate) fn clusters_text(session: &Session, overlay: &Path) -> String {
+    let current = kubeconfig::current_context(overlay).unwrap_or_default();
     contexts(session)
         .into_iter()
         .map(|c| format!("{} {c}", if c == current { "*" } else { " " }))
@@ -168,12 +158,12 @@ impl Helper for Completion {}
 
 /// The prompt loop; `run` starts one planned command and says whether the session ended
 /// while it ran.
-pub fn prompt(
+pub(crate) fn prompt(
     session: &Session,
     overlay: &Path,
     mut run: impl FnMut(&Plan) -> Result<bool, Failure>,
 ) -> Result<u8, Failure> {
-    let mut commands: Vec<String> = session.allowed_commands.clone();
+    let mut commands: Vec<String> = session.settings().allowed_commands.clone();
     commands.extend(BUILTINS.iter().map(|b| b.to_string()));
     commands.sort();
     let helper = Completion {
@@ -187,7 +177,7 @@ pub fn prompt(
     .map_err(|e| Failure::runtime(format!("cannot start the prompt: {e}")))?;
     editor.set_helper(Some(helper));
     loop {
-        let line = match editor.readline(&format!("{}@rolesh> ", session.user)) {
+        let line = match editor.readline(&format!("{}@rolesh> ", session.who.user)) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => continue,
             Err(_) => return Ok(0),

@@ -16,13 +16,17 @@ use crate::system;
 const GRACE: Duration = Duration::from_secs(2);
 
 /// How a supervised command ended.
-pub struct Outcome {
+pub(super) struct Outcome {
     pub status: ExitStatus,
     /// The session itself ended (hangup, disconnect, max_duration), not just the command.
     pub session_ended: bool,
 }
 
-pub fn run(child: Child, own_group: bool, max_duration: Duration) -> Result<Outcome, Failure> {
+pub(super) fn run(
+    child: Child,
+    own_group: bool,
+    max_duration: Duration,
+) -> Result<Outcome, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

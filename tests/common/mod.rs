@@ -2,6 +2,8 @@
 //! root-or-skip rule (a test may skip only when not root; under ROLESH_REQUIRE_ALL=1,
 //! which CI sets, a skip is a failure).
 #![allow(dead_code)]
+// Helpers for several test crates: `pub` here is for the test files, not an API.
+#![allow(unreachable_pub)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! `rolesh-packaging-gen OUT_DIR`: writes OUT_DIR/man/rolesh.1, OUT_DIR/man/rolesh-SUBCOMMAND.1
-//! and OUT_DIR/completions/{rolesh.bash,_rolesh,rolesh.fish} from `rolesh::cli::Cli`.
+//! and OUT_DIR/completions/{rolesh.bash,_rolesh,rolesh.fish} from `rolesh::command_line()`.
 //! rolesh(1) gets the hand-written sections of packaging/man/rolesh.1.extra (login mode,
 //! exit status, files, see also) between the subcommand list and the version.
 
@@ -7,7 +7,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 fn main() {
@@ -28,7 +27,7 @@ fn generate(out: &Path) -> std::io::Result<()> {
     fs::create_dir_all(&man)?;
     fs::create_dir_all(&completions)?;
 
-    let mut cmd = rolesh::cli::Cli::command();
+    let mut cmd = rolesh::command_line();
     // The man pages leave out clap's `help` subcommand (every page documents --help).
     let mut man_cmd = cmd.clone().disable_help_subcommand(true);
     man_cmd.build();

@@ -19,13 +19,13 @@ struct Bucket {
 }
 
 #[derive(Default, Clone)]
-pub struct Limits {
+pub(super) struct Connections {
     state: Arc<Mutex<State>>,
 }
 
 /// A connection slot; given back when dropped.
 #[derive(Debug)]
-pub struct Admission {
+pub(super) struct Admission {
     state: Arc<Mutex<State>>,
     uid: u32,
 }
@@ -43,9 +43,14 @@ impl Drop for Admission {
     }
 }
 
-impl Limits {
+impl Connections {
     /// A slot for a new connection of `uid`, or why there is none.
-    pub fn admit(&self, uid: u32, max_total: u32, max_per_uid: u32) -> Result<Admission, String> {
+    pub(super) fn admit(
+        &self,
+        uid: u32,
+        max_total: u32,
+        max_per_uid: u32,
+    ) -> Result<Admission, String> {
         let mut s = self.state.lock().expect("limits lock");
         if s.total >= max_total {
             return Err(format!(
@@ -67,7 +72,7 @@ impl Limits {
     }
 
     /// Whether `uid` may make one more request now: `rate` per second, bursts of `2 × rate`.
-    pub fn allow_request(&self, uid: u32, rate: u32) -> bool {
+    pub(super) fn allow_request(&self, uid: u32, rate: u32) -> bool {
         let capacity = 2.0 * f64::from(rate);
         let now = Instant::now();
         let mut s = self.state.lock().expect("limits lock");
@@ -93,7 +98,7 @@ mod tests {
 
     #[test]
     fn per_uid_and_total_limits_and_release() {
-        let limits = Limits::default();
+        let limits = Connections::default();
         let a = limits.admit(1, 3, 2).unwrap();
         let _b = limits.admit(1, 3, 2).unwrap();
         assert!(limits.admit(1, 3, 2).unwrap_err().contains("uid 1"));
@@ -105,7 +110,7 @@ mod tests {
 
     #[test]
     fn rate_allows_a_burst_then_refuses() {
-        let limits = Limits::default();
+        let limits = Connections::default();
         let allowed = (0..100).filter(|_| limits.allow_request(7, 10)).count();
         assert_eq!(allowed, 20, "a burst of 2 × rate");
         assert!(limits.allow_request(8, 10), "other uids are not affected");

@@ -1,7 +1,9 @@
 //! The one place that decides what a secret looks like. Every audit sink (journald, the
 //! JSON Lines file, stderr) and every error the broker sends passes its text through
-//! [`redact`], so a secret that slips into an STS error body or a debug message is
-//! scrubbed where it would leave the process, not at each call site.
+//! [`redact`] (or [`clean`], which also caps its length), so a secret that slips into an
+//! STS error body or a debug message is scrubbed where it would leave the process, not at
+//! each call site. The audit trail and the protocol both depend on this module, and it
+//! on neither.
 //!
 //! Two nets: the secrets this process has actually handled (registered by the broker when
 //! it receives or signs them: exact, whatever their shape), and patterns for the shapes
@@ -15,7 +17,24 @@ use std::sync::{LazyLock, Mutex};
 use regex::Regex;
 
 /// What replaces a secret.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// The longest value kept (bytes); longer ones are cut and end in `…`.
+pub(crate) const MAX_VALUE: usize = 4096;
+
+/// Redacted, and cut at a character boundary to [`MAX_VALUE`] bytes: what every audit value
+/// and every session-supplied string becomes before it is kept.
+pub(crate) fn clean(text: &str) -> String {
+    let redacted = redact(text);
+    if redacted.len() <= MAX_VALUE {
+        return redacted.into_owned();
+    }
+    let mut end = MAX_VALUE - '…'.len_utf8();
+    while !redacted.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &redacted[..end])
+}
 
 /// Registered secrets kept at once; older ones have expired long before this many more
 /// were handled (each role's credentials last at least 15 minutes).
@@ -28,7 +47,7 @@ static KNOWN: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
 
 /// Remembers a secret this process holds (a secret key, a session token, a signed
 /// token), so that it is scrubbed wherever it would be logged.
-pub fn register_secret(secret: &str) {
+pub(crate) fn register_secret(secret: &str) {
     if secret.len() < MIN_KNOWN_LEN {
         return;
     }
@@ -80,7 +99,7 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
 });
 
 /// `text` with every known or likely secret replaced by `<redacted>`.
-pub fn redact(text: &str) -> Cow<'_, str> {
+pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
     {
         let known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
@@ -136,11 +155,6 @@ fn replace(text: &str, pattern: &Pattern) -> Option<String> {
     // second pass: the first consumed the separator.
     let replaced = once(&once(text));
     (replaced != text).then_some(replaced)
-}
-
-/// Whether `text` would be changed by [`redact`]: for tests and assertions.
-pub fn contains_secret(text: &str) -> bool {
-    matches!(redact(text), Cow::Owned(_))
 }
 
 #[cfg(test)]

@@ -1,0 +1,26 @@
+//! `[audit]`: where the audit trail and the recordings go.
+
+use std::path::PathBuf;
+
+use super::super::AuditSettings;
+use super::super::tree::Node;
+use super::read::Reader;
+
+impl Reader {
+    pub(super) fn audit(&self, node: Option<&Node>) -> AuditSettings {
+        let mut audit = AuditSettings::default();
+        let Some(f) = node.and_then(|n| self.table(n, "audit")) else {
+            return audit;
+        };
+        if let Some(j) = f.bool("journald") {
+            audit.journald = j;
+        }
+        if let Some(p) = f.absolute_path("file") {
+            audit.file = Some(PathBuf::from(&p.value));
+        }
+        if let Some(p) = f.absolute_path("recordings_dir") {
+            audit.recordings_dir = PathBuf::from(&p.value);
+        }
+        audit
+    }
+}

@@ -1,0 +1,42 @@
+//! `[broker]`: credential refresh and the bounds that keep one client from the others.
+
+use std::time::Duration;
+
+use super::super::tree::Node;
+use super::super::{AwsSettings, BrokerSettings};
+use super::read::Reader;
+use super::{HOUR, MINUTE};
+
+impl Reader {
+    pub(super) fn broker(&self, node: Option<&Node>, aws: Option<&AwsSettings>) -> BrokerSettings {
+        let mut broker = BrokerSettings::default();
+        let Some(f) = node.and_then(|n| self.table(n, "broker")) else {
+            return broker;
+        };
+        if let Some(d) = f.duration("refresh_before", MINUTE, HOUR) {
+            if let Some(aws) = aws
+                && d >= aws.session_duration
+            {
+                let loc = &f.get("refresh_before").expect("present").loc;
+                self.error(
+                    loc,
+                    "`broker.refresh_before` must be shorter than `aws.session_duration`",
+                );
+            }
+            broker.refresh_before = d;
+        }
+        if let Some(n) = f.integer("max_connections", 1, 65_536) {
+            broker.max_connections = n as u32;
+        }
+        if let Some(n) = f.integer("max_connections_per_uid", 1, 65_536) {
+            broker.max_connections_per_uid = n as u32;
+        }
+        if let Some(d) = f.duration("idle_timeout", Duration::from_secs(1), HOUR) {
+            broker.idle_timeout = d;
+        }
+        if let Some(n) = f.integer("rate_per_uid", 1, 1_000_000) {
+            broker.rate_per_uid = n as u32;
+        }
+        broker
+    }
+}
