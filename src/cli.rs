@@ -92,15 +92,19 @@ pub(crate) enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Print Kubernetes RBAC, aws-auth/access entries and IAM policies for the config
+    /// Kubernetes RBAC and aws-auth for `kubectl apply -f -`; IAM policies and EKS access
+    /// entries with --only or --out
     Rbac {
         #[command(flatten)]
         config: ConfigArg,
         #[arg(long, value_enum, default_value = "yaml")]
         format: RbacFormat,
-        /// Write kubernetes/, eks/ and iam/ files into DIR instead of one document
-        #[arg(long, value_name = "DIR")]
+        /// Write kubernetes/, eks/ and iam/ files into DIR
+        #[arg(long, value_name = "DIR", conflicts_with = "only")]
         out: Option<PathBuf>,
+        /// Print only this on stdout [default: kubernetes, the objects `kubectl apply` takes]
+        #[arg(long, value_enum)]
+        only: Option<RbacPart>,
         /// How EKS maps roles to users: the aws-auth ConfigMap or access entries
         #[arg(long, value_enum, default_value = "aws-auth")]
         identity: IdentityArg,
@@ -169,6 +173,16 @@ fn positive(s: &str) -> Result<f64, String> {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum IdentityArg {
     AwsAuth,
+    AccessEntries,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum RbacPart {
+    /// ClusterRoles, bindings and (with aws-auth) the aws-auth ConfigMap
+    Kubernetes,
+    /// The trust and permissions policies of each mapped role
+    Iam,
+    /// The EKS access entries (`aws eks create-access-entry` input)
     AccessEntries,
 }
 
@@ -333,15 +347,24 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
             config,
             format,
             out,
+            only,
             identity,
             bastion_role,
-        } => run_rbac(
-            &config.source(),
-            format,
-            out.as_deref(),
-            identity,
-            &bastion_role,
-        ),
+        } => rbac::run(&rbac::Request {
+            source: config.source(),
+            json: matches!(format, RbacFormat::Json),
+            out,
+            only: only.map(|part| match part {
+                RbacPart::Kubernetes => rbac::Part::Kubernetes,
+                RbacPart::Iam => rbac::Part::Iam,
+                RbacPart::AccessEntries => rbac::Part::AccessEntries,
+            }),
+            identity: match identity {
+                IdentityArg::AwsAuth => rbac::Identity::AwsAuth,
+                IdentityArg::AccessEntries => rbac::Identity::AccessEntries,
+            },
+            bastion_role,
+        }),
         Command::Replay {
             file,
             speed,
@@ -365,52 +388,6 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
         #[cfg(feature = "test-hooks")]
         Command::TestEvent { event, fields } => crate::testing::event(&event, &fields),
     }
-}
-
-fn run_rbac(
-    source: &ConfigSource,
-    format: RbacFormat,
-    out: Option<&std::path::Path>,
-    identity: IdentityArg,
-    bastion_role: &str,
-) -> Result<u8, Failure> {
-    crate::config::values::role_arn(bastion_role)
-        .map_err(|e| Failure::usage(format!("--bastion-role: {e}")))?;
-    let loaded = crate::config::Config::load(source)
-        .map_err(|e| Failure::usage(format!("invalid configuration:\n{e}")))?;
-    let identity = match identity {
-        IdentityArg::AwsAuth => rbac::Identity::AwsAuth,
-        IdentityArg::AccessEntries => rbac::Identity::AccessEntries,
-    };
-    let generated = rbac::generate(&loaded.config, identity, bastion_role);
-    for w in &generated.warnings {
-        eprintln!("rolesh: warning: {w}");
-    }
-    match out {
-        Some(dir) => {
-            for (name, text) in rbac::files(&generated, identity) {
-                let path = dir.join(&name);
-                let write = std::fs::create_dir_all(path.parent().unwrap_or(dir))
-                    .and_then(|()| std::fs::write(&path, text));
-                write.map_err(|e| {
-                    Failure::runtime(format!("cannot write {}: {e}", path.display()))
-                })?;
-                println!("{}", path.display());
-            }
-        }
-        None => {
-            let doc = rbac::document(&generated, identity);
-            match format {
-                RbacFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default())
-                }
-                RbacFormat::Yaml => {
-                    print!("{}", serde_yaml_ng::to_string(&doc).unwrap_or_default())
-                }
-            }
-        }
-    }
-    Ok(EXIT_OK)
 }
 
 /// `rolesh token --cluster NAME`: the broker signs with the user's own role; this prints
