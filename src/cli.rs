@@ -11,7 +11,7 @@ use crate::protocol::{ProcessCredentials, Request, Token};
 use crate::session_id::SessionId;
 use crate::standalone::TokenRequest;
 use crate::token::StsEndpoints;
-use crate::{broker, check, client, exec, explain, rbac, session, standalone, token};
+use crate::{broker, check, client, exec, explain, monitor, rbac, session, standalone, token};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +72,28 @@ pub(crate) enum Command {
         /// Listen here instead of /run/rolesh/broker.sock (when systemd passes no socket)
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
+    },
+    /// Run the session monitor in the foreground (root; systemd `rolesh-monitor.service`)
+    Monitor {
+        /// Listen here instead of /run/rolesh/monitor.sock (when systemd passes no socket)
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// One session's monitor, started by `rolesh monitor` with the login's connection
+    #[command(name = "session-monitor", hide = true)]
+    SessionMonitor,
+    /// The first program of a session, started by its monitor as the user
+    #[command(name = "session-init", hide = true)]
+    SessionInit {
+        /// Show the banner first
+        #[arg(long)]
+        banner: bool,
+        /// argv[0] of the program
+        #[arg(long, value_name = "NAME")]
+        arg0: Option<String>,
+        /// The program (absolute path) and its arguments
+        #[arg(last = true, required = true, num_args = 1..)]
+        program: Vec<String>,
     },
     /// Validate the configuration
     Check {
@@ -284,7 +306,11 @@ pub(crate) fn main() -> u8 {
     } else {
         Cli::parse_from(&argv)
     };
-    if !matches!(cli.command, Some(Command::Broker { .. })) {
+    // The broker and the monitors must survive clients that hang up.
+    if !matches!(
+        cli.command,
+        Some(Command::Broker { .. } | Command::Monitor { .. } | Command::SessionMonitor)
+    ) {
         crate::system::default_sigpipe();
     }
     match run(&argv0, cli) {
@@ -298,13 +324,12 @@ pub(crate) fn main() -> u8 {
 
 fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
     if is_login(argv0, &cli) {
-        // Session audit events (login, command, exec, logout) go through the broker.
-        crate::audit::init_session(&client::socket_path(true));
+        // Its audit events (login, command, logout) are the monitor's to write.
         return session::login(cli.run.as_deref());
     }
     if matches!(
         cli.command,
-        Some(Command::Exec { .. } | Command::RestrictedPrompt)
+        Some(Command::Exec { .. } | Command::RestrictedPrompt | Command::SessionInit { .. })
     ) {
         // Their exec and command events belong to the session they run in.
         crate::audit::init_session(&client::socket_path(false));
@@ -343,6 +368,21 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
         Command::Kubeconfig => session::print_kubeconfig().map(|()| EXIT_OK),
         Command::RestrictedPrompt => session::restricted_prompt(),
         Command::Broker { config, socket } => broker::run(config.source(), socket),
+        Command::Monitor { socket } => monitor::run(socket),
+        Command::SessionMonitor => Ok(monitor::session::run()),
+        Command::SessionInit {
+            banner,
+            arg0,
+            mut program,
+        } => {
+            let path = PathBuf::from(program.remove(0));
+            session::init(session::InitArgs {
+                banner,
+                arg0,
+                program: path,
+                args: program,
+            })
+        }
         Command::Rbac {
             config,
             format,

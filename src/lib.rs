@@ -18,6 +18,8 @@ mod client;
 mod error;
 mod exec;
 mod explain;
+mod live;
+mod monitor;
 mod paths;
 mod rbac;
 mod record;

@@ -23,3 +23,13 @@ pub(crate) fn sysconf_dir() -> PathBuf {
 pub(crate) fn broker_socket() -> PathBuf {
     PathBuf::from(RUN_DIR).join("broker.sock")
 }
+
+/// `/run/rolesh`: the sockets and the live sessions' records.
+pub(crate) fn run_dir() -> PathBuf {
+    PathBuf::from(RUN_DIR)
+}
+
+/// `/run/rolesh/monitor.sock`.
+pub(crate) fn monitor_socket() -> PathBuf {
+    PathBuf::from(RUN_DIR).join("monitor.sock")
+}

@@ -10,6 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
+use std::os::fd::FromRawFd;
 
 /// A Unix account as NSS reports it, with the names of all its groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +136,25 @@ pub(crate) fn ownership(path: &Path) -> std::io::Result<FileOwnership> {
     })
 }
 
+/// A pidfd for the process at the other end of a Unix socket (SO_PEERPIDFD, Linux 6.5):
+/// it stays that process's even if the pid is later reused. `None` on older kernels.
+pub(crate) fn peer_pidfd(socket: &impl std::os::fd::AsFd) -> Option<std::os::fd::OwnedFd> {
+    nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::PeerPidfd).ok()
+}
+
+/// Whether the process behind `pidfd` is still running (a pidfd turns readable when its
+/// process exits).
+pub(crate) fn pidfd_alive(pidfd: &impl std::os::fd::AsFd) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+}
+
+/// SIGKILL to the process behind `pidfd` (not to whatever now has its pid).
+pub(crate) fn kill_by_pidfd(pidfd: &impl std::os::fd::AsFd) {
+    let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+}
+
 /// The listening Unix socket systemd passed (socket activation, `LISTEN_FDS`), if any.
 pub(crate) fn systemd_socket() -> Result<Option<std::os::unix::net::UnixListener>, String> {
     use std::os::fd::FromRawFd;
@@ -169,7 +189,7 @@ pub(crate) fn bind_socket(
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(format!(
-                "another broker is already listening on {}",
+                "another process is already listening on {}",
                 path.display()
             ));
         }
@@ -252,9 +272,27 @@ pub(crate) fn send_descriptor(
     .map_err(std::io::Error::from)
 }
 
+/// Sends `data` on a connected Unix socket with `fds` attached (SCM_RIGHTS).
+pub(crate) fn send_with_descriptors(
+    socket: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let control = [ControlMessage::ScmRights(&raw)];
+    let iov = [std::io::IoSlice::new(data)];
+    let sent = sendmsg::<()>(socket.as_raw_fd(), &iov, &control, MsgFlags::empty(), None)
+        .map_err(std::io::Error::from)?;
+    if sent != data.len() {
+        return Err(std::io::Error::other("a short write with descriptors"));
+    }
+    Ok(())
+}
+
 /// Receives data and whatever descriptors came with it (SCM_RIGHTS, at most 8); each
 /// descriptor is owned by the caller from here on (and closed on exec).
-#[cfg(test)]
 pub(crate) fn receive_with_descriptors(
     socket: std::os::fd::BorrowedFd<'_>,
     buf: &mut [u8],
@@ -290,37 +328,174 @@ pub(crate) fn receive_with_descriptors(
 /// Where inherited session descriptors live.
 const HIGH_FD: std::os::fd::RawFd = 200;
 
-/// What a session supervisor does to itself before starting anything: no privilege gain
-/// through exec (setuid binaries), no core dumps, not dumpable or ptrace-able by the user,
-/// files private by default.
-pub(crate) fn harden_supervisor() -> Result<(), String> {
+/// What the user's own `rolesh` (the login shell sshd starts) does first: no privilege
+/// gain through exec, no core dumps, and not dumpable, so that no other process of the
+/// user can read its memory or open its descriptors (the terminal it holds until the
+/// monitor has it) through `/proc/PID/fd`. Keyboard signals are ignored: the terminal is
+/// raw once the monitor has it, and until then a ^C must not end the hand-over halfway.
+pub(crate) fn harden_login() -> Result<(), String> {
     use nix::sys::resource::{Resource, setrlimit};
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))?;
+    use nix::sys::signal::{SigHandler, Signal, signal};
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("PR_SET_DUMPABLE: {e}"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| format!("RLIMIT_CORE: {e}"))?;
+    for s in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTSTP] {
+        // SAFETY: installs SIG_IGN, not a handler; done on the main thread before any
+        // other thread exists.
+        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+    }
+    Ok(())
+}
+
+/// The login shell lets go of the terminal or pipes it handed to the monitor: stdin,
+/// stdout and stderr become /dev/null.
+pub(crate) fn let_go_of_stdio() -> Result<(), String> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("cannot open /dev/null: {e}"))?;
+    for target in [0, 1, 2] {
+        // SAFETY: 0, 1 and 2 are this process's standard descriptors, which nothing in
+        // it owns as an OwnedFd; dup2 replaces them atomically with /dev/null.
+        let mut fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(target) };
+        let replaced = nix::unistd::dup2(&null, &mut fd);
+        std::mem::forget(fd);
+        replaced.map_err(|e| format!("cannot let go of descriptor {target}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The ids a session's programs run with.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionIds {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) groups: Vec<u32>,
+}
+
+/// The ids of `account`: its uid, primary gid and every group it is in (NSS).
+pub(crate) fn session_ids(account: &Account) -> Result<SessionIds, String> {
+    let cname = CString::new(account.name.as_str())
+        .map_err(|_| format!("user name {:?} contains a NUL byte", account.name))?;
+    let gid = Gid::from_raw(account.gid);
+    let groups = getgrouplist(&cname, gid)
+        .map_err(|e| format!("cannot list the groups of {}: {e}", account.name))?;
+    Ok(SessionIds {
+        uid: account.uid,
+        gid: account.gid,
+        groups: groups.into_iter().map(Gid::as_raw).collect(),
+    })
+}
+
+/// What a session's program does between fork and exec, in the child: join the
+/// session's cgroup (write `0` to its `cgroup.procs`, which `join` is open on), become the
+/// user (supplementary groups, gid, uid — real, effective and saved), and never gain a
+/// privilege again (`no_new_privs`: setuid binaries do not elevate), with no core dumps
+/// and files private by default. Only async-signal-safe calls: everything it needs is
+/// prepared before the fork.
+fn become_user(
+    join: &std::os::fd::OwnedFd,
+    ids: &SessionIds,
+    groups: &[Gid],
+) -> std::io::Result<()> {
+    use nix::sys::resource::{Resource, setrlimit};
+    use nix::unistd::{Uid, setgroups, setresgid, setresuid};
+    nix::unistd::write(join, b"0")?;
+    setgroups(groups)?;
+    let gid = Gid::from_raw(ids.gid);
+    setresgid(gid, gid, gid)?;
+    let uid = Uid::from_raw(ids.uid);
+    setresuid(uid, uid, uid)?;
+    nix::sys::prctl::set_no_new_privs()?;
+    setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     Ok(())
 }
 
-/// Blocks until the reader of stdout or stderr goes away: sshd closed the session's pipes
-/// because the client disconnected (on a terminal, the hangup shows the same way).
-pub(crate) fn wait_for_output_hangup() {
+/// `command` will start as the user `ids`, inside the cgroup `join` is open on.
+pub(crate) fn start_as_user(
+    command: &mut std::process::Command,
+    join: std::os::fd::OwnedFd,
+    ids: SessionIds,
+) {
+    use std::os::unix::process::CommandExt;
+    let groups: Vec<Gid> = ids.groups.iter().copied().map(Gid::from_raw).collect();
+    // SAFETY: the closure makes only async-signal-safe system calls (write, setgroups,
+    // setresgid, setresuid, prctl, setrlimit, umask) on values prepared before the fork,
+    // and allocates nothing.
+    unsafe {
+        command.pre_exec(move || become_user(&join, &ids, &groups));
+    }
+}
+
+/// The same for a program on a pty (pty-process runs its own setsid and TIOCSCTTY first,
+/// as root, then this).
+pub(crate) fn start_on_pty_as_user(
+    command: pty_process::blocking::Command,
+    join: std::os::fd::OwnedFd,
+    ids: SessionIds,
+) -> pty_process::blocking::Command {
+    let groups: Vec<Gid> = ids.groups.iter().copied().map(Gid::from_raw).collect();
+    // SAFETY: as in `start_as_user`: only async-signal-safe calls on values prepared
+    // before the fork.
+    unsafe { command.pre_exec(move || become_user(&join, &ids, &groups)) }
+}
+
+/// The session's private `/tmp`, made by the monitor (root) for itself and everything it
+/// starts: a mount namespace of its own whose mounts do not propagate back, and in it an
+/// empty tmpfs on `/tmp` owned by the user (0700, 256 MiB). Must run while the process
+/// has one thread (`unshare` of a mount namespace requires it).
+pub(crate) fn private_tmp_for(ids: &SessionIds) -> Result<(), String> {
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making mounts private: {e}"))?;
+    let options = format!("mode=0700,size=256m,uid={},gid={}", ids.uid, ids.gid);
+    mount(
+        Some("tmpfs"),
+        "/tmp",
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(|e| format!("mounting a private /tmp: {e}"))
+}
+
+/// The pty's terminal belongs to the user (as sshd does it: owner the user, group `tty`,
+/// mode 0620), so that programs that check their terminal (screen, tmux) work.
+pub(crate) fn give_terminal_to(pts: &impl std::os::fd::AsFd, uid: u32) -> Result<(), String> {
+    let tty = Group::from_name("tty").ok().flatten().map(|g| g.gid);
+    nix::unistd::fchown(pts, Some(Uid::from_raw(uid)), tty)
+        .map_err(|e| format!("cannot give the terminal to uid {uid}: {e}"))?;
+    nix::sys::stat::fchmod(pts, nix::sys::stat::Mode::from_bits_truncate(0o620))
+        .map_err(|e| format!("cannot set the terminal's mode: {e}"))
+}
+
+/// Blocks until the reader of `fds` goes away: the client disconnected and sshd closed the
+/// session's pipes (or hung up its terminal).
+pub(crate) fn wait_for_hangup(fds: &[std::os::fd::BorrowedFd<'_>]) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    use std::os::fd::AsFd;
-    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
     loop {
-        let mut fds = [
-            PollFd::new(stdout.as_fd(), PollFlags::empty()),
-            PollFd::new(stderr.as_fd(), PollFlags::empty()),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        let mut polled: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::empty()))
+            .collect();
+        match poll(&mut polled, PollTimeout::NONE) {
             Ok(_) => {
                 let gone = |f: &PollFd| {
                     f.revents().is_some_and(|r| {
                         r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL)
                     })
                 };
-                if fds.iter().any(gone) {
+                if polled.iter().any(gone) {
                     return;
                 }
             }
@@ -328,6 +503,51 @@ pub(crate) fn wait_for_output_hangup() {
             Err(_) => std::thread::park(),
         }
     }
+}
+
+/// Whether process `pid` is stopped (state `T` or `t` in `/proc/PID/stat`).
+pub(crate) fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = &stat[stat.rfind(')')? + 2..];
+            after.chars().next()
+        })
+        .is_some_and(|state| state == 'T' || state == 't')
+}
+
+/// When process `pid` started (`/proc/PID/stat` field 22, clock ticks after boot): with
+/// the pid, it names one process even when pids are reused.
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}
+
+/// The uid and pid at the other end of a Unix socket (SO_PEERCRED).
+pub(crate) fn peer_credentials(socket: &impl std::os::fd::AsFd) -> Result<(u32, u32), String> {
+    let cred = nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| format!("SO_PEERCRED: {e}"))?;
+    Ok((cred.uid(), u32::try_from(cred.pid()).unwrap_or(0)))
+}
+
+/// Standard input as the Unix socket it is (the session monitor gets the login's
+/// connection that way from the monitor daemon).
+pub(crate) fn stdin_socket() -> Result<std::os::unix::net::UnixStream, String> {
+    use std::os::fd::AsRawFd;
+    let stdin = std::io::stdin();
+    nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(stdin.as_raw_fd())
+        .map_err(|e| format!("standard input is not a Unix socket: {e}"))?;
+    // SAFETY: fd 0 is this process's standard input, checked above to be a socket; it is
+    // taken over exactly once (nothing else in the process reads stdin as such).
+    Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(0) })
+}
+
+/// Blocks until the reader of stdout or stderr goes away (see [`wait_for_hangup`]).
+pub(crate) fn wait_for_output_hangup() {
+    use std::os::fd::AsFd;
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    wait_for_hangup(&[stdout.as_fd(), stderr.as_fd()]);
 }
 
 /// Sends `signal` to a process group, or to one process when `group` is false.
@@ -340,97 +560,8 @@ pub(crate) fn signal_session(pid: u32, group: bool, signal: nix::sys::signal::Si
     };
 }
 
-/// Gives this process (and all it starts) a private, empty `/tmp`: a new user namespace
-/// that maps only the caller's own uid and gid, and in it a new mount namespace with a
-/// tmpfs on `/tmp`. Unprivileged user namespaces are what make this possible without
-/// setuid; where the kernel refuses them (sysctl, container policy) the caller carries on
-/// with the shared `/tmp` and says so in the audit trail.
-///
-/// Must run while the process has a single thread (the kernel refuses `CLONE_NEWUSER`
-/// otherwise) and before `harden_supervisor`: a non-dumpable process cannot write its own
-/// `/proc/self/uid_map`.
-pub(crate) fn private_tmp() -> Result<(), String> {
-    use nix::mount::{MsFlags, mount};
-    use nix::sched::{CloneFlags, unshare};
-    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
-    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
-        .map_err(|e| format!("unshare(CLONE_NEWUSER|CLONE_NEWNS): {e}"))?;
-    // The same ids inside as outside: the user stays who they are, files keep their owners.
-    std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))
-        .and_then(|_| std::fs::write("/proc/self/setgroups", "deny"))
-        .and_then(|_| std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")))
-        .map_err(|e| format!("mapping the user namespace: {e}"))?;
-    // Nothing mounted in here propagates back to the host.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("making mounts private: {e}"))?;
-    mount(
-        Some("tmpfs"),
-        "/tmp",
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0700,size=256m"),
-    )
-    .map_err(|e| format!("mounting a private /tmp: {e}"))?;
-    if let Ok(ns) = std::fs::read_link("/proc/self/ns/user") {
-        let _ = SESSION_USER_NAMESPACE.set(ns);
-    }
-    Ok(())
-}
-
-/// The user namespace this login session made for itself (see `private_tmp`): every process
-/// of the session lives in it, including those that left its terminal session with setsid.
-static SESSION_USER_NAMESPACE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-
 /// The size of the terminal on `fd`, if it is one.
 pub(crate) fn window_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
     let ws = rustix::termios::tcgetwinsize(fd).ok()?;
     (ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
-}
-
-/// Sends `signal` to every process in the session `sid` (a session's leader has
-/// pid == sid): what is left of a login session when it ends, including jobs the shell put
-/// in their own process groups and daemons that ignored the hangup.
-pub(crate) fn signal_whole_session(sid: u32, signal: nix::sys::signal::Signal) -> usize {
-    let mut signalled = 0;
-    for pid in session_members(sid) {
-        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).is_ok() {
-            signalled += 1;
-        }
-    }
-    signalled
-}
-
-/// Pids whose session id is `sid` (from /proc/PID/stat, field 6, after the parenthesised
-/// command name, which may itself contain spaces and parentheses), and, when this login
-/// session has a user namespace of its own, every other process in it: what escaped the
-/// terminal session with setsid or a double fork is still in the namespace.
-fn session_members(sid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let me = std::process::id();
-    let in_namespace = |pid: u32| {
-        SESSION_USER_NAMESPACE.get().is_some_and(|ns| {
-            std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|theirs| theirs == *ns)
-        })
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    let after = &stat[stat.rfind(')')? + 2..];
-                    after.split(' ').nth(3)?.parse::<u32>().ok()
-                })
-                == Some(sid)
-                || in_namespace(pid)
-        })
-        .collect()
 }

@@ -23,6 +23,7 @@ pub(crate) fn record(session_id: &str, input: bool) -> Result<u8, Failure> {
         command: None,
         record_input: input,
         term: Some("xterm-256color".into()),
+        uid: None,
     };
     let mut recorder = Recorder::start(&socket, meta)?;
     for line in std::io::stdin().lock().lines() {

@@ -364,6 +364,8 @@ pub(crate) struct SessionLayer {
     /// `session_id` and `ssh_client`, read once at start (the environment is scrubbed for
     /// the session's children), added to events that do not carry them.
     defaults: Vec<(&'static str, String)>,
+    /// In the session monitor (root): the user whose session it is.
+    speaks_for: Option<(u32, String)>,
 }
 
 impl<S: Subscriber> Layer<S> for SessionLayer {
@@ -375,12 +377,12 @@ impl<S: Subscriber> Layer<S> for SessionLayer {
         for (name, value) in &self.defaults {
             record.set_default(name, value.as_str().into());
         }
-        report_session_event(&self.socket, record);
+        report_session_event(&self.socket, record, self.speaks_for.as_ref());
     }
 }
 
-/// Logging for a user's session (login shell, `-c`, `rolesh exec`): audit events through
-/// the broker at `socket`; warnings and errors to stderr (redacted).
+/// Logging for a user's session (`rolesh exec`, the restricted prompt, `session-init`):
+/// audit events through the broker at `socket`; warnings and errors to stderr (redacted).
 pub(crate) fn init_session(socket: &Path) {
     let mut defaults = Vec::new();
     for (name, var) in [
@@ -393,10 +395,34 @@ pub(crate) fn init_session(socket: &Path) {
             defaults.push((name, v));
         }
     }
-    let layer = SessionLayer {
+    init_session_layer(SessionLayer {
         socket: socket.to_path_buf(),
         defaults,
-    };
+        speaks_for: None,
+    });
+}
+
+/// Logging for a session's monitor (root): its events (`login`, `command`, `logout`,
+/// `error`) are the user's, reported through the broker for `account`; only when the
+/// broker cannot take them does the monitor write them to journald itself.
+pub(crate) fn init_monitor(
+    socket: &Path,
+    account: &crate::mapping::Account,
+    session_id: &crate::session_id::SessionId,
+    ssh_client: Option<&str>,
+) {
+    let mut defaults = vec![("session_id", session_id.to_string())];
+    if let Some(client) = ssh_client {
+        defaults.push(("ssh_client", client.to_string()));
+    }
+    init_session_layer(SessionLayer {
+        socket: socket.to_path_buf(),
+        defaults,
+        speaks_for: Some((account.uid, account.name.clone())),
+    });
+}
+
+fn init_session_layer(layer: SessionLayer) {
     let stderr = stderr_layer().with_filter(filter_fn(|m| {
         m.target() != TARGET && *m.level() <= Level::WARN
     }));
@@ -409,7 +435,11 @@ pub(crate) fn init_session(socket: &Path) {
 
 /// Sends a session event to the broker; if that fails, writes it to journald directly
 /// (attributed by journald's `_UID`), and if that fails too, says so on stderr.
-pub(crate) fn report_session_event(socket: &Path, mut record: AuditEntry) {
+pub(crate) fn report_session_event(
+    socket: &Path,
+    mut record: AuditEntry,
+    speaks_for: Option<&(u32, String)>,
+) {
     // The broker sets these from the kernel and the configuration; never the session.
     for reserved in RESERVED {
         record.remove(reserved);
@@ -419,7 +449,7 @@ pub(crate) fn report_session_event(socket: &Path, mut record: AuditEntry) {
     let sent = std::thread::scope(|s| {
         s.spawn(|| {
             crate::system::block_sigpipe_in_this_thread();
-            send_event(socket, &record)
+            send_event(socket, &record, speaks_for.map(|(uid, _)| *uid))
         })
         .join()
         .unwrap_or_else(|_| Err("the reporting thread failed".into()))
@@ -428,8 +458,18 @@ pub(crate) fn report_session_event(socket: &Path, mut record: AuditEntry) {
         Ok(()) => return,
         Err(e) => e,
     };
-    record.set("reported_by", "session-direct".into());
-    record.set("uid", crate::system::current_uid().into());
+    match speaks_for {
+        // The monitor is root: journald's `_UID` makes its entries believed.
+        Some((uid, user)) => {
+            record.set("reported_by", "monitor".into());
+            record.set("uid", (*uid).into());
+            record.set("user", user.as_str().into());
+        }
+        None => {
+            record.set("reported_by", "session-direct".into());
+            record.set("uid", crate::system::current_uid().into());
+        }
+    }
     record.set("report_error", broker_error.as_str().into());
     let sent =
         Journald::connect(Path::new(journald::SOCKET)).map(|j| j.send(&record.journald_fields()));
@@ -441,13 +481,13 @@ pub(crate) fn report_session_event(socket: &Path, mut record: AuditEntry) {
     }
 }
 
-/// The `event` request.
-fn send_event(socket: &Path, record: &AuditEntry) -> Result<(), String> {
+/// The `event` request (`uid`: the monitor speaking for a user).
+fn send_event(socket: &Path, record: &AuditEntry, uid: Option<u32>) -> Result<(), String> {
     let fields: Map<String, Value> = record.fields.iter().cloned().collect();
     let fields: Box<SessionEvent> =
         serde_json::from_value(Value::Object(fields)).map_err(|e| format!("not an event: {e}"))?;
     crate::client::Connection::open(socket, REPORT_TIMEOUT)
-        .and_then(|mut broker| broker.ask::<Ack>(&Request::Event { fields }))
+        .and_then(|mut broker| broker.ask::<Ack>(&Request::Event { fields, uid }))
         .map(|_| ())
         .map_err(|f| format!("broker: {}", f.message))
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use super::aws::{ClusterInfo, RoleCredentials};
 use crate::mapping::Grant;
 use crate::protocol::WireError;
+use crate::session_id::SessionId;
 use crate::token::SignedToken;
 
 /// Credentials are handed out only while they have at least this long to live, so that a
@@ -132,10 +133,14 @@ struct Signed {
     access_key: String,
 }
 
-/// Tokens signed in the last [`TOKEN_REUSE`], per role session and cluster.
+/// What a signed token is reused for: role session, cluster and login session (so that a
+/// session's tokens can be dropped when it ends).
+type TokenKey = (RoleKey, String, Option<SessionId>);
+
+/// Tokens signed in the last [`TOKEN_REUSE`].
 #[derive(Default)]
 pub(super) struct TokenCache {
-    tokens: Mutex<HashMap<(RoleKey, String), Signed>>,
+    tokens: Mutex<HashMap<TokenKey, Signed>>,
 }
 
 impl TokenCache {
@@ -143,11 +148,12 @@ impl TokenCache {
         &self,
         key: &RoleKey,
         cluster: &str,
+        session: Option<&SessionId>,
         creds: &RoleCredentials,
         sign: impl FnOnce() -> Result<SignedToken, WireError>,
     ) -> Result<(SignedToken, bool), WireError> {
         let now = SystemTime::now();
-        let map_key = (key.clone(), cluster.to_string());
+        let map_key = (key.clone(), cluster.to_string(), session.cloned());
         let mut tokens = self.tokens.lock().expect("token cache lock");
         if let Some(s) = tokens.get(&map_key)
             && s.access_key == creds.credentials.access_key_id()
@@ -173,6 +179,14 @@ impl TokenCache {
             },
         );
         Ok((token, false))
+    }
+
+    /// Forgets every token signed for `session`; how many there were.
+    pub(super) fn drop_session(&self, session: &SessionId) -> usize {
+        let mut tokens = self.tokens.lock().expect("token cache lock");
+        let before = tokens.len();
+        tokens.retain(|(_, _, s), _| s.as_ref() != Some(session));
+        before - tokens.len()
     }
 }
 

@@ -10,6 +10,7 @@ mod cache;
 mod connections;
 mod recording;
 mod server;
+mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

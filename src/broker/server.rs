@@ -15,11 +15,12 @@ use super::aws::{Aws, ClusterInfo, RoleCredentials};
 use super::cache::{ClusterCache, CredentialCache, RoleKey, Source, TokenCache};
 use super::connections::Connections;
 use super::recording;
+use super::sessions;
 use crate::config::{CertificateAuthority, Config, StsEndpoint};
 use crate::mapping::{self, ClusterView, DenialKind, Grant};
 use crate::protocol::{
     Ack, ClusterEndpoint, ErrorCode, MAX_LINE, ProcessCredentials, RecordStart, Recorded, Request,
-    SessionEvent, Token, Whoami, WireError,
+    SessionEvent, SessionStart, Token, Whoami, WireError,
 };
 use crate::session_id::SessionId;
 use crate::system::{self, Account};
@@ -36,11 +37,20 @@ pub(super) struct Broker {
     hostname: String,
 }
 
-/// The peer of a connection, as the kernel reports it.
-#[derive(Debug, Clone, Copy)]
+/// The peer of a connection, as the kernel reports it: uid and pid (SO_PEERCRED), and a
+/// pidfd for that very process (SO_PEERPIDFD) to tell it from a later process that got
+/// the same pid.
+#[derive(Debug, Clone)]
 pub(super) struct Peer {
-    pub uid: u32,
-    pub pid: Option<i32>,
+    pub(super) uid: u32,
+    pub(super) pid: Option<i32>,
+    pub(super) pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+}
+
+impl Peer {
+    fn is_root(&self) -> bool {
+        self.uid == 0
+    }
 }
 
 impl Broker {
@@ -81,6 +91,7 @@ impl Broker {
         let peer = Peer {
             uid: cred.uid(),
             pid: cred.pid(),
+            pidfd: system::peer_pidfd(&stream).map(Arc::new),
         };
         let config = self.config();
         let (read, mut write) = stream.into_split();
@@ -131,9 +142,11 @@ impl Broker {
             let request = Request::parse(&line);
             if let Ok(Request::Record(start)) = request {
                 // The connection becomes the recording's stream (no idle timeout).
-                return self.record(peer, &account, start, reader, &mut write).await;
+                return self
+                    .record(&peer, &account, start, reader, &mut write)
+                    .await;
             }
-            let answer = self.answer(peer, &account, request).await;
+            let answer = self.answer(&peer, &account, request).await;
             if send(&mut write, &answer).await.is_err() {
                 return;
             }
@@ -143,13 +156,16 @@ impl Broker {
     /// `record`: checks and opens the recording, answers, then writes the stream.
     async fn record(
         &self,
-        peer: Peer,
+        peer: &Peer,
         account: &Result<Account, WireError>,
         start: RecordStart,
         reader: BufReader<tokio::net::unix::OwnedReadHalf>,
         write: &mut tokio::net::unix::OwnedWriteHalf,
     ) {
-        let opened = self.open_recording(peer, account, &start);
+        let opened = match self.speaker(peer, account, start.uid).await {
+            Ok((peer, account)) => self.open_recording(&peer, &account, &start),
+            Err(e) => Err(e),
+        };
         let (recording, _slot, user) = match opened {
             Ok(opened) => opened,
             Err(e) => {
@@ -171,13 +187,12 @@ impl Broker {
 
     fn open_recording(
         &self,
-        peer: Peer,
-        account: &Result<Account, WireError>,
+        peer: &Peer,
+        account: &Account,
         start: &RecordStart,
     ) -> Result<(recording::Recording, recording::Slot, String), WireError> {
         let config = self.config();
         self.rate_limit(peer, &config)?;
-        let account = account.as_ref().map_err(Clone::clone)?;
         let grant = self.grant(&config, peer, account)?;
         let slot = self.recordings.admit(peer.uid)?;
         let allow_input = start.record_input && grant.session.record_input;
@@ -193,7 +208,7 @@ impl Broker {
         Ok((recording, slot, account.name.clone()))
     }
 
-    fn rate_limit(&self, peer: Peer, config: &Config) -> Result<(), WireError> {
+    fn rate_limit(&self, peer: &Peer, config: &Config) -> Result<(), WireError> {
         if self
             .connections
             .allow_request(peer.uid, config.broker.rate_per_uid)
@@ -209,7 +224,7 @@ impl Broker {
 
     async fn answer(
         &self,
-        peer: Peer,
+        peer: &Peer,
         account: &Result<Account, WireError>,
         request: Result<Request, WireError>,
     ) -> String {
@@ -217,10 +232,9 @@ impl Broker {
         if let Err(e) = self.rate_limit(peer, &config) {
             return e.to_line();
         }
-        let result = match (request, account) {
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e.clone()),
-            (Ok(request), Ok(account)) => self.handle(&config, peer, account, request).await,
+        let result = match request {
+            Err(e) => Err(e),
+            Ok(request) => self.handle(&config, peer, account, request).await,
         };
         result.unwrap_or_else(|e| e.to_line())
     }
@@ -228,15 +242,26 @@ impl Broker {
     async fn handle(
         &self,
         config: &Config,
-        peer: Peer,
-        account: &Account,
+        peer: &Peer,
+        account: &Result<Account, WireError>,
         request: Request,
     ) -> Result<String, WireError> {
-        if let Request::Event { fields } = request {
-            return self
-                .session_event(config, peer, account, *fields)
-                .map(|a| line(&a));
+        match request {
+            Request::Event { fields, uid } => {
+                let reported_by = if uid.is_some() { "monitor" } else { "session" };
+                let (peer, account) = self.speaker(peer, account, uid).await?;
+                let ack = self.session_event(config, &peer, &account, *fields, reported_by)?;
+                return Ok(line(&ack));
+            }
+            Request::SessionStart(start) => return self.session_start(config, peer, start).await,
+            Request::SessionEnd { session_id, reason } => {
+                return self
+                    .session_end(peer, &session_id, &reason)
+                    .map(|a| line(&a));
+            }
+            _ => {}
         }
+        let account = account.as_ref().map_err(Clone::clone)?;
         let grant = self.grant(config, peer, account)?;
         match request {
             Request::Whoami {} => Ok(line(&Whoami {
@@ -244,21 +269,20 @@ impl Broker {
                 uid: account.uid,
                 grant,
             })),
-            Request::Token {
-                cluster,
-                session_id,
-            } => {
-                let link = session_id.as_ref();
+            Request::Token { cluster, .. } => {
+                let session = self.live_session(config, peer, account)?;
                 let t = self
-                    .token(config, peer, account, &grant, &cluster, link)
+                    .token(config, peer, account, &grant, &cluster, session.as_ref())
                     .await?;
                 Ok(line(&t))
             }
             Request::Credentials {} => {
+                self.live_session(config, peer, account)?;
                 let c = self.exposed_credentials(config, account, &grant).await?;
                 Ok(line(&c))
             }
             Request::Cluster { cluster } => {
+                self.live_session(config, peer, account)?;
                 let (name, info) = self.cluster(config, account, &grant, &cluster).await?;
                 Ok(line(&ClusterEndpoint {
                     name,
@@ -266,8 +290,102 @@ impl Broker {
                     ca_data: info.ca_data,
                 }))
             }
-            Request::Record(_) | Request::Event { .. } => {
+            Request::Record(_)
+            | Request::Event { .. }
+            | Request::SessionStart(_)
+            | Request::SessionEnd { .. } => {
                 Err(WireError::new(ErrorCode::BadRequest, "unexpected request"))
+            }
+        }
+    }
+
+    /// Who a request speaks for: the peer, or — from the session monitor (root) only —
+    /// the user whose session it reports on.
+    async fn speaker(
+        &self,
+        peer: &Peer,
+        account: &Result<Account, WireError>,
+        uid: Option<u32>,
+    ) -> Result<(Peer, Account), WireError> {
+        match uid {
+            None => Ok((peer.clone(), account.clone()?)),
+            Some(_) if !peer.is_root() => Err(WireError::new(
+                ErrorCode::BadRequest,
+                "only the session monitor (root) may speak for a uid",
+            )),
+            Some(uid) => {
+                let account = lookup(uid).await?;
+                let speaker = Peer {
+                    uid,
+                    pid: peer.pid,
+                    pidfd: None,
+                };
+                Ok((speaker, account))
+            }
+        }
+    }
+
+    /// `session_start` (root only): the mapping of the user whose session the monitor
+    /// starts. A denial is audited with that user's name, like any other.
+    async fn session_start(
+        &self,
+        config: &Config,
+        peer: &Peer,
+        start: SessionStart,
+    ) -> Result<String, WireError> {
+        let (user, account) = self
+            .speaker(peer, &Err(not_root()), Some(start.uid))
+            .await?;
+        let user = Peer {
+            pid: Some(start.login_pid as i32),
+            ..user
+        };
+        let grant = self.grant(config, &user, &account)?;
+        Ok(line(&Whoami {
+            user: account.name,
+            uid: account.uid,
+            grant,
+        }))
+    }
+
+    /// `session_end` (root only): the session's tokens go at once; from now on its
+    /// record says it ended, and nothing in it gets credentials.
+    fn session_end(
+        &self,
+        peer: &Peer,
+        session_id: &SessionId,
+        reason: &str,
+    ) -> Result<Ack, WireError> {
+        if !peer.is_root() {
+            return Err(not_root());
+        }
+        let dropped = self.tokens.drop_session(session_id);
+        info!(session_id = %session_id, reason, dropped, "session ended; its tokens are dropped");
+        Ok(Ack::OK)
+    }
+
+    /// The live session `peer` is a process of, when the broker answers live sessions only
+    /// (`[broker] require_session`, the default); `None` when it answers everyone. A
+    /// refusal is audited (`denied`, reason `session_ended` or `not_in_session`).
+    fn live_session(
+        &self,
+        config: &Config,
+        peer: &Peer,
+        account: &Account,
+    ) -> Result<Option<SessionId>, WireError> {
+        if !config.broker.require_session {
+            return Ok(None);
+        }
+        match sessions::check(peer) {
+            Ok(id) => Ok(Some(id)),
+            Err(refusal) => {
+                info!(target: "rolesh::audit", event = "denied", user = %account.name,
+                    uid = peer.uid, pid = peer.pid.unwrap_or(0), reason = refusal.reason,
+                    session_id = refusal.session.as_ref().map(SessionId::as_str));
+                Err(WireError::new(
+                    ErrorCode::Denied,
+                    "no live rolesh session for this process",
+                ))
             }
         }
     }
@@ -277,9 +395,10 @@ impl Broker {
     fn session_event(
         &self,
         config: &Config,
-        peer: Peer,
+        peer: &Peer,
         account: &Account,
         reported: SessionEvent,
+        reported_by: &'static str,
     ) -> Result<Ack, WireError> {
         let (e, extra) = reported
             .accepted()
@@ -310,14 +429,15 @@ impl Broker {
             mode = e.mode.as_deref(),
             record = e.record.as_deref(),
             private_tmp = e.private_tmp,
+            cgroup = e.cgroup.as_deref(),
             extra = extra.as_deref(),
-            reported_by = "session",
+            reported_by,
         );
         Ok(Ack::OK)
     }
 
     /// The mapping decision for this account; a denial is audited here.
-    fn grant(&self, config: &Config, peer: Peer, account: &Account) -> Result<Grant, WireError> {
+    fn grant(&self, config: &Config, peer: &Peer, account: &Account) -> Result<Grant, WireError> {
         let decision = mapping::decide(config, account, &self.hostname);
         decision.outcome.map_err(|denial| {
             info!(target: "rolesh::audit", event = "denied", user = %account.name, uid = peer.uid, pid = peer.pid.unwrap_or(0), reason = %denial.reason);
@@ -362,7 +482,7 @@ impl Broker {
     async fn token(
         &self,
         config: &Config,
-        peer: Peer,
+        peer: &Peer,
         account: &Account,
         grant: &Grant,
         cluster: &str,
@@ -375,16 +495,18 @@ impl Broker {
             StsEndpoint::Regional | StsEndpoint::Url(_) => StsEndpoints::Regional,
         };
         let (host, signing_region) = token::sts_host(Some(&access.region), endpoints);
-        let (mut t, reused) = self.tokens.get_or_sign(&key, cluster, &creds, || {
-            token::presign(
-                &creds.credentials,
-                cluster,
-                &host,
-                &signing_region,
-                SystemTime::now(),
-            )
-            .map_err(|e| WireError::new(ErrorCode::Sts, e.to_string()))
-        })?;
+        let (mut t, reused) = self
+            .tokens
+            .get_or_sign(&key, cluster, session_id, &creds, || {
+                token::presign(
+                    &creds.credentials,
+                    cluster,
+                    &host,
+                    &signing_region,
+                    SystemTime::now(),
+                )
+                .map_err(|e| WireError::new(ErrorCode::Sts, e.to_string()))
+            })?;
         // A presigned URL dies with the credentials that signed it.
         t.expiration = t.expiration.min(creds.expiry);
         if !reused {
@@ -501,6 +623,13 @@ async fn lookup(uid: u32) -> Result<Account, WireError> {
         )),
         Err(e) => Err(WireError::new(ErrorCode::Unavailable, e)),
     }
+}
+
+fn not_root() -> WireError {
+    WireError::new(
+        ErrorCode::Denied,
+        "only the session monitor (root) may start or end sessions",
+    )
 }
 
 /// An answer as its line (no newline).

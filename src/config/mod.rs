@@ -288,6 +288,9 @@ pub struct BrokerSettings {
     pub idle_timeout: Duration,
     /// Requests per second one uid may make (bursts of twice that are allowed).
     pub rate_per_uid: u32,
+    /// Tokens, credentials and cluster endpoints only for processes of a live session
+    /// (its cgroup, as the kernel says). `false` is for hosts that are not bastions.
+    pub require_session: bool,
 }
 
 impl Default for BrokerSettings {
@@ -298,6 +301,7 @@ impl Default for BrokerSettings {
             max_connections_per_uid: 64,
             idle_timeout: Duration::from_secs(30),
             rate_per_uid: 200,
+            require_session: true,
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct SessionEvent {
     pub duration_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_tmp: Option<bool>,
+    /// The session's cgroup (`login`, from the monitor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
     /// Every other field the session sent.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -70,6 +73,28 @@ pub const RESERVED: [&str; 7] = [
 const MAX_EXTRA: usize = 16;
 
 impl SessionEvent {
+    /// An event of `kind` with no other field.
+    pub fn new(kind: SessionEventKind) -> SessionEvent {
+        SessionEvent {
+            event: kind,
+            session_id: None,
+            ssh_client: None,
+            cluster: None,
+            namespace: None,
+            pod: None,
+            container: None,
+            command: None,
+            reason: None,
+            mode: None,
+            record: None,
+            exit_code: None,
+            duration_ms: None,
+            private_tmp: None,
+            cgroup: None,
+            other: Map::new(),
+        }
+    }
+
     /// What the broker keeps of a reported event: every string redacted and capped,
     /// reserved names dropped, and the other fields (checked names, at most
     /// [`MAX_EXTRA`]) as one JSON text for `extra`.
@@ -84,6 +109,7 @@ impl SessionEvent {
             &mut self.reason,
             &mut self.mode,
             &mut self.record,
+            &mut self.cgroup,
         ]
         .into_iter()
         .flatten()

@@ -9,6 +9,7 @@
 
 mod answer;
 mod event;
+pub mod monitor;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -51,8 +52,32 @@ pub enum Request {
     /// Opens a recording; the connection then carries its asciicast events and a
     /// [`RecordEnd`]. Answer: [`Recorded`] (to both).
     Record(RecordStart),
-    /// A session's audit event. Answer: [`Ack`].
-    Event { fields: Box<SessionEvent> },
+    /// A session's audit event. Answer: [`Ack`]. `uid`: whose session it is, said only
+    /// by the session monitor (root); from anyone else it is refused.
+    Event {
+        fields: Box<SessionEvent>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+    },
+    /// The session monitor (root only) starts a session for `uid`. Answer: [`Whoami`],
+    /// the user's mapping, which the session runs under.
+    SessionStart(SessionStart),
+    /// The session monitor (root only) ends a session: its tokens are dropped at once.
+    /// Answer: [`Ack`].
+    SessionEnd {
+        session_id: SessionId,
+        reason: String,
+    },
+}
+
+/// `session_start`: which user's session, and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStart {
+    pub uid: u32,
+    /// The user's own `rolesh` process (sshd's child), for the audit trail.
+    pub login_pid: u32,
+    pub session_id: SessionId,
 }
 
 impl Request {
@@ -65,6 +90,8 @@ impl Request {
             Request::Cluster { .. } => "cluster",
             Request::Record(_) => "record",
             Request::Event { .. } => "event",
+            Request::SessionStart(_) => "session_start",
+            Request::SessionEnd { .. } => "session_end",
         }
     }
 
@@ -116,6 +143,9 @@ pub struct RecordStart {
     /// Whether keystrokes are recorded too (the broker also checks the configuration).
     #[serde(default)]
     pub record_input: bool,
+    /// Whose session it is, said only by the session monitor (root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
 }
 
 /// The last line of a recording stream: the session ended with `exit_code`.

@@ -50,7 +50,7 @@ fn bad_requests_say_why() {
 #[test]
 fn session_events_cannot_claim_identity_or_grant_access() {
     let r = parse(r#"{"v":1,"op":"event","fields":{"event":"exec","user":"root","uid":0,"role_arn":"x","pod":"web-1","exit_code":3,"shell":"/bin/bash"}}"#).unwrap();
-    let Request::Event { fields } = r else {
+    let Request::Event { fields, .. } = r else {
         panic!("{r:?}")
     };
     let (e, extra) = fields.accepted().unwrap();
@@ -65,7 +65,7 @@ fn session_events_cannot_claim_identity_or_grant_access() {
         parse(r#"{"v":1,"op":"event","fields":{"event":"login","session_id":"../x"}}"#).is_err()
     );
     let r = parse(r#"{"v":1,"op":"event","fields":{"event":"login","Bad-Name":1}}"#).unwrap();
-    let Request::Event { fields } = r else {
+    let Request::Event { fields, .. } = r else {
         panic!()
     };
     assert!(fields.accepted().unwrap_err().contains("not a field name"));

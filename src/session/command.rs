@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::SessionSettings;
+use crate::config::{Mode, SessionSettings};
 use crate::error::{EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, Failure};
 
 /// rolesh's own subcommands a session may run.
@@ -18,7 +18,57 @@ pub(crate) enum Plan {
     Shell(PathBuf),
 }
 
+/// What to start for a plan: program, arguments, and the name it sees as argv[0].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Launch {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) arg0: Option<String>,
+}
+
+/// The plan of a session without a command: the user's mode. The prompt and the picker
+/// run as programs of their own on the session's terminal, so that idle time, hangups and
+/// recording work the same for all modes.
+pub(crate) fn mode_plan(session: &SessionSettings) -> Plan {
+    match session.mode {
+        Mode::Shell => Plan::Shell(PathBuf::from(&session.shell)),
+        Mode::Restricted => Plan::Subcommand(vec![RESTRICTED_PROMPT.into()]),
+        Mode::Picker => Plan::Subcommand(vec!["exec".into(), "--repeat".into()]),
+    }
+}
+
+/// The hidden subcommand that runs the restricted prompt inside a login session.
+pub(crate) const RESTRICTED_PROMPT: &str = "restricted-prompt";
+
 impl Plan {
+    /// How to start it; `rolesh` is this binary (for subcommands).
+    pub(crate) fn launch(&self, rolesh: &Path) -> Launch {
+        match self {
+            Plan::Program(path, args) => Launch {
+                program: path.clone(),
+                args: args.clone(),
+                arg0: None,
+            },
+            Plan::Subcommand(args) => Launch {
+                program: rolesh.to_path_buf(),
+                args: args.clone(),
+                arg0: None,
+            },
+            Plan::Shell(shell) => {
+                // A login shell: argv[0] starts with '-'.
+                let name = shell
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Launch {
+                    program: shell.clone(),
+                    args: Vec::new(),
+                    arg0: Some(format!("-{name}")),
+                }
+            }
+        }
+    }
+
     pub(crate) fn describe(&self) -> String {
         match self {
             Plan::Program(p, _) | Plan::Shell(p) => p.display().to_string(),

@@ -1,19 +1,20 @@
-//! The login shell (SPEC §4 login and `-c`, §6): ask the broker who the user is, build the
-//! in-memory kubeconfig, scrub the environment, and run the user's command or shell.
-//!
-//! On a terminal, the session runs on a pty of its own behind a relay (`relay`) that sees
-//! idle time, passes window sizes on and ends the whole session; without one (`ssh bastion
-//! CMD`), the command inherits sshd's pipes and `supervise` ends it on hangup or
-//! disconnect. Both: private /tmp where the kernel allows it, `max_duration`.
+//! What runs as the user (SPEC §4 login and `-c`, §6). The login shell sshd starts hands
+//! the session to the monitor (`login`); inside the session, as the user, `session-init`
+//! asks the broker who the user is, builds the in-memory kubeconfig and starts the
+//! user's shell, restricted prompt, picker or command (`init`); the restricted prompt
+//! runs allowed commands (`restricted`, `command`, `supervise`). What records, times and
+//! ends the session is the monitor's (`crate::monitor`), never the user's.
 
 pub(crate) mod command;
+mod init;
 pub(crate) mod kubeconfig;
-mod recording;
-mod relay;
+mod login;
 pub(crate) mod restricted;
 mod supervise;
 
-use std::io::IsTerminal;
+pub(crate) use init::{InitArgs, init};
+pub(crate) use login::login;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::client;
-use crate::config::{Mode, SessionSettings};
+use crate::config::SessionSettings;
 use crate::error::{EXIT_RUNTIME, Failure};
 use crate::protocol::{ClusterEndpoint, Request, Whoami};
 use crate::session_id::SessionId;
@@ -86,140 +87,9 @@ pub(crate) fn print_kubeconfig() -> Result<(), Failure> {
     Ok(())
 }
 
-/// Login mode: `-c COMMAND` (what sshd runs for `ssh bastion COMMAND`) or an interactive
-/// session.
-pub(crate) fn login(run: Option<&str>) -> Result<u8, Failure> {
-    // First, while this process has one thread and may still write its uid_map.
-    let private_tmp = system::private_tmp();
-    system::harden_supervisor().map_err(Failure::runtime)?;
-    let session = Session::open(true)?;
-    let plan = plan_for(run, &session)?;
-    let recording =
-        recording::start(&session, &client::socket_path(true), run).inspect_err(|f| {
-            tracing::info!(target: "rolesh::audit", event = "error", session_id = %session.id,
-            command = run, reason = %f.message);
-        })?;
-    let files = KubeconfigFiles::write(&session)?;
-    if run.is_none()
-        && let Some(banner) = &session.settings().banner
-    {
-        println!("{banner}");
-    }
-    // Fields without a value are left out, not written empty.
-    let ssh_client = std::env::var("SSH_CLIENT").ok().filter(|c| !c.is_empty());
-    tracing::info!(target: "rolesh::audit", event = "login", session_id = %session.id,
-        ssh_client = ssh_client.as_deref(), mode = session.settings().mode.as_str(), command = run,
-        record = session.settings().record.as_str(), private_tmp = private_tmp.is_ok(),
-        reason = private_tmp.as_ref().err().map(String::as_str));
-    let env = environment(&session, &files);
-    let started = std::time::Instant::now();
-    let (status, ending) = supervised(&plan, &session, &env, recording.as_ref())?;
-    let code = exit_code(status);
-    if let Some(recording) = &recording {
-        recording::finish(recording, code);
-    }
-    let duration_ms = started.elapsed().as_millis() as u64;
-    if let Some(cmd) = run {
-        tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
-            command = %cmd, exit_code = code, duration_ms);
-    }
-    tracing::info!(target: "rolesh::audit", event = "logout", session_id = %session.id,
-        exit_code = code, duration_ms, reason = ending.as_str());
-    drop(files);
-    Ok(code)
-}
-
-/// What the session runs: the `-c` command if it is allowed (a refusal is audited), else
-/// the user's mode.
-fn plan_for(run: Option<&str>, session: &Session) -> Result<Plan, Failure> {
-    let Some(cmd) = run else {
-        return Ok(match session.settings().mode {
-            Mode::Shell => Plan::Shell(PathBuf::from(&session.settings().shell)),
-            // The prompt and the picker run as programs of their own on the session's
-            // terminal, so that idle time, hangups and recording work the same for all modes.
-            Mode::Restricted => Plan::Subcommand(vec![RESTRICTED_PROMPT.into()]),
-            Mode::Picker => Plan::Subcommand(vec!["exec".into(), "--repeat".into()]),
-        });
-    };
-    command::plan(cmd, session.settings()).inspect_err(|f| {
-        tracing::info!(target: "rolesh::audit", event = "command", session_id = %session.id,
-            command = %cmd, exit_code = f.code, reason = %f.message);
-    })
-}
-
-/// Runs the plan to its end: on a pty of its own behind the relay when there is a
-/// terminal, else on sshd's pipes; then nothing of the session is left running.
-fn supervised(
-    plan: &Plan,
-    session: &Session,
-    env: &[(String, String)],
-    recording: Option<&std::sync::Arc<std::sync::Mutex<recording::Recording>>>,
-) -> Result<(std::process::ExitStatus, relay::Ending), Failure> {
-    if std::io::stdin().is_terminal() {
-        let limits = relay::Deadlines {
-            idle_timeout: session.settings().idle_timeout,
-            max_duration: session.settings().max_duration,
-        };
-        let tap = recording.map(recording::as_tap);
-        let (outcome, ending) = relay::run(pty_command(plan, session, env), limits, tap)?;
-        return Ok((outcome.status, ending));
-    }
-    let outcome = without_terminal(plan, session, env, recording)?;
-    // Whatever the command left behind in the session's namespace ends with it.
-    relay::clear_session(std::process::id());
-    let ending = match outcome.session_ended {
-        true => relay::Ending::Hangup,
-        false => relay::Ending::Exited,
-    };
-    Ok((outcome.status, ending))
-}
-
-/// No terminal (`ssh bastion CMD`, `ssh -T bastion`): the command gets its own process
-/// group, so that ending the session ends everything it started (an interactive shell
-/// manages its jobs' groups itself). When recorded, its output passes through pipes here.
-fn without_terminal(
-    plan: &Plan,
-    session: &Session,
-    env: &[(String, String)],
-    recording: Option<&std::sync::Arc<std::sync::Mutex<recording::Recording>>>,
-) -> Result<supervise::Outcome, Failure> {
-    let own_group = !matches!(plan, Plan::Shell(_));
-    let mut cmd = command(plan, session, env, own_group);
-    if recording.is_some() {
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
-    let copiers = match recording {
-        Some(rec) => vec![
-            relay::pump(
-                child.stdout.take().expect("piped"),
-                std::io::stdout(),
-                Some(recording::as_tap(rec)),
-            ),
-            relay::pump(
-                child.stderr.take().expect("piped"),
-                std::io::stderr(),
-                Some(recording::as_tap(rec)),
-            ),
-        ],
-        None => Vec::new(),
-    };
-    let outcome = supervise::run(child, own_group, session.settings().max_duration)?;
-    for copier in copiers {
-        let _ = copier.join();
-    }
-    Ok(outcome)
-}
-
-/// The hidden subcommand that runs the restricted prompt inside a login session.
-pub(crate) const RESTRICTED_PROMPT: &str = "restricted-prompt";
-
-/// Restricted mode's prompt, started by the login supervisor on the session's terminal. It
-/// asks the broker again (the broker, not an inherited file, says what the user may do) and
-/// uses the session's kubeconfig from `KUBECONFIG`.
+/// Restricted mode's prompt, started by the monitor on the session's terminal. It asks the
+/// broker again (the broker, not an inherited file, says what the user may do) and uses
+/// the session's kubeconfig from `KUBECONFIG`.
 pub(crate) fn restricted_prompt() -> Result<u8, Failure> {
     let session = Session::open(false)?;
     let overlay = std::env::var("KUBECONFIG")
@@ -231,7 +101,7 @@ pub(crate) fn restricted_prompt() -> Result<u8, Failure> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     restricted::prompt(&session, &overlay, |plan| {
         let started = std::time::Instant::now();
-        let child = command(plan, &session, &env, false)
+        let child = command(plan, &session, &env)
             .spawn()
             .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", plan.describe())))?;
         let outcome = supervise::run(child, false, session.settings().max_duration)?;
@@ -242,55 +112,16 @@ pub(crate) fn restricted_prompt() -> Result<u8, Failure> {
     })
 }
 
-/// What to start for a plan: program, arguments, and the name it sees as argv[0].
-fn launch(plan: &Plan) -> (PathBuf, Vec<String>, Option<String>) {
-    match plan {
-        Plan::Program(path, args) => (path.clone(), args.clone(), None),
-        Plan::Subcommand(args) => (self_path(), args.clone(), None),
-        Plan::Shell(shell) => {
-            // A login shell: argv[0] starts with '-'.
-            let name = shell
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (shell.clone(), Vec::new(), Some(format!("-{name}")))
-        }
-    }
-}
-
-fn command(plan: &Plan, session: &Session, env: &[(String, String)], own_group: bool) -> Command {
-    let (program, args, arg0) = launch(plan);
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    if let Some(arg0) = arg0 {
+fn command(plan: &Plan, session: &Session, env: &[(String, String)]) -> Command {
+    let launch = plan.launch(&self_path());
+    let mut cmd = Command::new(launch.program);
+    cmd.args(launch.args);
+    if let Some(arg0) = launch.arg0 {
         cmd.arg0(arg0);
     }
     cmd.env_clear().envs(env.iter().cloned());
     if let Some(home) = &session.home {
         cmd.current_dir(home);
-    }
-    if own_group {
-        cmd.process_group(0);
-    }
-    cmd
-}
-
-/// The same, started on a pty of its own as a new session (see `relay`).
-fn pty_command(
-    plan: &Plan,
-    session: &Session,
-    env: &[(String, String)],
-) -> pty_process::blocking::Command {
-    let (program, args, arg0) = launch(plan);
-    let mut cmd = pty_process::blocking::Command::new(program)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().cloned());
-    if let Some(arg0) = arg0 {
-        cmd = cmd.arg0(arg0);
-    }
-    if let Some(home) = &session.home {
-        cmd = cmd.current_dir(home);
     }
     cmd
 }
@@ -303,24 +134,24 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     }
 }
 
-/// The sealed memfd and the writable overlay, in a private per-session directory on tmpfs
-/// that is removed when the session ends. kubectl locks every file of `KUBECONFIG` (as
-/// `FILE.lock`) before it changes any, so the memfd is reached through a symlink
-/// (`clusters -> /proc/self/fd/N`, the fd every child inherits) in that directory rather
-/// than as `/dev/fd/N`.
-struct KubeconfigFiles {
+/// The sealed memfd and the writable overlay, in a per-session directory in the session's
+/// private `/tmp` (a tmpfs the monitor made for it, gone with the session). kubectl locks
+/// every file of `KUBECONFIG` (as `FILE.lock`) before it changes any, so the memfd is
+/// reached through a symlink (`clusters -> /proc/self/fd/N`, the fd every child inherits)
+/// in that directory rather than as `/dev/fd/N`.
+pub(crate) struct KubeconfigFiles {
     _sealed: OwnedFd,
     dir: PathBuf,
 }
 
 impl KubeconfigFiles {
-    fn write(session: &Session) -> Result<KubeconfigFiles, Failure> {
+    pub(crate) fn write(session: &Session) -> Result<KubeconfigFiles, Failure> {
         let rolesh = self_path();
         let sealed_text = kubeconfig::to_yaml(&kubeconfig::sealed(&session.clusters, &rolesh));
         let sealed = system::sealed_memfd("rolesh-kubeconfig", sealed_text.as_bytes())
             .and_then(|fd| system::inheritable_high_fd(&fd))
             .map_err(Failure::runtime)?;
-        let dir = runtime_dir(session.who.uid).join(format!("rolesh-{}", session.id));
+        let dir = PathBuf::from("/tmp").join(format!("rolesh-{}", session.id));
         let shown = dir.display().to_string();
         let fail = |e: std::io::Error| {
             Failure::runtime(format!(
@@ -355,51 +186,13 @@ impl KubeconfigFiles {
         Ok(files)
     }
 
-    fn kubeconfig_env(&self) -> String {
+    pub(crate) fn kubeconfig_env(&self) -> String {
         format!(
             "{}:{}",
             self.dir.join("config").display(),
             self.dir.join("clusters").display()
         )
     }
-}
-
-impl Drop for KubeconfigFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// tmpfs, never persistent disk: the user's runtime directory if it exists, else /dev/shm.
-fn runtime_dir(uid: u32) -> PathBuf {
-    let run_user = PathBuf::from(format!("/run/user/{uid}"));
-    if system::ownership(&run_user).is_ok_and(|o| o.uid == uid) {
-        run_user
-    } else {
-        PathBuf::from("/dev/shm")
-    }
-}
-
-/// Only TERM, LANG, LC_* and TZ survive from sshd; the rest is set here.
-fn environment(session: &Session, files: &KubeconfigFiles) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k == "TERM" || k == "LANG" || k == "TZ" || k.starts_with("LC_"))
-        .collect();
-    let home = session.home.clone().unwrap_or_else(|| "/".into());
-    let settings = session.settings();
-    env.extend([
-        ("HOME".into(), home.display().to_string()),
-        ("USER".into(), session.who.user.clone()),
-        ("LOGNAME".into(), session.who.user.clone()),
-        ("SHELL".into(), settings.shell.clone()),
-        ("PATH".into(), settings.path.clone()),
-        ("KUBECONFIG".into(), files.kubeconfig_env()),
-        ("ROLESH_SESSION_ID".into(), session.id.to_string()),
-    ]);
-    if let Ok(client) = std::env::var("SSH_CLIENT") {
-        env.push(("SSH_CLIENT".into(), client));
-    }
-    env
 }
 
 fn home_of(user: &str) -> Option<PathBuf> {

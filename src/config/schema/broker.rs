@@ -37,6 +37,9 @@ impl Reader {
         if let Some(n) = f.integer("rate_per_uid", 1, 1_000_000) {
             broker.rate_per_uid = n as u32;
         }
+        if let Some(b) = f.bool("require_session") {
+            broker.require_session = b;
+        }
         broker
     }
 }

@@ -1,18 +1,15 @@
-//! Session recording from the supervisor's side (SPEC §6): what the session shows is
-//! streamed to the broker, which writes the file the user cannot touch. With a terminal,
-//! the relay hands every byte to the recording; without one (`ssh bastion CMD` under
-//! `record = "all"`), the command's stdout and stderr pass through pipes of the supervisor
-//! on their way to sshd.
+//! Session recording from the monitor's side (SPEC §6): what the session shows is streamed
+//! to the broker, which writes the file the user cannot touch. With a terminal, the relay
+//! hands every byte to the recording; without one (`ssh bastion CMD` under
+//! `record = "all"`), the command's stdout and stderr pass through pipes of the monitor on
+//! their way to sshd. The user can reach neither: the monitor is root's.
 
-use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 
-use super::Session;
 use super::relay::{SharedTap, Tap};
 use crate::error::Failure;
 use crate::protocol::RecordStart;
 use crate::record::Recorder;
-use crate::system;
 
 /// A recording the relay and the pipe copiers share; `finish` ends it once.
 pub(super) struct Recording(Option<Recorder>);
@@ -37,33 +34,19 @@ impl Tap for Recording {
     }
 }
 
-/// Starts the recording this session must have, if any. An error means the session must
+/// Starts a recording through the broker at `socket`. An error means the session must
 /// not start: a bastion that promises recordings does not run unrecorded sessions.
 pub(super) fn start(
-    session: &Session,
     socket: &std::path::Path,
-    command: Option<&str>,
-) -> Result<Option<Arc<Mutex<Recording>>>, Failure> {
-    // An unknown recording mode from the broker never got this far: `whoami` is typed.
-    if !crate::record::required(session.settings().record, command.is_none()) {
-        return Ok(None);
-    }
-    let (cols, rows) = system::window_size(std::io::stdin().as_fd()).unwrap_or((80, 24));
-    let meta = RecordStart {
-        session_id: session.id.clone(),
-        cols,
-        rows,
-        command: command.map(str::to_string),
-        record_input: session.settings().record_input,
-        term: std::env::var("TERM").ok(),
-    };
+    meta: RecordStart,
+) -> Result<Arc<Mutex<Recording>>, Failure> {
     let recorder = Recorder::start(socket, meta).map_err(|f| {
         Failure::runtime(format!(
             "this session must be recorded and the recording cannot start ({}); not starting it",
             f.message
         ))
     })?;
-    Ok(Some(Arc::new(Mutex::new(Recording(Some(recorder))))))
+    Ok(Arc::new(Mutex::new(Recording(Some(recorder)))))
 }
 
 /// Ends the recording with the session's exit code (the broker marks a clean end).
