@@ -4,7 +4,11 @@
 //!    several persistent connections;
 //! 2. `rolesh token --cluster` end to end (process start to JSON): median and p99;
 //! 3. login storm: 500 distinct users (NSS-wrapped accounts, clients running as their
-//!    uids) asking for their first token at once: AssumeRole calls and time to first token.
+//!    uids) asking for their first token at once: AssumeRole calls and time to first token;
+//! 4. the cost of the live-session check (`[broker] require_session`): the same warm token
+//!    requests from a process inside a session's cgroup (a cgroup and a record made here,
+//!    as the monitor makes them), against a broker that checks and one that does not,
+//!    interleaved.
 //!
 //! The fake AWS (rolesh-testkit) answers STS; it adds no latency of its own.
 
@@ -33,13 +37,120 @@ fn main() {
     let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let broker = start_broker(&aws, dir.path());
-    let socket = dir.path().join("broker.sock");
+    let broker = start_broker(&aws, dir.path(), "unchecked", false);
+    let socket = dir.path().join("unchecked.sock");
 
-    throughput(&socket, 4, Duration::from_secs(3));
+    let rate = throughput(&socket, 4, Duration::from_secs(3));
+    println!(
+        "warm token requests over the socket: {:.0}/s with 4 connections; p50 {:.3} ms, p99 {:.3} ms (goal ≥ 20000/s, p99 < 2 ms)",
+        rate.per_second,
+        ms(rate.p50),
+        ms(rate.p99)
+    );
     end_to_end(&socket, 200);
     login_storm(&aws, &socket);
+    session_check(&aws, dir.path(), &socket);
     drop(broker);
+}
+
+/// Warm token requests from inside a session, against a broker that checks the session
+/// and one that does not, interleaved; the difference is what the check costs.
+fn session_check(aws: &FakeAws, dir: &Path, unchecked: &Path) {
+    let _checked_broker = start_broker(aws, dir, "checked", true);
+    let checked = dir.join("checked.sock");
+    let _session = FakeSession::enter();
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        // One connection each: latency per request, not the machine's parallelism.
+        without.push(throughput(unchecked, 1, Duration::from_secs(2)));
+        with.push(throughput(&checked, 1, Duration::from_secs(2)));
+    }
+    let mean = |r: &[Rate]| r.iter().map(|x| 1.0 / x.per_second).sum::<f64>() / r.len() as f64;
+    let cost = (mean(&with) - mean(&without)) * 1e6;
+    let p50 = |r: &[Rate]| {
+        let mut v: Vec<Duration> = r.iter().map(|x| x.p50).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    println!(
+        "live-session check: {:.1} µs per request (mean time per request {:.1} µs with it vs {:.1} µs without; p50 {:.3} vs {:.3} ms; 3 interleaved rounds of 2 s, one connection) (goal ≤ 50 µs)",
+        cost,
+        mean(&with) * 1e6,
+        mean(&without) * 1e6,
+        ms(p50(&with)),
+        ms(p50(&without)),
+    );
+}
+
+/// This process inside a session as the monitor makes one: a cgroup
+/// `…/rolesh-sessions/ID` and the record `/run/rolesh/sessions/ID`; undone on drop.
+struct FakeSession {
+    cgroup: std::path::PathBuf,
+    record: std::path::PathBuf,
+    home: std::path::PathBuf,
+}
+
+impl FakeSession {
+    fn enter() -> FakeSession {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        let mount = mounts
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
+            })
+            .expect("a cgroup2 mount");
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let own = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+        let id = format!("{:024x}", std::process::id());
+        let parent = Path::new(&mount).join(format!("{}/rolesh-sessions", own.trim_start_matches('/')));
+        let _ = std::fs::create_dir(&parent);
+        let cgroup = parent.join(&id);
+        std::fs::create_dir(&cgroup).unwrap();
+        std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()).unwrap();
+        let record = Path::new("/run/rolesh/sessions").join(&id);
+        std::fs::create_dir_all("/run/rolesh/sessions").unwrap();
+        let path = format!("{own}/rolesh-sessions/{id}");
+        // This process stands for the session's monitor: a monitor daemon sweeping for
+        // sessions whose monitor died leaves this one alone.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let me = std::process::id();
+        std::fs::write(
+            &record,
+            format!(
+                r#"{{"session_id":"{id}","uid":0,"user":"root","cgroup":"{path}","started":{},"max_duration_secs":3600,"monitor_pid":{me},"monitor_start":{start}}}"#,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+            ),
+        )
+        .unwrap();
+        FakeSession {
+            cgroup,
+            record,
+            home: Path::new(&mount).join(own.trim_start_matches('/')),
+        }
+    }
+}
+
+impl Drop for FakeSession {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.home.join("cgroup.procs"), std::process::id().to_string());
+        let _ = std::fs::remove_file(&self.record);
+        let _ = std::fs::remove_dir(&self.cgroup);
+    }
 }
 
 struct Killed(Child);
@@ -50,12 +161,12 @@ impl Drop for Killed {
     }
 }
 
-fn start_broker(aws: &FakeAws, dir: &Path) -> Killed {
+fn start_broker(aws: &FakeAws, dir: &Path, name: &str, require_session: bool) -> Killed {
     let config = format!(
-        "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{}\"\n[mapping]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{{user}}\"\n[[cluster]]\nname = \"demo\"\n[broker]\nrate_per_uid = 1000000\nmax_connections = 4096\nmax_connections_per_uid = 4096\n",
+        "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{}\"\n[mapping]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{{user}}\"\n[[cluster]]\nname = \"demo\"\n[broker]\nrate_per_uid = 1000000\nmax_connections = 4096\nmax_connections_per_uid = 4096\nrequire_session = {require_session}\n",
         aws.endpoint()
     );
-    let path = dir.join("config.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     // 500 accounts the broker resolves through NSS (libnss-wrapper), plus root.
@@ -75,7 +186,7 @@ fn start_broker(aws: &FakeAws, dir: &Path) -> Killed {
         .args(["broker", "--config"])
         .arg(&path)
         .arg("--socket")
-        .arg(dir.join("broker.sock"))
+        .arg(dir.join(format!("{name}.sock")))
         .env_clear()
         .env("AWS_ACCESS_KEY_ID", &o.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", &o.secret_access_key)
@@ -90,7 +201,7 @@ fn start_broker(aws: &FakeAws, dir: &Path) -> Killed {
         .spawn()
         .expect("start broker");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while UnixStream::connect(dir.join("broker.sock")).is_err() {
+    while UnixStream::connect(dir.join(format!("{name}.sock"))).is_err() {
         assert!(Instant::now() < deadline, "broker did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -101,7 +212,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn throughput(socket: &Path, connections: usize, duration: Duration) {
+/// Requests per second and latencies of one `throughput` run.
+struct Rate {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn throughput(socket: &Path, connections: usize, duration: Duration) -> Rate {
     // Warm the cache: one AssumeRole and one signature.
     request(&mut BufReader::new(UnixStream::connect(socket).unwrap()));
     let start = Instant::now();
@@ -126,12 +244,11 @@ fn throughput(socket: &Path, connections: usize, duration: Duration) {
         .collect();
     let elapsed = start.elapsed();
     all.sort();
-    let rate = all.len() as f64 / elapsed.as_secs_f64();
-    println!(
-        "warm token requests over the socket: {rate:.0}/s with {connections} connections; p50 {:.3} ms, p99 {:.3} ms (goal ≥ 20000/s, p99 < 2 ms)",
-        ms(percentile(&all, 0.5)),
-        ms(percentile(&all, 0.99))
-    );
+    Rate {
+        per_second: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    }
 }
 
 fn request(conn: &mut BufReader<UnixStream>) {

@@ -24,7 +24,9 @@ pub(crate) fn run(source: &ConfigSource, describe: bool) -> Result<u8, Failure> 
         eprintln!("rolesh: {w}");
     }
     println!("{}", summary(&loaded.config));
-    println!("{}", broker_status());
+    println!("{}", socket_status("broker", &paths::broker_socket(), "rolesh-broker"));
+    println!("{}", socket_status("monitor", &paths::monitor_socket(), "rolesh-monitor"));
+    println!("{}", session_policy(&loaded.config));
     if describe {
         return describe_clusters(&loaded.config);
     }
@@ -100,14 +102,23 @@ pub(crate) fn summary(config: &Config) -> String {
     )
 }
 
-fn broker_status() -> String {
-    let socket = paths::broker_socket();
+fn socket_status(what: &str, socket: &std::path::Path, unit: &str) -> String {
     if socket.exists() {
-        format!("broker socket: {} present", socket.display())
+        format!("{what} socket: {} present", socket.display())
     } else {
         format!(
-            "broker socket: {} absent (is rolesh-broker running?)",
+            "{what} socket: {} absent (is {unit} running?)",
             socket.display()
         )
+    }
+}
+
+/// Whether the broker answers live sessions only (`[broker] require_session`).
+fn session_policy(config: &Config) -> String {
+    if config.broker.require_session {
+        "sessions: credentials only for processes of a live session (require_session = true)"
+            .into()
+    } else {
+        "sessions: require_session = false: any process of a mapped user gets credentials, in a session or not (for hosts that are not bastions)".into()
     }
 }

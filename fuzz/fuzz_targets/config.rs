@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use libfuzzer_sys::fuzz_target;
 use rolesh::config::{Config, Selector, Vars};
 use rolesh::mapping;
-use rolesh::system::Account;
+use rolesh::mapping::Account;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
