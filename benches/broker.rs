@@ -108,7 +108,8 @@ impl FakeSession {
             .trim_end_matches('/')
             .to_string();
         let id = format!("{:024x}", std::process::id());
-        let parent = Path::new(&mount).join(format!("{}/rolesh-sessions", own.trim_start_matches('/')));
+        let parent =
+            Path::new(&mount).join(format!("{}/rolesh-sessions", own.trim_start_matches('/')));
         let _ = std::fs::create_dir(&parent);
         let cgroup = parent.join(&id);
         std::fs::create_dir(&cgroup).unwrap();
@@ -147,7 +148,10 @@ impl FakeSession {
 
 impl Drop for FakeSession {
     fn drop(&mut self) {
-        let _ = std::fs::write(self.home.join("cgroup.procs"), std::process::id().to_string());
+        let _ = std::fs::write(
+            self.home.join("cgroup.procs"),
+            std::process::id().to_string(),
+        );
         let _ = std::fs::remove_file(&self.record);
         let _ = std::fs::remove_dir(&self.cgroup);
     }

@@ -24,8 +24,14 @@ pub(crate) fn run(source: &ConfigSource, describe: bool) -> Result<u8, Failure> 
         eprintln!("rolesh: {w}");
     }
     println!("{}", summary(&loaded.config));
-    println!("{}", socket_status("broker", &paths::broker_socket(), "rolesh-broker"));
-    println!("{}", socket_status("monitor", &paths::monitor_socket(), "rolesh-monitor"));
+    println!(
+        "{}",
+        socket_status("broker", &paths::broker_socket(), "rolesh-broker")
+    );
+    println!(
+        "{}",
+        socket_status("monitor", &paths::monitor_socket(), "rolesh-monitor")
+    );
     println!("{}", session_policy(&loaded.config));
     if describe {
         return describe_clusters(&loaded.config);
@@ -116,8 +122,7 @@ fn socket_status(what: &str, socket: &std::path::Path, unit: &str) -> String {
 /// Whether the broker answers live sessions only (`[broker] require_session`).
 fn session_policy(config: &Config) -> String {
     if config.broker.require_session {
-        "sessions: credentials only for processes of a live session (require_session = true)"
-            .into()
+        "sessions: credentials only for processes of a live session (require_session = true)".into()
     } else {
         "sessions: require_session = false: any process of a mapped user gets credentials, in a session or not (for hosts that are not bastions)".into()
     }

@@ -236,17 +236,21 @@ pub(crate) fn sealed_memfd(name: &str, contents: &[u8]) -> Result<std::os::fd::O
     Ok(file.into())
 }
 
-/// `fd` again at a high number (at least 200), inherited by the programs this process
-/// starts. Far from the low numbers: an interactive login bash (5.2) does not pass its
-/// inherited descriptors 3 and 10 on to the programs it starts, but keeps 200.
-pub(crate) fn inheritable_high_fd(
+/// `fd` again as descriptor `target`, inherited by the programs this process starts (no
+/// close-on-exec).
+pub(crate) fn inheritable_fd_at(
     fd: &std::os::fd::OwnedFd,
+    target: std::os::fd::RawFd,
 ) -> Result<std::os::fd::OwnedFd, String> {
-    use nix::fcntl::{FcntlArg, fcntl};
-    let high = fcntl(fd, FcntlArg::F_DUPFD(HIGH_FD)).map_err(|e| format!("F_DUPFD: {e}"))?;
-    // SAFETY: F_DUPFD just returned `high` as a new descriptor (without FD_CLOEXEC) that
-    // nothing else owns.
-    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
+    // SAFETY: `target` is a descriptor number this process does not otherwise use (the
+    // session's sealed kubeconfig slot); dup2 puts a copy of `fd` there, and the OwnedFd
+    // made here is its only owner.
+    let mut at = unsafe { std::os::fd::OwnedFd::from_raw_fd(target) };
+    if let Err(e) = nix::unistd::dup2(fd, &mut at) {
+        std::mem::forget(at);
+        return Err(format!("dup2 to {target}: {e}"));
+    }
+    Ok(at)
 }
 
 /// Sends `fd` to the datagram socket at `path` with an empty payload (SCM_RIGHTS): how
@@ -324,9 +328,6 @@ pub(crate) fn receive_with_descriptors(
     }
     Ok((message.bytes, fds))
 }
-
-/// Where inherited session descriptors live.
-const HIGH_FD: std::os::fd::RawFd = 200;
 
 /// What the user's own `rolesh` (the login shell sshd starts) does first: no privilege
 /// gain through exec, no core dumps, and not dumpable, so that no other process of the

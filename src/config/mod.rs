@@ -207,6 +207,11 @@ pub struct SessionSettings {
     /// The command `rolesh exec` runs when none is given; `None`: bash if present, else sh.
     #[serde(deserialize_with = "values::required")]
     pub exec_command: Option<Vec<String>>,
+    /// What `kubectl edit` and friends open in restricted mode and `ssh bastion CMD`: a
+    /// command on `path`, or an absolute path (an editor without a shell escape).
+    pub editor: String,
+    /// Token-shaped output becomes `<redacted>` in recordings.
+    pub record_redact: bool,
 }
 
 impl Default for SessionSettings {
@@ -223,6 +228,8 @@ impl Default for SessionSettings {
             record: RecordPolicy::Off,
             record_input: false,
             exec_command: None,
+            editor: "rnano".into(),
+            record_redact: true,
         }
     }
 }
@@ -241,6 +248,8 @@ pub struct SessionPatch {
     pub record: Option<RecordPolicy>,
     pub record_input: Option<bool>,
     pub exec_command: Option<Vec<String>>,
+    pub editor: Option<String>,
+    pub record_redact: Option<bool>,
 }
 
 impl SessionPatch {
@@ -265,6 +274,8 @@ impl SessionPatch {
         if self.exec_command.is_some() {
             base.exec_command = self.exec_command.clone();
         }
+        set(&mut base.editor, &self.editor);
+        set(&mut base.record_redact, &self.record_redact);
     }
 }
 

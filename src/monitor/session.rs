@@ -28,13 +28,14 @@ use super::outer::Outer;
 use super::recording::{self, Recording};
 use super::relay::{self, Activity, PtyEnd, SharedTap};
 use crate::client;
-use crate::config::SessionSettings;
+use crate::config::{Mode, SessionSettings};
 use crate::error::{EXIT_RUNTIME, Failure};
 use crate::live::{self, LiveSession};
 use crate::mapping::Account;
 use crate::protocol::monitor::{MAX_MONITOR_LINE, MonitorAnswer, MonitorRequest, Open};
 use crate::protocol::{Ack, RecordStart, Request, SessionStart, Whoami};
 use crate::session::command::{self, Plan};
+use crate::session::{kubeconfig, tools};
 use crate::session_id::SessionId;
 use crate::system::{self, SessionIds};
 
@@ -233,7 +234,13 @@ impl Session {
             Ok(outer) => outer,
             Err(e) => return Err(refuse(login, EXIT_RUNTIME, e)),
         };
-        let confined = confine(&id, &account, &ids, settings);
+        let confined = confine(
+            &id,
+            &account,
+            &ids,
+            &who,
+            confined_tools(&login.open, settings),
+        );
         let (cgroup, record) = match confined {
             Ok(c) => c,
             Err(e) => {
@@ -346,8 +353,13 @@ impl Session {
             ("PATH".into(), settings.path.clone()),
             ("ROLESH_SESSION_ID".into(), self.id.to_string()),
         ]);
+        env.push(("KUBECONFIG".into(), kubeconfig::env_value(&self.id)));
         if let Some(client) = self.login.var("SSH_CLIENT") {
             env.push(("SSH_CLIENT".into(), client.to_string()));
+        }
+        if confined_tools(&self.login.open, settings) {
+            let editor = editor_path(settings);
+            env.extend(tools::environment(&editor, &kubeconfig::dir(&self.id)));
         }
         env
     }
@@ -657,8 +669,10 @@ fn confine(
     id: &SessionId,
     account: &Account,
     ids: &SessionIds,
-    settings: &SessionSettings,
+    who: &Whoami,
+    confined: bool,
 ) -> Result<(SessionCgroup, LiveSession), String> {
+    let settings = &who.grant.session;
     let cgroups =
         Cgroups::find().map_err(|e| format!("this bastion cannot confine sessions: {e}"))?;
     let cgroup = cgroups.create(id)?;
@@ -677,6 +691,9 @@ fn confine(
         monitor_start: system::process_start(me).unwrap_or(0),
         ended: None,
     };
+    // In restricted mode and for `ssh bastion CMD` the kubeconfig files are root's: see
+    // `session::kubeconfig`.
+    let owner = (!confined).then_some((ids.uid, ids.gid));
     let made = live::write(&record)
         .map_err(|e| {
             format!(
@@ -684,13 +701,32 @@ fn confine(
                 live::dir().display()
             )
         })
-        .and_then(|()| system::private_tmp_for(ids));
+        .and_then(|()| system::private_tmp_for(ids))
+        .and_then(|()| {
+            kubeconfig::prepare(id, &who.grant.clusters, owner)
+                .map_err(|e| format!("cannot write the session's kubeconfig: {e}"))
+        });
     if let Err(e) = made {
         live::remove(id);
         let _ = cgroup.remove();
         return Err(e);
     }
     Ok((cgroup, record))
+}
+
+/// Whether the session's tools run confined (`session::tools`): restricted mode, and every
+/// `ssh bastion CMD`. Shell mode has a shell; the monitor and the cgroup hold it.
+fn confined_tools(open: &Open, settings: &SessionSettings) -> bool {
+    open.command.is_some() || settings.mode == Mode::Restricted
+}
+
+/// `[session] editor` by absolute path (a name is looked up on the session's `path`).
+fn editor_path(settings: &SessionSettings) -> PathBuf {
+    if settings.editor.starts_with('/') {
+        return PathBuf::from(&settings.editor);
+    }
+    command::find(&settings.editor, &settings.path)
+        .unwrap_or_else(|| PathBuf::from(&settings.editor))
 }
 
 /// What the session runs: the `-c` command if it is allowed (a refusal is audited), else

@@ -82,7 +82,7 @@ fn record_requests_are_checked() {
         r#"{"v":1,"op":"record","session_id":"../../etc/passwd","cols":80,"rows":24}"#,
         r#"{"v":1,"op":"record","session_id":"0123abcd0123abcd","cols":0,"rows":24}"#,
         r#"{"v":1,"op":"record","cols":80,"rows":24}"#,
-        r#"{"v":1,"op":"record","session_id":"0123abcd0123abcd","cols":80,"rows":24,"uid":0}"#,
+        r#"{"v":1,"op":"record","session_id":"0123abcd0123abcd","cols":80,"rows":24,"user":"root"}"#,
     ] {
         assert!(parse(bad).is_err(), "{bad}");
     }
@@ -99,7 +99,8 @@ fn whoami_json() -> serde_json::Value {
         "session": {"mode": "shell", "shell": "/bin/bash", "path": "/usr/bin:/bin",
                     "allowed_commands": ["kubectl"], "file_transfer": false,
                     "idle_timeout_secs": 1800, "max_duration_secs": 43200, "banner": null,
-                    "record": "off", "record_input": false, "exec_command": null},
+                    "record": "off", "record_input": false, "exec_command": null,
+                    "editor": "rnano", "record_redact": true},
         "session_override": null,
     })
 }

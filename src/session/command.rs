@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::tools;
 use crate::config::{Mode, SessionSettings};
 use crate::error::{EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, Failure};
 
@@ -127,6 +128,7 @@ pub(crate) fn plan(command: &str, session: &SessionSettings) -> Result<Plan, Fai
             allowed_list(session)
         )));
     }
+    tools::check(name, args).map_err(refuse)?;
     find(name, &session.path)
         .map(|p| Plan::Program(p, args.to_vec()))
         .ok_or_else(|| Failure {

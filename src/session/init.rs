@@ -1,14 +1,15 @@
 //! `rolesh session-init`: the first program of a session, started by the monitor as the
 //! user, inside the session's cgroup and private `/tmp`. It asks the broker (from inside
-//! the session, so the broker answers) for the user's clusters, builds the in-memory
-//! kubeconfig, shows the banner, and becomes the user's shell, restricted prompt, picker
-//! or command (exec: nothing of it stays behind).
+//! the session, so the broker answers) for the user's clusters and their endpoints, seals
+//! them into the in-memory part of the kubeconfig (the monitor made the rest), shows the
+//! banner, and becomes the user's shell, restricted prompt, picker or command (exec:
+//! nothing of it stays behind).
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::{KubeconfigFiles, Session};
+use super::{Session, seal_kubeconfig};
 use crate::error::{EXIT_NOT_ALLOWED, EXIT_NOT_FOUND, Failure};
 
 /// What the monitor says to start.
@@ -23,27 +24,25 @@ pub(crate) struct InitArgs {
 
 pub(crate) fn init(args: InitArgs) -> Result<u8, Failure> {
     let session = Session::open(false)?;
-    let files = KubeconfigFiles::write(&session)?;
+    let sealed = seal_kubeconfig(&session)?;
     if args.banner
         && let Some(banner) = &session.settings().banner
     {
         println!("{banner}");
     }
     let mut command = Command::new(&args.program);
-    command
-        .args(&args.args)
-        .env("KUBECONFIG", files.kubeconfig_env());
+    command.args(&args.args);
     if let Some(arg0) = &args.arg0 {
         command.arg0(arg0);
     }
-    // Only returns on failure; on success the memfd `files` holds lives on in the program.
+    // Only returns on failure; on success the memfd lives on in the program.
     let error = command.exec();
     let code = if error.kind() == std::io::ErrorKind::NotFound {
         EXIT_NOT_FOUND
     } else {
         EXIT_NOT_ALLOWED
     };
-    drop(files);
+    drop(sealed);
     Err(Failure {
         code,
         message: format!("cannot start {}: {error}", args.program.display()),

@@ -1,10 +1,21 @@
 //! The session's kubeconfig (SPEC §6): clusters and users in a sealed memfd, contexts and
-//! the current context in a small writable overlay listed first in `KUBECONFIG`, so that
-//! `kubectl config use-context`, kubectx and kubens work (they write the overlay only).
-//! Nothing in it is secret: the user entry is an exec plugin that asks the broker for a
-//! token. Typed with kube's own kubeconfig structs.
+//! the current context in a small overlay listed first in `KUBECONFIG`. Nothing in it is
+//! secret: the user entry is an exec plugin that asks the broker for a token. Typed with
+//! kube's own kubeconfig structs.
+//!
+//! Both live in `/tmp/rolesh-SESSION_ID/` in the session's private `/tmp`, made by the
+//! monitor before anything of the user runs: `config` (the overlay) and `clusters`, a
+//! symlink to `/proc/self/fd/200`, the sealed memfd `session-init` puts on descriptor 200
+//! (kubectl locks every file of `KUBECONFIG` as `FILE.lock` before it changes any, so the
+//! memfd cannot be listed as `/dev/fd/N` itself). In shell and picker mode the directory
+//! and the overlay are the user's, so that `kubectl config use-context`, kubectx and kubens
+//! work (they write the overlay only). In restricted mode and for `ssh bastion CMD` they are
+//! root's and read-only: an overlay the user could write is a place to put a user entry of
+//! their own (an exec plugin runs any program), and kubectl reads the first file first.
 
-use std::path::Path;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 use kube::config::{
     AuthInfo, Cluster, Context, ExecConfig, ExecInteractiveMode, Kubeconfig, NamedAuthInfo,
@@ -12,6 +23,58 @@ use kube::config::{
 };
 
 use crate::protocol::{ClusterEndpoint, ClusterView};
+use crate::session_id::SessionId;
+
+/// Where inherited session descriptors live: the sealed memfd is always this one. Far from
+/// the low numbers: an interactive login bash (5.2) does not pass its inherited
+/// descriptors 3 and 10 on to the programs it starts, but keeps 200.
+pub(crate) const SEALED_FD: i32 = 200;
+
+/// `/tmp/rolesh-SESSION_ID` (in the session's private `/tmp`).
+pub(crate) fn dir(session: &SessionId) -> PathBuf {
+    PathBuf::from("/tmp").join(format!("rolesh-{session}"))
+}
+
+/// `KUBECONFIG` for the session: the overlay, then the sealed part.
+pub(crate) fn env_value(session: &SessionId) -> String {
+    let dir = dir(session);
+    format!(
+        "{}:{}",
+        dir.join("config").display(),
+        dir.join("clusters").display()
+    )
+}
+
+/// Makes the session's kubeconfig directory, its overlay (contexts of `views`, the first
+/// cluster current) and the `clusters` link; `owner` (uid, gid): the user's, writable;
+/// `None`: root's, read-only. Run by the monitor in the session's fresh private `/tmp`.
+pub(crate) fn prepare(
+    session: &SessionId,
+    views: &[ClusterView],
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
+    let dir = dir(session);
+    let (dir_mode, file_mode) = if owner.is_some() {
+        (0o700, 0o600)
+    } else {
+        (0o755, 0o644)
+    };
+    std::fs::DirBuilder::new().mode(dir_mode).create(&dir)?;
+    std::os::unix::fs::symlink(format!("/proc/self/fd/{SEALED_FD}"), dir.join("clusters"))?;
+    let config = dir.join("config");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(file_mode)
+        .custom_flags(crate::system::no_follow_flag())
+        .open(&config)?;
+    file.write_all(to_yaml(&overlay(views)).as_bytes())?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&config, Some(uid), Some(gid))?;
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
 
 /// A cluster of the session: what the user may see of it, and where it is.
 #[derive(Debug, Clone)]
@@ -49,16 +112,16 @@ fn context(cluster: &str, namespace: Option<&str>) -> Context {
     }
 }
 
-fn contexts(clusters: &[SessionCluster]) -> Vec<NamedContext> {
+fn contexts(views: &[ClusterView]) -> Vec<NamedContext> {
     let mut out = Vec::new();
-    for c in clusters {
-        let name = c.name();
+    for c in views {
+        let name = &c.name;
         out.push(NamedContext {
             name: name.to_string(),
-            context: Some(context(name, c.view.default_namespace.as_deref())),
+            context: Some(context(name, c.default_namespace.as_deref())),
             ..NamedContext::default()
         });
-        for ns in &c.view.namespaces {
+        for ns in &c.namespaces {
             out.push(NamedContext {
                 name: format!("{name}/{}", ns.name),
                 context: Some(context(name, Some(&ns.name))),
@@ -111,19 +174,20 @@ pub(crate) fn sealed(clusters: &[SessionCluster], rolesh: &Path) -> Kubeconfig {
     }
 }
 
-/// The writable part: contexts and the current one (the first cluster's default).
-pub(crate) fn overlay(clusters: &[SessionCluster]) -> Kubeconfig {
+/// The overlay: contexts and the current one (the first cluster's default).
+pub(crate) fn overlay(views: &[ClusterView]) -> Kubeconfig {
     Kubeconfig {
         preferences: Some(Preferences::default()),
-        contexts: contexts(clusters),
-        current_context: clusters.first().map(|c| c.name().to_string()),
+        contexts: contexts(views),
+        current_context: views.first().map(|c| c.name.clone()),
         ..kubeconfig()
     }
 }
 
 /// Both parts as one kubeconfig (`rolesh kubeconfig`).
 pub(crate) fn merged(clusters: &[SessionCluster], rolesh: &Path) -> Kubeconfig {
-    let o = overlay(clusters);
+    let views: Vec<ClusterView> = clusters.iter().map(|c| c.view.clone()).collect();
+    let o = overlay(&views);
     Kubeconfig {
         contexts: o.contexts,
         current_context: o.current_context,
@@ -141,14 +205,6 @@ pub(crate) fn current_context(path: &Path) -> Option<String> {
     serde_yaml_ng::from_str::<Kubeconfig>(&text)
         .ok()?
         .current_context
-}
-
-/// Sets the overlay's current context, keeping everything else in it.
-pub(crate) fn set_current_context(path: &Path, context: &str) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let mut k: Kubeconfig = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
-    k.current_context = Some(context.to_string());
-    std::fs::write(path, to_yaml(&k)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -198,13 +254,15 @@ mod tests {
     }
 
     #[test]
-    fn the_overlay_switches_context_and_keeps_the_rest() {
+    fn the_overlay_names_the_first_cluster_current() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
-        std::fs::write(&path, to_yaml(&overlay(&[prod()]))).unwrap();
-        set_current_context(&path, "prod/jobs").unwrap();
-        assert_eq!(current_context(&path).as_deref(), Some("prod/jobs"));
+        std::fs::write(&path, to_yaml(&overlay(&[prod().view]))).unwrap();
+        assert_eq!(current_context(&path).as_deref(), Some("prod"));
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("prod/web"), "{text}");
+        assert!(
+            text.contains("prod/web") && !text.contains("users:\n-"),
+            "{text}"
+        );
     }
 }

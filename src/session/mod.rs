@@ -11,12 +11,12 @@ pub(crate) mod kubeconfig;
 mod login;
 pub(crate) mod restricted;
 mod supervise;
+pub(crate) mod tools;
 
 pub(crate) use init::{InitArgs, init};
 pub(crate) use login::login;
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::Command;
@@ -134,65 +134,14 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     }
 }
 
-/// The sealed memfd and the writable overlay, in a per-session directory in the session's
-/// private `/tmp` (a tmpfs the monitor made for it, gone with the session). kubectl locks
-/// every file of `KUBECONFIG` (as `FILE.lock`) before it changes any, so the memfd is
-/// reached through a symlink (`clusters -> /proc/self/fd/N`, the fd every child inherits)
-/// in that directory rather than as `/dev/fd/N`.
-pub(crate) struct KubeconfigFiles {
-    _sealed: OwnedFd,
-    dir: PathBuf,
-}
-
-impl KubeconfigFiles {
-    pub(crate) fn write(session: &Session) -> Result<KubeconfigFiles, Failure> {
-        let rolesh = self_path();
-        let sealed_text = kubeconfig::to_yaml(&kubeconfig::sealed(&session.clusters, &rolesh));
-        let sealed = system::sealed_memfd("rolesh-kubeconfig", sealed_text.as_bytes())
-            .and_then(|fd| system::inheritable_high_fd(&fd))
-            .map_err(Failure::runtime)?;
-        let dir = PathBuf::from("/tmp").join(format!("rolesh-{}", session.id));
-        let shown = dir.display().to_string();
-        let fail = |e: std::io::Error| {
-            Failure::runtime(format!(
-                "cannot write the session kubeconfig in {shown}: {e}"
-            ))
-        };
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(fail)?;
-        let files = KubeconfigFiles {
-            _sealed: sealed,
-            dir,
-        };
-        std::os::unix::fs::symlink(
-            format!("/proc/self/fd/{}", files._sealed.as_raw_fd()),
-            files.dir.join("clusters"),
-        )
-        .map_err(fail)?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(files.dir.join("config"))
-            .and_then(|mut f| {
-                std::io::Write::write_all(
-                    &mut f,
-                    kubeconfig::to_yaml(&kubeconfig::overlay(&session.clusters)).as_bytes(),
-                )
-            })
-            .map_err(fail)?;
-        Ok(files)
-    }
-
-    pub(crate) fn kubeconfig_env(&self) -> String {
-        format!(
-            "{}:{}",
-            self.dir.join("config").display(),
-            self.dir.join("clusters").display()
-        )
-    }
+/// The sealed part of the session's kubeconfig (clusters and exec-plugin users) in a
+/// memfd on descriptor [`kubeconfig::SEALED_FD`], where `clusters` in the session's
+/// kubeconfig directory points; every program the session starts inherits it.
+pub(crate) fn seal_kubeconfig(session: &Session) -> Result<OwnedFd, Failure> {
+    let text = kubeconfig::to_yaml(&kubeconfig::sealed(&session.clusters, &self_path()));
+    system::sealed_memfd("rolesh-kubeconfig", text.as_bytes())
+        .and_then(|fd| system::inheritable_fd_at(&fd, kubeconfig::SEALED_FD))
+        .map_err(Failure::runtime)
 }
 
 fn home_of(user: &str) -> Option<PathBuf> {

@@ -13,7 +13,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
 use super::command::{self, Plan};
-use super::{Session, kubeconfig};
+use super::{Session, kubeconfig, tools};
 use crate::error::Failure;
 
 const BUILTINS: [&str; 5] = ["clusters", "use", "help", "exit", "exec"];
@@ -88,12 +88,29 @@ fn contexts(session: &Session) -> Vec<String> {
         .collect()
 }
 
-/// Sets the current context in the session's writable kubeconfig.
-pub(crate) fn use_context(overlay: &Path, context: &str, session: &Session) -> Result<(), String> {
+/// The context `use` switches to, if the session has it. The session's kubeconfig is not
+/// the user's to change in restricted mode, so the prompt keeps the choice and passes it
+/// to kubectl, helm and k9s (`--context`, `--kube-context`) on each command.
+pub(crate) fn use_context(context: &str, session: &Session) -> Result<String, String> {
     if !contexts(session).iter().any(|c| c == context) {
         return Err(format!("no context {context:?}; `clusters` lists them"));
     }
-    kubeconfig::set_current_context(overlay, context)
+    Ok(context.to_string())
+}
+
+/// The plan with the chosen context passed to the tool, if it takes one.
+fn in_context(plan: Plan, context: &str) -> Plan {
+    match plan {
+        Plan::Program(path, args) => {
+            let tool = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let args = tools::with_context(&tool, &args, context);
+            Plan::Program(path, args)
+        }
+        other => other,
+    }
 }
 
 pub(crate) fn help_text(session: &Session) -> String {
@@ -103,8 +120,7 @@ pub(crate) fn help_text(session: &Session) -> String {
     )
 }
 
-pub(crate) fn clusters_text(session: &Session, overlay: &Path) -> String {
-    let current = kubeconfig::current_context(overlay).unwrap_or_default();
+pub(crate) fn clusters_text(session: &Session, current: &str) -> String {
     contexts(session)
         .into_iter()
         .map(|c| format!("{} {c}", if c == current { "*" } else { " " }))
@@ -176,6 +192,8 @@ pub(crate) fn prompt(
     )
     .map_err(|e| Failure::runtime(format!("cannot start the prompt: {e}")))?;
     editor.set_helper(Some(helper));
+    let default_context = kubeconfig::current_context(overlay).unwrap_or_default();
+    let mut chosen: Option<String> = None;
     loop {
         let line = match editor.readline(&format!("{}@rolesh> ", session.who.user)) {
             Ok(line) => line,
@@ -187,9 +205,15 @@ pub(crate) fn prompt(
             Line::Empty => {}
             Line::Exit => return Ok(0),
             Line::Help => println!("{}", help_text(session)),
-            Line::Clusters => println!("{}", clusters_text(session, overlay)),
-            Line::Use(context) => match use_context(overlay, &context, session) {
-                Ok(()) => println!("now using {context}"),
+            Line::Clusters => {
+                let current = chosen.as_deref().unwrap_or(&default_context);
+                println!("{}", clusters_text(session, current));
+            }
+            Line::Use(context) => match use_context(&context, session) {
+                Ok(context) => {
+                    println!("now using {context}");
+                    chosen = Some(context);
+                }
                 Err(e) => eprintln!("rolesh: {e}"),
             },
             Line::Refused(why) => {
@@ -198,6 +222,10 @@ pub(crate) fn prompt(
                 eprintln!("rolesh: {why}");
             }
             Line::Run(plan) => {
+                let plan = match &chosen {
+                    Some(context) => in_context(plan, context),
+                    None => plan,
+                };
                 if run(&plan)? {
                     return Ok(0);
                 }

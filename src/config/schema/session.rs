@@ -64,7 +64,23 @@ fn session_patch(f: &Fields<'_>) -> SessionPatch {
         record: f.word("record", RecordPolicy::parse, RecordPolicy::choices),
         record_input: f.bool("record_input"),
         exec_command: exec_command(f),
+        editor: editor(f),
+        record_redact: f.bool("record_redact"),
     }
+}
+
+/// A command name (found on `path`) or an absolute path.
+fn editor(f: &Fields<'_>) -> Option<String> {
+    let e = f.string("editor")?;
+    let ok = if e.starts_with('/') || (!e.is_empty() && !e.contains(['/', ' ', '\t'])) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`editor` must be a command name or an absolute path, not {:?}",
+            e.value
+        ))
+    };
+    f.reader().checked(&e.loc, ok).map(|_| e.value)
 }
 
 fn shell(f: &Fields<'_>) -> Option<String> {
