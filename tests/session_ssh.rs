@@ -15,6 +15,8 @@ use common::broker::BrokerProc;
 use common::tmux::Tmux;
 use common::*;
 
+common::harness::tests!(root: [ssh_sessions_through_rolesh]);
+
 struct Sshd {
     child: Child,
     port: u16,
@@ -141,16 +143,11 @@ impl Drop for Shells {
     }
 }
 
-#[test]
 fn ssh_sessions_through_rolesh() {
-    if !need_root()
-        || !can_run(
-            "openssh-server (apt-get install openssh-server)",
-            Path::new("/usr/sbin/sshd").exists(),
-        )
-    {
-        return;
-    }
+    require(
+        "openssh-server (apt-get install openssh-server)",
+        Path::new("/usr/sbin/sshd").exists(),
+    );
     // The binary where every account can run it.
     let bin_dir = session_visible_tempdir("rolesh-e2e");
     std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -259,10 +256,11 @@ fn ssh_sessions_through_rolesh() {
     // helm loads the same in-memory kubeconfig (client-go's loader, as kubectl does): it
     // reaches the cluster as the user, whose RBAC (pods only) refuses helm's release
     // secrets — the server's answer, for the right user.
-    if can_run(
+    require(
         "helm 3 on /usr/local/bin (scripts/setup installs it)",
         Path::new("/usr/local/bin/helm").exists(),
-    ) {
+    );
+    {
         demo.handle().clear_events();
         let r = run(&mut sshd.ssh("rsealice", &[], &["helm", "list", "-n", "web"]));
         assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
@@ -529,9 +527,7 @@ fn ssh_sessions_through_rolesh() {
         "{}; echo EXIT=$?; sleep 600",
         sshd.ssh_line("rsepick", &["-tt"])
     );
-    let term = Tmux::start("ssh-picker", 100, 30, &script)
-        .expect("tmux (scripts/setup installs it)")
-        .with_history();
+    let term = Tmux::start("ssh-picker", 100, 30, &script).with_history();
     pick_backfill_and_echo(&term, "picked");
     term.type_text("exit\r");
     // Back to the first level (this user has two clusters), which offers the way out.
@@ -562,7 +558,7 @@ fn ssh_sessions_through_rolesh() {
 
     // The connection drops while the user is in a pod: the session ends whole, and the
     // trail still says which pod they were in and that a hangup ended it (below).
-    let term = Tmux::start("ssh-picker-drop", 100, 30, &script).expect("tmux");
+    let term = Tmux::start("ssh-picker-drop", 100, 30, &script);
     pick_backfill_and_echo(&term, "in-pod");
     drop(term); // the terminal goes, and the ssh client with it
     assert_no_processes_left("rsepick");
