@@ -107,7 +107,12 @@ impl BrokerProc {
     /// A broker for a rolesh-testkit stack (fake AWS + fake EKS clusters), with its
     /// config.toml and `drop_in` as config.d/50-test.toml.
     pub fn start_stack(drop_in: &str) -> BrokerProc {
-        let dir = super::session_visible_tempdir("rolesh-broker");
+        Self::start_stack_in(super::session_visible_tempdir("rolesh-broker"), drop_in)
+    }
+
+    /// Like [`start_stack`](Self::start_stack), in `dir` (its socket, log and stack),
+    /// which sessions must be able to see (not under /tmp).
+    pub fn start_stack_in(dir: tempfile::TempDir, drop_in: &str) -> BrokerProc {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let stack_dir = dir.path().join("stack");
         std::fs::create_dir(&stack_dir).unwrap();
