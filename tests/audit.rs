@@ -14,6 +14,16 @@ use common::*;
 use rolesh_testkit::fake_aws::Api;
 use serde_json::{Map, Value};
 
+common::harness::tests!(
+    root: [
+        every_event_reaches_journald_and_the_json_lines_file_with_its_fields,
+        forged_journal_entries_do_not_fool_rolesh_audit,
+        no_secret_reaches_journald_the_json_lines_file_or_stderr,
+        a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself,
+        a_reload_moves_the_audit_file_and_one_that_cannot_be_opened_keeps_the_old,
+    ],
+);
+
 fn mapping(user: &str, audit_dir: &std::path::Path) -> String {
     format!(
         r#"
@@ -76,11 +86,8 @@ fn jsonl(path: &std::path::Path) -> Vec<Map<String, Value>> {
         .collect()
 }
 
-#[test]
 fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
-    if !need_root() || !journal::ensure_journald() {
-        return;
-    }
+    journal::ensure_journald();
     let alice = TestUser::create("audalice", &[]);
     let stranger = TestUser::create("audstranger", &[]);
     // The broker runs as its own system user, as `rolesh` does in production.
@@ -298,11 +305,8 @@ fn every_event_reaches_journald_and_the_json_lines_file_with_its_fields() {
     );
 }
 
-#[test]
 fn forged_journal_entries_do_not_fool_rolesh_audit() {
-    if !need_root() || !journal::ensure_journald() {
-        return;
-    }
+    journal::ensure_journald();
     let mallory = TestUser::create("audmallory", &[]);
     let marker = unique_session_id();
     let forge = |fields: &str| {
@@ -353,11 +357,8 @@ fn forged_journal_entries_do_not_fool_rolesh_audit() {
     assert!(out.stderr.contains("left out"), "{}", out.stderr);
 }
 
-#[test]
 fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {
-    if !need_root() || !journal::ensure_journald() {
-        return;
-    }
+    journal::ensure_journald();
     let alice = TestUser::create("audsecret", &[]);
     let dir = audit_dir(None);
     let from_broker = journal::from_process_since_now();
@@ -452,11 +453,8 @@ fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {
     assert!(stderrs.contains("<redacted>"), "{stderrs}");
 }
 
-#[test]
 fn a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself() {
-    if !need_root() || !journal::ensure_journald() {
-        return;
-    }
+    journal::ensure_journald();
     let frank = TestUser::create("audfrank", &[]);
     let sid = unique_session_id();
     let nowhere = tempfile::tempdir().unwrap();
@@ -496,11 +494,7 @@ fn a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself() {
     assert_eq!(shown[0]["source"], "self-reported");
 }
 
-#[test]
 fn a_reload_moves_the_audit_file_and_one_that_cannot_be_opened_keeps_the_old() {
-    if !need_root() {
-        return;
-    }
     let carol = TestUser::create("audreload", &[]);
     let (first, second) = (audit_dir(None), audit_dir(None));
     let b = BrokerProc::start("", &mapping("audreload", first.path()));

@@ -13,6 +13,23 @@ use common::*;
 use rolesh_testkit::fake_aws::Api;
 use serde_json::Value;
 
+common::harness::tests!(
+    root: [
+        each_user_gets_only_their_own_role,
+        unmapped_and_denied_users_get_exit_77_and_no_token,
+        throttled_sts_still_logs_in_with_one_call_in_flight_per_role,
+        a_warm_cache_keeps_serving_while_sts_is_down,
+        cold_cache_with_sts_down_fails_closed_with_exit_1,
+        restart_and_invalid_reload_keep_kubectl_working,
+        credentials_only_when_exposed_and_only_the_users_own,
+        hostile_clients_are_bounded_and_others_are_unaffected,
+        sigterm_drains_and_removes_the_socket,
+        // Root too: rolesh warns about a config file not owned by root, on stderr, which
+        // it compares whole.
+        check_describe_lists_clusters_it_cannot_describe,
+    ],
+);
+
 const MAPPING: &str = r#"
 [mapping]
 deny_users = ["root"]
@@ -56,11 +73,7 @@ fn identity(b: &BrokerProc, token: &str, cluster: &str) -> String {
     who.arn
 }
 
-#[test]
 fn each_user_gets_only_their_own_role() {
-    if !need_root() {
-        return;
-    }
     let alice = TestUser::create("rbkalice", &[]);
     let bob = TestUser::create("rbkbob", &[]);
     let b = BrokerProc::start("", MAPPING);
@@ -131,11 +144,7 @@ fn each_user_gets_only_their_own_role() {
     assert_eq!(r.stdout, "");
 }
 
-#[test]
 fn unmapped_and_denied_users_get_exit_77_and_no_token() {
-    if !need_root() {
-        return;
-    }
     let stranger = TestUser::create("rbkstranger", &[]);
     let b = BrokerProc::start("", MAPPING);
     let r = b.client(stranger.uid(), &["token", "--cluster", "demo"]);
@@ -161,11 +170,7 @@ fn unmapped_and_denied_users_get_exit_77_and_no_token() {
     );
 }
 
-#[test]
 fn throttled_sts_still_logs_in_with_one_call_in_flight_per_role() {
-    if !need_root() {
-        return;
-    }
     let carol = TestUser::create("rbkcarol", &[]);
     let b = BrokerProc::start("", MAPPING);
     b.aws().handle().throttle_next(Api::Sts, 5);
@@ -193,11 +198,7 @@ fn throttled_sts_still_logs_in_with_one_call_in_flight_per_role() {
     assert_eq!(h.assume_role_requests().len(), 1);
 }
 
-#[test]
 fn a_warm_cache_keeps_serving_while_sts_is_down() {
-    if !need_root() {
-        return;
-    }
     let dave = TestUser::create("rbkdave", &[]);
     // The fake issues 10-minute credentials and refresh_before is 10m: every request finds
     // them due for refresh and asks STS, while they are still valid for minutes.
@@ -240,11 +241,7 @@ fn identity_unfaulted(b: &BrokerProc, token: &str) -> String {
     who
 }
 
-#[test]
 fn cold_cache_with_sts_down_fails_closed_with_exit_1() {
-    if !need_root() {
-        return;
-    }
     let erin = TestUser::create("rbkerin", &[]);
     let b = BrokerProc::start("", MAPPING);
     b.aws()
@@ -262,11 +259,7 @@ fn cold_cache_with_sts_down_fails_closed_with_exit_1() {
     assert_eq!(r.stdout, "");
 }
 
-#[test]
 fn restart_and_invalid_reload_keep_kubectl_working() {
-    if !need_root() {
-        return;
-    }
     let frank = TestUser::create("rbkfrank", &[]);
     let mut b = BrokerProc::start("", MAPPING);
     token_of(&b.client(frank.uid(), &["token", "--cluster", "demo"]));
@@ -325,11 +318,7 @@ fn wait_for(cond: impl Fn() -> bool) {
     }
 }
 
-#[test]
 fn credentials_only_when_exposed_and_only_the_users_own() {
-    if !need_root() {
-        return;
-    }
     let alice = TestUser::create("rbkalice2", &[]);
     let mapping = MAPPING.replace("rbkalice =", "rbkalice2 =");
     let b = BrokerProc::start("", &mapping);
@@ -359,11 +348,7 @@ fn credentials_only_when_exposed_and_only_the_users_own() {
     );
 }
 
-#[test]
 fn hostile_clients_are_bounded_and_others_are_unaffected() {
-    if !need_root() {
-        return;
-    }
     let alice = TestUser::create("rbkalice3", &[]);
     let b = BrokerProc::start("", &MAPPING.replace("rbkalice =", "rbkalice3 ="));
     token_of(&b.client(alice.uid(), &["token", "--cluster", "demo"]));
@@ -434,11 +419,7 @@ fn raise_fd_limit() {
     setrlimit(Resource::RLIMIT_NOFILE, hard.min(65536), hard).unwrap();
 }
 
-#[test]
 fn sigterm_drains_and_removes_the_socket() {
-    if !need_root() {
-        return;
-    }
     let mut b = BrokerProc::start("", MAPPING);
     assert!(b.socket().exists());
     b.signal(nix::sys::signal::Signal::SIGTERM);
@@ -448,7 +429,6 @@ fn sigterm_drains_and_removes_the_socket() {
     assert!(b.log().contains("draining"));
 }
 
-#[test]
 fn check_describe_lists_clusters_it_cannot_describe() {
     use rolesh_testkit::fake_aws::{EksCluster, FakeAws, FakeAwsOptions};
     let aws =

@@ -11,6 +11,8 @@ use rolesh_testkit::fake_aws::{FakeAws, FakeAwsOptions};
 use serde_json::Value;
 use std::process::Command;
 
+common::harness::tests!(root: [assume_role_describe_cluster_and_caller_identity_through_moto]);
+
 fn moto_create_cluster(moto: &Moto, name: &str) {
     let script = format!(
         "import boto3; c = boto3.client('eks', region_name='us-east-1', endpoint_url='{}', aws_access_key_id='testing', aws_secret_access_key='testing'); \
@@ -20,11 +22,8 @@ fn moto_create_cluster(moto: &Moto, name: &str) {
     stdout_of_success(Command::new("python3").args(["-c", &script]));
 }
 
-#[test]
 fn assume_role_describe_cluster_and_caller_identity_through_moto() {
-    if !need_root() || !can_run("moto[server] and boto3", moto_available()) {
-        return;
-    }
+    require("moto[server] and boto3", moto_available());
     let user = TestUser::create("rbmgrace", &[]);
     let moto = Moto::start();
     moto_create_cluster(&moto, "moto-prod");

@@ -8,11 +8,9 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-#[test]
+common::harness::tests!(root: [cookbook_renders_configs_rolesh_accepts]);
+
 fn cookbook_renders_configs_rolesh_accepts() {
-    if !need_root() {
-        return;
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let r = run(Command::new("bash")
         .arg(root.join("chef/rolesh/test/run"))

@@ -7,6 +7,19 @@ use common::*;
 use rolesh::config::{Config, ConfigSource, Mode};
 use std::os::unix::fs::{PermissionsExt, chown};
 
+common::harness::tests!(
+    root: [
+        system_config_must_be_owned_by_root,
+        system_config_in_a_group_writable_directory_is_refused,
+    ],
+    plain: [
+        drop_ins_apply_in_lexical_order_scalars_override_tables_append,
+        errors_point_into_the_drop_in_that_has_them,
+        duplicate_cluster_across_files_names_both_places,
+        group_writable_drop_in_is_refused_even_with_config_flag,
+    ],
+);
+
 const MAIN: &str = r#"
 [aws]
 region = "us-east-1"
@@ -34,7 +47,6 @@ fn dir_with_drop_ins(drop_ins: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-#[test]
 fn drop_ins_apply_in_lexical_order_scalars_override_tables_append() {
     let dir = dir_with_drop_ins(&[
         (
@@ -78,7 +90,6 @@ fn drop_ins_apply_in_lexical_order_scalars_override_tables_append() {
     assert_eq!(names, ["config.toml", "10-first.toml", "20-second.toml"]);
 }
 
-#[test]
 fn errors_point_into_the_drop_in_that_has_them() {
     let dir = dir_with_drop_ins(&[(
         "50-alice.toml",
@@ -89,7 +100,6 @@ fn errors_point_into_the_drop_in_that_has_them() {
     assert!(text.ends_with("config.d/50-alice.toml:2:9: invalid role ARN \"arn:aws:iam::123456789012:rol/alice\": not a role (expected arn:aws:iam::123456789012:role/NAME)"), "{text}");
 }
 
-#[test]
 fn duplicate_cluster_across_files_names_both_places() {
     let dir = dir_with_drop_ins(&[("10.toml", "[[cluster]]\nname = \"prod\"\n")]);
     let text = Config::load(&ConfigSource::Path(dir.path().to_path_buf()))
@@ -105,11 +115,7 @@ fn duplicate_cluster_across_files_names_both_places() {
     );
 }
 
-#[test]
 fn system_config_must_be_owned_by_root() {
-    if !need_root() {
-        return;
-    }
     let dir = dir_with_drop_ins(&[]);
     Config::load_strict(dir.path()).expect("root-owned 0644 config in a root-owned 0755 dir loads");
     let file = dir.path().join("config.toml");
@@ -128,11 +134,7 @@ fn system_config_must_be_owned_by_root() {
     assert!(loaded.warnings[0].contains("owned by uid 65534, not root"));
 }
 
-#[test]
 fn system_config_in_a_group_writable_directory_is_refused() {
-    if !need_root() {
-        return;
-    }
     let dir = dir_with_drop_ins(&[("10.toml", "[session]\nmode = \"picker\"\n")]);
     let drop_in_dir = dir.path().join("config.d");
     std::fs::set_permissions(&drop_in_dir, std::fs::Permissions::from_mode(0o775)).unwrap();
@@ -146,7 +148,6 @@ fn system_config_in_a_group_writable_directory_is_refused() {
     );
 }
 
-#[test]
 fn group_writable_drop_in_is_refused_even_with_config_flag() {
     let dir = dir_with_drop_ins(&[("10.toml", "[session]\nmode = \"picker\"\n")]);
     let drop_in = dir.path().join("config.d/10.toml");

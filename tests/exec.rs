@@ -16,6 +16,24 @@ use common::broker::BrokerProc;
 use common::tmux::Tmux;
 use common::*;
 
+common::harness::tests!(
+    root: [
+        the_remote_exit_code_is_rolesh_exit_code,
+        stdin_is_streamed_and_its_eof_reaches_the_remote,
+        targets_outside_the_allowlist_are_refused_before_any_api_call,
+        selectors_are_ored_and_set_based_ones_work,
+        without_a_terminal_the_picker_lists_choices_and_refuses_to_wait,
+        ten_mebibytes_of_stdout_are_byte_identical_to_kubectl_exec,
+        window_resizes_reach_the_remote_terminal,
+        the_picker_in_a_terminal_filters_as_you_type_and_passes_ctrl_c_through,
+        picker_mode_comes_back_after_each_exec_until_q_or_ctrl_d,
+        init_and_ephemeral_containers_are_marked_and_esc_cancels,
+        sigterm_restores_the_terminal_and_still_writes_the_exec_event,
+        exec_command_comes_from_the_config_and_a_failed_exec_returns_to_the_picker,
+        at_a_terminal_with_stdout_redirected_the_bytes_come_through_unchanged,
+    ],
+);
+
 /// A broker on the stack and one account using it.
 struct Env {
     broker: BrokerProc,
@@ -27,20 +45,17 @@ struct Env {
 const WEB_FRONTEND: &str = "frontend-6d8f7c9b5-x7k2p";
 const BACKFILL: &str = "demo/jobs/backfill-2h7x9";
 
-/// Starts the stack and a broker, and creates `name`; `None` (test skipped) unless root.
-fn setup(name: &str, drop_in: &str) -> Option<Env> {
-    if !need_root() {
-        return None;
-    }
+/// Starts the stack and a broker, and creates `name` (root: the tests are declared so).
+fn setup(name: &str, drop_in: &str) -> Env {
     let user = TestUser::create(name, &[]);
     let broker = BrokerProc::start_stack(drop_in);
     let scratch = tempfile::tempdir().unwrap();
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    Some(Env {
+    Env {
         broker,
         user,
         scratch,
-    })
+    }
 }
 
 impl Env {
@@ -108,11 +123,8 @@ impl Env {
     }
 }
 
-#[test]
 fn the_remote_exit_code_is_rolesh_exit_code() {
-    let Some(env) = setup("rexcodes", "") else {
-        return;
-    };
+    let env = setup("rexcodes", "");
     for (script, code) in [("exit 0", 0), ("exit 3", 3), ("kill -9 $$", 137)] {
         let r = env.exec(&[BACKFILL, "--", "sh", "-c", script]);
         assert_eq!(r.code, code, "{script}: {}", r.stderr);
@@ -131,11 +143,8 @@ fn the_remote_exit_code_is_rolesh_exit_code() {
     );
 }
 
-#[test]
 fn stdin_is_streamed_and_its_eof_reaches_the_remote() {
-    let Some(env) = setup("rexstdin", "") else {
-        return;
-    };
+    let env = setup("rexstdin", "");
     let (code, out, err) =
         Env::with_stdin(&mut env.rolesh(&["exec", BACKFILL, "--", "cat"]), b"hi\n");
     assert_eq!((code, out.as_slice()), (0, b"hi\n".as_slice()), "{err}");
@@ -152,11 +161,8 @@ fn stdin_is_streamed_and_its_eof_reaches_the_remote() {
     );
 }
 
-#[test]
 fn targets_outside_the_allowlist_are_refused_before_any_api_call() {
-    let Some(env) = setup("rexdenied", "") else {
-        return;
-    };
+    let env = setup("rexdenied", "");
     let clusters = env.broker.stack().unwrap().clusters();
     for c in clusters {
         c.handle().clear_events();
@@ -204,11 +210,8 @@ fn targets_outside_the_allowlist_are_refused_before_any_api_call() {
     );
 }
 
-#[test]
 fn selectors_are_ored_and_set_based_ones_work() {
-    let Some(env) = setup("rexselect", "") else {
-        return;
-    };
+    let env = setup("rexselect", "");
     let cases = [
         // app=frontend
         (format!("demo/web/{WEB_FRONTEND}/nginx"), 0),
@@ -239,11 +242,8 @@ fn selectors_are_ored_and_set_based_ones_work() {
     }
 }
 
-#[test]
 fn without_a_terminal_the_picker_lists_choices_and_refuses_to_wait() {
-    let Some(env) = setup("rexlist", "") else {
-        return;
-    };
+    let env = setup("rexlist", "");
     let refusal = |level: &str, form: &str| {
         format!("rolesh: more than one {level} matches; name one: rolesh exec {form}\n")
     };
@@ -317,11 +317,8 @@ fn without_a_terminal_the_picker_lists_choices_and_refuses_to_wait() {
     );
 }
 
-#[test]
 fn ten_mebibytes_of_stdout_are_byte_identical_to_kubectl_exec() {
-    let Some(env) = setup("rexbytes", "") else {
-        return;
-    };
+    let env = setup("rexbytes", "");
     // Every byte value, CR and LF included, deterministically.
     let generate =
         "import random,sys; sys.stdout.buffer.write(random.Random(7).randbytes(10*1024*1024))";
@@ -367,7 +364,7 @@ fn ten_mebibytes_of_stdout_are_byte_identical_to_kubectl_exec() {
 
 /// `rolesh exec ARGS` as the test user in a real terminal (100×30); afterwards the screen
 /// says whether the terminal settings came back (`TTY=same`) and the exit code (`EXIT=`).
-fn exec_terminal(env: &Env, label: &str, rolesh_args: &str) -> Option<Tmux> {
+fn exec_terminal(env: &Env, label: &str, rolesh_args: &str) -> Tmux {
     let uid = env.user.uid();
     let script = format!(
         "before=$(stty -g); setpriv --reuid={uid} --regid={uid} --clear-groups env -i \
@@ -393,12 +390,9 @@ fn while_size_is(rows_cols: &str) -> String {
     format!("while [ \"$(stty size)\" = \"{rows_cols}\" ]; do sleep 0.05; done")
 }
 
-#[test]
 fn window_resizes_reach_the_remote_terminal() {
-    let Some(env) = setup("rexresize", "") else {
-        return;
-    };
-    let Some(term) = exec_terminal(
+    let env = setup("rexresize", "");
+    let term = exec_terminal(
         &env,
         "resize",
         &format!(
@@ -406,9 +400,7 @@ fn window_resizes_reach_the_remote_terminal() {
             while_size_is("24 80"),
             while_size_is("30 100"),
         ),
-    ) else {
-        return;
-    };
+    );
     // Each size travels on the resize channel (the first right after the connection is
     // up, racing the command's start, as with kubectl): the remote waits for a size other
     // than the one it had, so a size that never arrives fails the test (timeout) and a
@@ -421,14 +413,9 @@ fn window_resizes_reach_the_remote_terminal() {
     assert_exited_with_terminal_restored(&term, 5);
 }
 
-#[test]
 fn the_picker_in_a_terminal_filters_as_you_type_and_passes_ctrl_c_through() {
-    let Some(env) = setup("rexpicker", "") else {
-        return;
-    };
-    let Some(term) = exec_terminal(&env, "picker", "") else {
-        return;
-    };
+    let env = setup("rexpicker", "");
+    let term = exec_terminal(&env, "picker", "");
     term.wait_for_all(&["Cluster", "demo", "staging"]);
     term.type_text("stag");
     term.wait("demo filtered out", |s| {
@@ -472,14 +459,9 @@ fn the_picker_in_a_terminal_filters_as_you_type_and_passes_ctrl_c_through() {
     assert_exited_with_terminal_restored(&term, 7);
 }
 
-#[test]
 fn picker_mode_comes_back_after_each_exec_until_q_or_ctrl_d() {
-    let Some(env) = setup("rexrepeat", "") else {
-        return;
-    };
-    let Some(term) = exec_terminal(&env, "repeat", "--repeat --cluster demo -n jobs") else {
-        return;
-    };
+    let env = setup("rexrepeat", "");
+    let term = exec_terminal(&env, "repeat", "--repeat --cluster demo -n jobs");
     // The active prompt is the last one on the screen; earlier rounds leave their answers.
     let prompt = |s: &str| {
         s.rsplit("Pod in demo/jobs")
@@ -513,22 +495,15 @@ fn picker_mode_comes_back_after_each_exec_until_q_or_ctrl_d() {
     term.keys(&["Enter"]);
     assert_exited_with_terminal_restored(&term, 0);
 
-    let Some(term) = exec_terminal(&env, "repeat-d", "--repeat --cluster demo -n jobs") else {
-        return;
-    };
+    let term = exec_terminal(&env, "repeat-d", "--repeat --cluster demo -n jobs");
     term.wait_for("Pod in demo/jobs");
     term.keys(&["C-d"]);
     assert_exited_with_terminal_restored(&term, 0);
 }
 
-#[test]
 fn init_and_ephemeral_containers_are_marked_and_esc_cancels() {
-    let Some(env) = setup("rexctr", "") else {
-        return;
-    };
-    let Some(term) = exec_terminal(&env, "containers", "demo/web/frontend-6d8f7c9b5-q9m4z") else {
-        return;
-    };
+    let env = setup("rexctr", "");
+    let term = exec_terminal(&env, "containers", "demo/web/frontend-6d8f7c9b5-q9m4z");
     term.wait_for_all(&[
         "Container in demo/web/frontend-6d8f7c9b5-q9m4z",
         "nginx",
@@ -570,22 +545,17 @@ fn exec_events(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
 fn sigterm_restores_the_terminal_and_still_writes_the_exec_event() {
     let audit_dir = tempfile::tempdir().unwrap();
     let audit_file = audit_dir.path().join("audit.jsonl");
     let drop_in = format!("[audit]\nfile = \"{}\"\n", audit_file.display());
-    let Some(env) = setup("rexsignal", &drop_in) else {
-        return;
-    };
+    let env = setup("rexsignal", &drop_in);
     // In a raw-mode exec.
-    let Some(term) = exec_terminal(
+    let term = exec_terminal(
         &env,
         "sig-exec",
         &format!("{BACKFILL} -- sh -c 'echo started; sleep 30'"),
-    ) else {
-        return;
-    };
+    );
     term.wait_for_line("started");
     terminate(rolesh_pid(&env));
     assert_exited_with_terminal_restored(&term, 143);
@@ -600,9 +570,7 @@ fn sigterm_restores_the_terminal_and_still_writes_the_exec_event() {
 
     // In picker mode, back at the picker after an exec (signal handlers installed then
     // once kept a hung-up picker alive).
-    let Some(term) = exec_terminal(&env, "sig-picker", "--repeat --cluster demo -n jobs") else {
-        return;
-    };
+    let term = exec_terminal(&env, "sig-picker", "--repeat --cluster demo -n jobs");
     term.wait_for("q  end the session");
     term.keys(&["Enter"]);
     term.wait_for_shell();
@@ -621,14 +589,11 @@ fn sigterm_restores_the_terminal_and_still_writes_the_exec_event() {
     assert!(events[1].get("reason").is_none(), "{events:?}");
 }
 
-#[test]
 fn exec_command_comes_from_the_config_and_a_failed_exec_returns_to_the_picker() {
-    let Some(env) = setup(
+    let env = setup(
         "rexcmd",
         "[session]\nexec_command = [\"no-such-shell\", \"-l\"]\n",
-    ) else {
-        return;
-    };
+    );
     // Without a command on the command line, exec_command runs.
     let r = env.exec(&[BACKFILL]);
     assert_eq!(r.code, 1, "{}", r.stderr);
@@ -639,9 +604,7 @@ fn exec_command_comes_from_the_config_and_a_failed_exec_returns_to_the_picker() 
         r.stderr
     );
     // In picker mode the failure is shown and the picker comes back.
-    let Some(term) = exec_terminal(&env, "failed", "--repeat --cluster demo -n jobs") else {
-        return;
-    };
+    let term = exec_terminal(&env, "failed", "--repeat --cluster demo -n jobs");
     term.wait_for("q  end the session");
     term.keys(&["Enter"]);
     term.wait("the picker again", |s| {
@@ -651,22 +614,17 @@ fn exec_command_comes_from_the_config_and_a_failed_exec_returns_to_the_picker() 
     assert_exited_with_terminal_restored(&term, 0);
 }
 
-#[test]
 fn at_a_terminal_with_stdout_redirected_the_bytes_come_through_unchanged() {
-    let Some(env) = setup("rexredir", "") else {
-        return;
-    };
+    let env = setup("rexredir", "");
     let copy = env.scratch.path().join("copy");
-    let Some(term) = exec_terminal(
+    let term = exec_terminal(
         &env,
         "redirect",
         &format!(
             "{BACKFILL} -- sh -c 'test -t 1 && echo tty; printf \"a\\nb\\r\\n\"' > {}",
             copy.display()
         ),
-    ) else {
-        return;
-    };
+    );
     assert_exited_with_terminal_restored(&term, 0);
     assert_eq!(
         std::fs::read(&copy).unwrap(),

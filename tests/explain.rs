@@ -5,6 +5,17 @@ mod common;
 use common::*;
 use serde_json::Value;
 
+common::harness::tests!(
+    root: [
+        real_accounts_get_the_rule_their_precedence_gives,
+        primary_group_counts,
+        denied_and_unknown_users_exit_77,
+        // Root too: rolesh warns about a config file not owned by root, on stderr, which
+        // it compares whole.
+        user_names_sts_would_reject,
+    ],
+);
+
 const CONFIG: &str = r#"
 [aws]
 region = "us-east-1"
@@ -43,11 +54,7 @@ fn explain(config_dir: &std::path::Path, user: &str, json: bool) -> Run {
     run(&mut cmd)
 }
 
-#[test]
 fn real_accounts_get_the_rule_their_precedence_gives() {
-    if !need_root() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let _alice = TestUser::create("rsxalice", &["rsxsre"]);
     let _bob = TestUser::create("rsxbob", &["rsxops2", "rsxsre2"]);
@@ -96,11 +103,7 @@ fn real_accounts_get_the_rule_their_precedence_gives() {
     );
 }
 
-#[test]
 fn primary_group_counts() {
-    if !need_root() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let _ops = TestUser::create("rsxdave", &["rsxops"]);
     let out = std::process::Command::new("usermod")
@@ -119,11 +122,7 @@ fn primary_group_counts() {
     );
 }
 
-#[test]
 fn denied_and_unknown_users_exit_77() {
-    if !need_root() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let _m = TestUser::create("rsxmallory", &["rsxsre"]);
     let r = explain(dir.path(), "rsxmallory", false);
@@ -147,14 +146,11 @@ fn denied_and_unknown_users_exit_77() {
 }
 
 /// Names that render to an invalid STS session name: a clear error naming the user, exit 2.
-#[test]
 fn user_names_sts_would_reject() {
-    if !can_run(
+    require(
         "libnss-wrapper (apt-get install libnss-wrapper)",
         std::path::Path::new(NSS_WRAPPER).exists(),
-    ) {
-        return;
-    }
+    );
     let dir = tempfile::tempdir().unwrap();
     let long = "x".repeat(70);
     let passwd = format!(

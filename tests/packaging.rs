@@ -11,11 +11,9 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
-#[test]
+common::harness::tests!(root: [packages_install_upgrade_remove_and_guard_imds]);
+
 fn packages_install_upgrade_remove_and_guard_imds() {
-    if !need_root() {
-        return;
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let r = run(Command::new("bash")
         .arg(root.join("packaging/test"))

@@ -128,12 +128,10 @@ fn generated_rbac_gives_exactly_the_expected_matrix() {
 #[test]
 fn kubectl_agrees_through_the_generated_aws_auth() {
     let kubectl = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
-    if !can_run(
+    require(
         "kubectl 1.33 (google-cloud-sdk)",
         Path::new(kubectl).exists(),
-    ) {
-        return;
-    }
+    );
     let dir = tempfile::tempdir().unwrap();
     let (rbac, aws_auth) = generated(dir.path());
     let aws = FakeAws::start_in_background(FakeAwsOptions::default()).unwrap();

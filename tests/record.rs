@@ -17,6 +17,18 @@ use common::journal::unique_session_id;
 use common::*;
 use serde_json::Value;
 
+common::harness::tests!(
+    root: [
+        a_recorded_session_is_written_by_the_broker_and_plays_in_asciinema,
+        input_is_recorded_only_where_the_configuration_says_so,
+        the_recorded_user_cannot_write_replace_or_read_recordings,
+        killing_the_session_leaves_a_recording_with_an_abnormal_end_marker,
+        a_broker_that_stops_mid_session_marks_the_recording,
+        a_session_that_must_be_recorded_does_not_start_without_a_recorder,
+    ],
+    plain: [replay_names_the_line_of_a_damaged_recording],
+);
+
 /// A broker running as `broker` (its own system user, like `rolesh`), recording to a
 /// directory of its own.
 fn broker_for(user: &str, broker: &TestUser, extra: &str) -> (BrokerProc, tempfile::TempDir) {
@@ -114,18 +126,15 @@ fn replay(path: &Path) -> Run {
     run(cmd.arg("replay").arg(path).args(["--speed", "1000"]))
 }
 
-fn asciinema_available() -> bool {
-    can_run(
+fn require_asciinema() {
+    require(
         "asciinema and script(1) (Debian asciinema, bsdutils)",
         Path::new("/usr/bin/asciinema").exists() && Path::new("/usr/bin/script").exists(),
-    )
+    );
 }
 
-#[test]
 fn a_recorded_session_is_written_by_the_broker_and_plays_in_asciinema() {
-    if !need_root() || !asciinema_available() {
-        return;
-    }
+    require_asciinema();
     let alice = TestUser::create("recalice", &[]);
     let broker = TestUser::create("recbrk1", &[]);
     let (b, dir) = broker_for("recalice", &broker, "");
@@ -179,11 +188,7 @@ fn a_recorded_session_is_written_by_the_broker_and_plays_in_asciinema() {
     assert!(cat.contains("café"), "{cat:?}");
 }
 
-#[test]
 fn input_is_recorded_only_where_the_configuration_says_so() {
-    if !need_root() {
-        return;
-    }
     let bob = TestUser::create("recbob", &[]);
     let broker = TestUser::create("recbrk2", &[]);
     let (b, dir) = broker_for(
@@ -201,11 +206,7 @@ fn input_is_recorded_only_where_the_configuration_says_so() {
     assert_eq!(events_of(&all, "m"), ["end: exit 3"]);
 }
 
-#[test]
 fn the_recorded_user_cannot_write_replace_or_read_recordings() {
-    if !need_root() {
-        return;
-    }
     let carol = TestUser::create("reccarol", &[]);
     let broker = TestUser::create("recbrk3", &[]);
     let (b, dir) = broker_for("reccarol", &broker, "");
@@ -258,11 +259,8 @@ fn the_recorded_user_cannot_write_replace_or_read_recordings() {
     assert_eq!(answers[0]["error"]["code"], "bad_request");
 }
 
-#[test]
 fn killing_the_session_leaves_a_recording_with_an_abnormal_end_marker() {
-    if !need_root() || !asciinema_available() {
-        return;
-    }
+    require_asciinema();
     let dave = TestUser::create("recdave", &[]);
     let broker = TestUser::create("recbrk4", &[]);
     let (b, dir) = broker_for("recdave", &broker, "");
@@ -308,11 +306,7 @@ fn killing_the_session_leaves_a_recording_with_an_abnormal_end_marker() {
     );
 }
 
-#[test]
 fn a_broker_that_stops_mid_session_marks_the_recording() {
-    if !need_root() {
-        return;
-    }
     let gina = TestUser::create("recgina", &[]);
     let broker = TestUser::create("recbrk6", &[]);
     let (mut b, dir) = broker_for("recgina", &broker, "");
@@ -354,11 +348,7 @@ fn a_broker_that_stops_mid_session_marks_the_recording() {
     );
 }
 
-#[test]
 fn a_session_that_must_be_recorded_does_not_start_without_a_recorder() {
-    if !need_root() {
-        return;
-    }
     let erin = TestUser::create("recerin", &[]);
     // No broker at all.
     let dir = tempfile::tempdir().unwrap();
@@ -390,7 +380,6 @@ fn a_session_that_must_be_recorded_does_not_start_without_a_recorder() {
     );
 }
 
-#[test]
 fn replay_names_the_line_of_a_damaged_recording() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.cast");

@@ -62,12 +62,10 @@ fn compare(case: &Case<'_>) {
 
 #[test]
 fn tokens_match_botocore_byte_for_byte() {
-    if !can_run(
+    require(
         "awscli + botocore (pip install awscli)",
         botocore_available(),
-    ) {
-        return;
-    }
+    );
     let session = "FQoGZXIvYXdzEXAMPLE/TOKEN+x==";
     let cases = [
         Case {

@@ -11,12 +11,10 @@ use std::net::TcpListener;
 
 #[test]
 fn role_arn_assumes_the_role_through_sts_and_signs_with_its_credentials() {
-    if !can_run(
+    require(
         "moto[server] (pip install 'moto[server]')",
         moto_available() && botocore_available(),
-    ) {
-        return;
-    }
+    );
     let moto = Moto::start();
     let role = "arn:aws:iam::123456789012:role/eks-admin";
     let mut cmd = rolesh();

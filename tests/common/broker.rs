@@ -107,7 +107,12 @@ impl BrokerProc {
     /// A broker for a rolesh-testkit stack (fake AWS + fake EKS clusters), with its
     /// config.toml and `drop_in` as config.d/50-test.toml.
     pub fn start_stack(drop_in: &str) -> BrokerProc {
-        let dir = super::session_visible_tempdir("rolesh-broker");
+        Self::start_stack_in(super::session_visible_tempdir("rolesh-broker"), drop_in)
+    }
+
+    /// Like [`start_stack`](Self::start_stack), in `dir` (its socket, log and stack),
+    /// which sessions must be able to see (not under /tmp).
+    pub fn start_stack_in(dir: tempfile::TempDir, drop_in: &str) -> BrokerProc {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let stack_dir = dir.path().join("stack");
         std::fs::create_dir(&stack_dir).unwrap();
@@ -174,15 +179,15 @@ impl BrokerProc {
             .append(true)
             .open(self.dir.path().join("broker.log"))
             .unwrap();
-        let mut cmd = rolesh();
+        // A daemon: it dies with this process, whatever ends it.
+        let mut cmd = super::daemon::command(env!("CARGO_BIN_EXE_rolesh"));
         if let Some(uid) = self.run_as {
             let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
                 .unwrap()
                 .expect("the broker's account");
             cmd.uid(uid).gid(user.gid.as_raw());
         }
-        let child = cmd
-            .args(["broker", "--config"])
+        cmd.args(["broker", "--config"])
             .arg(self.config_path())
             .arg("--socket")
             .arg(self.socket())
@@ -195,10 +200,8 @@ impl BrokerProc {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start broker");
-        self.child = Some(child);
+            .stderr(log);
+        self.child = Some(super::daemon::spawn(cmd).expect("start broker"));
         let deadline = Instant::now() + Duration::from_secs(20);
         while UnixStream::connect(self.socket()).is_err() {
             assert!(
@@ -208,6 +211,13 @@ impl BrokerProc {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the broker process is still there (not killed, not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().is_ok_and(|status| status.is_none()))
     }
 
     pub fn pid(&self) -> i32 {

@@ -19,9 +19,8 @@ const JOURNALD: &str = "/lib/systemd/systemd-journald";
 
 static STARTING: Mutex<()> = Mutex::new(());
 
-/// Makes sure journald runs; false (after printing why, or failing under
-/// ROLESH_REQUIRE_ALL=1) when it cannot.
-pub fn ensure_journald() -> bool {
+/// Makes sure journald runs (the test fails when it cannot).
+pub fn ensure_journald() {
     let _one_at_a_time = STARTING.lock().unwrap_or_else(|p| p.into_inner());
     if !journald_listens() && Path::new(JOURNALD).exists() {
         // setsid: the daemon outlives this test process, and later tests use it. journald
@@ -39,10 +38,10 @@ pub fn ensure_journald() -> bool {
             }
         }
     }
-    super::can_run(
+    super::require(
         "a running systemd-journald (Debian systemd; started as root when absent)",
         journald_listens(),
-    )
+    );
 }
 
 /// Whether a journald receives on the native socket: a datagram connect to a socket file

@@ -1,6 +1,7 @@
-//! Helpers shared by the integration tests: the built binary, config files, and the
-//! root-or-skip rule (a test may skip only when not root; under ROLESH_REQUIRE_ALL=1,
-//! which CI sets, a skip is a failure).
+//! Helpers shared by the integration tests: the built binary, config files, real accounts,
+//! and what a test needs. A test may skip only when not root, and then it is reported as
+//! ignored (harness.rs; under ROLESH_REQUIRE_ALL=1, which CI sets, it fails instead); a
+//! missing tool is no reason to skip: the test fails saying what to install ([`require`]).
 #![allow(dead_code)]
 // Helpers for several test crates: `pub` here is for the test files, not an API.
 #![allow(unreachable_pub)]
@@ -67,21 +68,11 @@ pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
-/// Returns false (after printing why) when the test must be skipped; panics instead when
-/// ROLESH_REQUIRE_ALL=1.
-pub fn can_run(requirement: &str, available: bool) -> bool {
-    if available {
-        return true;
-    }
-    if std::env::var("ROLESH_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!("ROLESH_REQUIRE_ALL=1 but this test needs {requirement}");
-    }
-    eprintln!("SKIP: this test needs {requirement}");
-    false
-}
-
-pub fn need_root() -> bool {
-    can_run("root (CI runs as root)", is_root())
+/// Fails the test unless `available`: what it needs (a tool, a daemon) is installed by
+/// scripts/setup, and a test does not skip for lack of it. Root is declared instead
+/// (harness.rs).
+pub fn require(requirement: &str, available: bool) {
+    assert!(available, "needs {requirement}: run scripts/setup");
 }
 
 /// A minimal valid configuration, to which tests append.
@@ -208,6 +199,8 @@ pub fn aws_eks_get_token_at(x_amz_date: &str) -> Command {
     cmd
 }
 pub mod broker;
+pub mod daemon;
+pub mod harness;
 pub mod journal;
 pub mod moto;
 pub mod tmux;

@@ -15,11 +15,8 @@ pub struct Tmux {
 
 impl Tmux {
     /// Runs `script` (through the shell) in a `cols`×`rows` terminal with no status line.
-    /// `None` when tmux is missing (a failure under ROLESH_REQUIRE_ALL=1).
-    pub fn start(label: &str, cols: u16, rows: u16, script: &str) -> Option<Tmux> {
-        if !super::can_run("tmux", Command::new("tmux").arg("-V").output().is_ok()) {
-            return None;
-        }
+    pub fn start(label: &str, cols: u16, rows: u16, script: &str) -> Tmux {
+        super::require("tmux", Command::new("tmux").arg("-V").output().is_ok());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tmux.conf"), "set -g status off\n").unwrap();
         let socket = format!("rolesh-{label}-{}", std::process::id());
@@ -30,11 +27,11 @@ impl Tmux {
                 .args(["new-session", "-d", "-s", "t"])
                 .args(["-x", &cols.to_string(), "-y", &rows.to_string(), script]),
         );
-        Some(Tmux {
+        Tmux {
             socket,
             history: false,
             _dir: dir,
-        })
+        }
     }
 
     /// Screens read from now on include what scrolled off the top.
