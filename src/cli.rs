@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::ConfigSource;
 use crate::error::{EXIT_OK, Failure};
 use crate::protocol::{ProcessCredentials, Request, Token};
-use crate::session_id::SessionId;
 use crate::standalone::TokenRequest;
 use crate::token::StsEndpoints;
 use crate::{broker, check, client, exec, explain, monitor, rbac, session, standalone, token};
@@ -433,15 +432,8 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
 /// `rolesh token --cluster NAME`: the broker signs with the user's own role; this prints
 /// the ExecCredential kubectl reads.
 fn broker_token(cluster: String) -> Result<(), Failure> {
-    // The session's id links the broker's token event to the session (kubectl runs this
-    // inside it); the broker checks its form and still learns who asks from the kernel.
-    let session_id = std::env::var("ROLESH_SESSION_ID")
-        .ok()
-        .and_then(|id| SessionId::parse(&id));
-    let request = Request::Token {
-        cluster,
-        session_id,
-    };
+    // The broker links the token event to the session this process is in (its cgroup).
+    let request = Request::Token { cluster };
     let answer: Token = client::call(&client::socket_path(false), &request)?;
     let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
     let api_version = token::api_version(exec_info.as_deref());

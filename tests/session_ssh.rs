@@ -9,10 +9,12 @@
 mod common;
 #[path = "session_ssh/fixture.rs"]
 mod fixture;
+#[path = "session_ssh/observe.rs"]
+mod observe;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::tmux::Tmux;
@@ -20,6 +22,7 @@ use common::*;
 use fixture::{
     ALICE, ALLOWED, BANNER, CARL, DENIED, Fixture, IDLE, PICK, REC, fixture, wait_with_deadline,
 };
+use observe::*;
 use serde_json::{Value, json};
 
 common::harness::tests!(
@@ -60,7 +63,7 @@ common::harness::tests!(
         // record = "all"
         record_all_records_a_command,
         record_all_records_an_interactive_login,
-        killed_supervisor_leaves_an_abnormally_ended_recording,
+        killed_session_monitor_leaves_an_abnormally_ended_recording,
         // The audit trail
         audit_trail_links_a_session_by_id,
         login_event_has_the_client_address_and_private_tmp,
@@ -174,7 +177,15 @@ fn env_var(env: &str, var: &str) -> String {
 fn sshd_environment_does_not_reach_the_command() {
     let fx = fixture();
     let r = env_with_forged_variables(&fx);
-    for bad in ["BASH_ENV", "AWS_", "LD_LIBRARY_PATH", "/tmp/evil", "stolen"] {
+    // The session sets AWS_CONFIG_FILE and friends itself (session/tools.rs); the client's
+    // AWS_SECRET_ACCESS_KEY must not arrive.
+    for bad in [
+        "BASH_ENV",
+        "AWS_SECRET_ACCESS_KEY",
+        "LD_LIBRARY_PATH",
+        "/tmp/evil",
+        "stolen",
+    ] {
         assert!(!r.stdout.contains(bad), "{bad} leaked:\n{}", r.stdout);
     }
     assert!(r.stdout.contains("USER=rsealice\n"), "{}", r.stdout);
@@ -186,19 +197,20 @@ fn sshd_environment_does_not_reach_the_command() {
     assert!(!r.stdout.contains("forged"), "{}", r.stdout);
 }
 
+/// The session's kubeconfig lives in its private /tmp (a tmpfs of its own mount
+/// namespace): the host never sees it, during the session or after.
 fn session_kubeconfig_is_in_memory_and_gone_after_the_session() {
     let fx = fixture();
     let r = run(&mut fx.ssh(ALICE, &[], &["env"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let kubeconfig = env_var(&r.stdout, "KUBECONFIG");
-    let overlay = kubeconfig.split(':').next().unwrap();
+    let first = kubeconfig.split(':').next().unwrap();
+    assert!(first.starts_with("/tmp/rolesh-"), "{kubeconfig}");
+    let dir = Path::new(first).parent().unwrap();
     assert!(
-        overlay.starts_with("/dev/shm/rolesh-") || overlay.starts_with("/run/user/"),
-        "{kubeconfig}"
-    );
-    assert!(
-        !Path::new(overlay).exists(),
-        "the session's kubeconfig is gone after it ends"
+        !dir.exists(),
+        "the session's kubeconfig directory {} is on the host",
+        dir.display()
     );
 }
 
@@ -706,34 +718,6 @@ fn dropped_connection_in_a_pod_is_audited_as_a_hangup() {
 
 // --- record = "all" -------------------------------------------------------------------
 
-/// Waits (10 s at most) for a recording of `user` that was not there `before` and has
-/// `needle`, and returns it.
-fn new_recording(
-    fx: &Fixture,
-    user: &str,
-    before: &[(std::path::PathBuf, String)],
-    needle: &str,
-) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let new: Vec<String> = fx
-            .recordings(user)
-            .into_iter()
-            .filter(|(path, _)| !before.iter().any(|(p, _)| p == path))
-            .map(|(_, text)| text)
-            .collect();
-        if let Some(found) = new.iter().find(|r| r.contains(needle)) {
-            assert_eq!(new.len(), 1, "one session, one recording: {new:?}");
-            return found.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new recording of {user} with {needle:?}: {new:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// An asciicast v2 that ended cleanly.
 fn assert_clean_recording(cast: &str) {
     let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
@@ -761,11 +745,13 @@ fn record_all_records_an_interactive_login() {
     assert!(cast.contains("exit 4"), "{cast}");
 }
 
-/// The session supervisor killed outright: the broker still ends the recording cleanly,
-/// with the abnormal-end marker, and nothing of the session is left.
-fn killed_supervisor_leaves_an_abnormally_ended_recording() {
+/// The session's monitor (root; its user cannot signal it) killed by root: the daemon
+/// notices, ends the session's processes and the broker ends the recording with the
+/// abnormal-end marker; the audit trail says why the session ended.
+fn killed_session_monitor_leaves_an_abnormally_ended_recording() {
     let fx = fixture();
     let before = fx.recordings(REC);
+    let mark = fx.audit_mark();
     let mut child = fx.login(REC);
     child
         .stdin
@@ -773,30 +759,23 @@ fn killed_supervisor_leaves_an_abnormally_ended_recording() {
         .unwrap()
         .write_all(b"echo before-$((6*7)); sleep 300\n")
         .unwrap();
-    let supervisor = wait_for_pid(&["-u", REC, "-x", "sleep"])
-        .and_then(|_| pgrep(&["-u", REC, "-x", "rolesh"]).into_iter().next())
-        .expect("the session's supervisor");
-    Command::new("kill")
-        .args(["-KILL", &supervisor.to_string()])
-        .status()
-        .unwrap();
+    let sleep = wait_for_pid(&["-u", REC, "-x", "sleep"]).expect("the session's sleep");
+    let record = live_session_of(sleep);
+    let monitor = record["monitor_pid"].as_u64().unwrap();
+    kill("-KILL", monitor as u32);
     let _ = wait_with_deadline(child, Duration::from_secs(60));
     assert_no_processes_left(REC);
     let killed = new_recording(&fx, REC, &before, "recording ended abnormally");
     assert!(killed.contains("before-42"), "{killed}");
     assert!(killed.contains("\"m\""), "an asciicast marker: {killed}");
+    let audit = fx.wait_for_audit(mark, "the killed session's logout", |es| {
+        !events_of(es, REC, "logout").is_empty()
+    });
+    let logout = &events_of(&audit, REC, "logout")[0];
+    assert_eq!(logout["reason"], "monitor_killed_session", "{logout}");
 }
 
 // --- The audit trail ------------------------------------------------------------------
-
-/// The audit events of `user` whose `event` is `event`.
-fn events_of(audit: &[Value], user: &str, event: &str) -> Vec<Value> {
-    audit
-        .iter()
-        .filter(|e| e["user"] == user && e["event"] == event)
-        .cloned()
-        .collect()
-}
 
 /// A session's login, command and logout share its id.
 fn audit_trail_links_a_session_by_id() {
@@ -891,50 +870,4 @@ fn login_of(fx: &Fixture, mark: usize, session_id: &str) -> Value {
         .into_iter()
         .find(|e| e["session_id"] == session_id)
         .unwrap()
-}
-
-// --- Processes ------------------------------------------------------------------------
-
-/// Every process of `user` is gone within a few seconds (sshd's own per-session process,
-/// which runs as the user, takes a moment after the client sees the end).
-fn assert_no_processes_left(user: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = Command::new("pgrep")
-            .args(["-a", "-u", user])
-            .output()
-            .unwrap();
-        let left = String::from_utf8_lossy(&out.stdout).into_owned();
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "processes of {user} survived its session:\n{left}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Pids `pgrep ARGS` lists.
-fn pgrep(args: &[&str]) -> Vec<u32> {
-    let out = Command::new("pgrep").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-/// The first pid `pgrep ARGS` lists within 30 s.
-fn wait_for_pid(args: &[&str]) -> Option<u32> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(pid) = pgrep(args).into_iter().next() {
-            return Some(pid);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -269,7 +269,7 @@ impl Broker {
                 uid: account.uid,
                 grant,
             })),
-            Request::Token { cluster, .. } => {
+            Request::Token { cluster } => {
                 let session = self.live_session(config, peer, account)?;
                 let t = self
                     .token(config, peer, account, &grant, &cluster, session.as_ref())

@@ -36,13 +36,7 @@ impl Connection {
                 cluster: name.clone(),
             },
         )?;
-        let token: Token = client::call(
-            &socket,
-            &Request::Token {
-                cluster: name,
-                session_id: None,
-            },
-        )?;
+        let token: Token = client::call(&socket, &Request::Token { cluster: name })?;
         let endpoint = &info.endpoint;
         let url: http::Uri = endpoint.parse().map_err(|_| {
             Failure::runtime(format!(

@@ -85,20 +85,6 @@ impl Cgroups {
             path: path.to_string(),
         })
     }
-
-    /// Session cgroups present now (to sweep those nobody watches).
-    pub(super) fn present(&self) -> Vec<SessionCgroup> {
-        let Ok(entries) = std::fs::read_dir(self.dir(&self.parent)) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                SessionId::parse(&name)?;
-                self.existing(&format!("{}/{name}", self.parent))
-            })
-            .collect()
-    }
 }
 
 /// The mount point of the cgroup2 file system in `/proc/mounts` text.

@@ -119,8 +119,9 @@ fn start_session(stream: tokio::net::UnixStream) -> Result<tokio::process::Child
 }
 
 /// Ends every session whose monitor is gone: its processes killed, its record removed,
-/// the broker and the trail told (`monitor_killed_session`). Processes in a session cgroup
-/// that has no record at all are killed too.
+/// the broker and the trail told (`monitor_killed_session`). A session cgroup without a
+/// record is left alone: a session's processes join its cgroup only once its record is
+/// written, so such a cgroup is another monitor's (a second installation on the host).
 fn sweep(cgroups: Option<&Cgroups>) {
     let Some(cgroups) = cgroups else { return };
     let records = live::all();
@@ -135,17 +136,6 @@ fn sweep(cgroups: Option<&Cgroups>) {
         }
         live::remove(&record.session_id);
         report_killed(record);
-    }
-    for cgroup in cgroups.present() {
-        let known = records.iter().any(|r| r.cgroup == cgroup.path);
-        if !known && cgroup.populated() {
-            eprintln!(
-                "rolesh: monitor: ending processes in {} (no session records them)",
-                cgroup.path
-            );
-            cgroup.kill();
-            let _ = cgroup.remove();
-        }
     }
 }
 

@@ -51,14 +51,15 @@ impl Activity {
 
 /// The user's keystrokes, from `from` (the outer terminal or stdin pipe) to `to` (the
 /// session's pty or the command's stdin pipe). A plain thread: a blocking read cannot be
-/// cancelled, and the monitor exits without waiting for it. `gone` fires when `from`
-/// ends: the connection is gone.
+/// cancelled, and the monitor exits without waiting for it. When `from` ends, `to` is
+/// closed (the command sees end of file) and `gone`, if given, fires: the end of a
+/// terminal is the connection gone; the end of stdin is not.
 pub(super) fn copy_input(
     from: OwnedFd,
     mut to: impl Write + Send + 'static,
     activity: Arc<Activity>,
     tap: Option<SharedTap>,
-    gone: tokio::sync::oneshot::Sender<()>,
+    gone: Option<tokio::sync::oneshot::Sender<()>>,
 ) {
     std::thread::spawn(move || {
         let mut from = std::fs::File::from(from);
@@ -81,7 +82,10 @@ pub(super) fn copy_input(
                 Err(_) => break,
             }
         }
-        let _ = gone.send(());
+        drop(to);
+        if let Some(gone) = gone {
+            let _ = gone.send(());
+        }
     });
 }
 

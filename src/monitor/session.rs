@@ -417,7 +417,7 @@ impl Session {
             PtyEnd(pty.clone()),
             activity.clone(),
             tap.clone(),
-            gone,
+            Some(gone),
         );
         let output = relay::pump(PtyEnd(pty.clone()), dup(&self.outer.stdout)?, tap.clone());
         Ok(Running {
@@ -462,23 +462,24 @@ impl Session {
         let mut child = command
             .spawn()
             .map_err(|e| Failure::runtime(format!("cannot start {}: {e}", self.plan.describe())))?;
-        let (gone, outer_gone) = tokio::sync::oneshot::channel();
         let mut output = Vec::new();
         if tap.is_some() {
             let stdin = child.stdin.take().expect("piped");
             let stdout = child.stdout.take().expect("piped");
             let stderr = child.stderr.take().expect("piped");
-            relay::copy_input(dup(&self.outer.stdin)?, stdin, Activity::new(), None, gone);
+            // The end of stdin is the command's to see, not the end of the session.
+            relay::copy_input(dup(&self.outer.stdin)?, stdin, Activity::new(), None, None);
             output.push(relay::pump(stdout, dup(&self.outer.stdout)?, tap.clone()));
             output.push(relay::pump(stderr, dup(&self.outer.stderr)?, tap.clone()));
-        } else {
-            let watched = [dup(&self.outer.stdout)?, dup(&self.outer.stderr)?];
-            std::thread::spawn(move || {
-                let fds: Vec<_> = watched.iter().map(AsFd::as_fd).collect();
-                system::wait_for_hangup(&fds);
-                let _ = gone.send(());
-            });
         }
+        // The connection is gone when sshd closes the pipes the output goes to.
+        let (gone, outer_gone) = tokio::sync::oneshot::channel();
+        let watched = [dup(&self.outer.stdout)?, dup(&self.outer.stderr)?];
+        std::thread::spawn(move || {
+            let fds: Vec<_> = watched.iter().map(AsFd::as_fd).collect();
+            system::wait_for_hangup(&fds);
+            let _ = gone.send(());
+        });
         Ok(Running {
             child,
             outer_gone,

@@ -38,13 +38,9 @@ pub enum Request {
     /// in no way at all.)
     Whoami {},
     /// An EKS token for `cluster`, signed with the user's own role. Answer: [`Token`].
-    Token {
-        cluster: String,
-        /// The client's `ROLESH_SESSION_ID`, to link the token event to a session. A link,
-        /// not an identity.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        session_id: Option<SessionId>,
-    },
+    /// The token event names the session the asking process is in by its cgroup (the
+    /// kernel's word), never one the client names.
+    Token { cluster: String },
     /// `credential_process` JSON for the user's own role. Answer: [`ProcessCredentials`].
     Credentials {},
     /// Endpoint and CA of `cluster`. Answer: [`ClusterEndpoint`].

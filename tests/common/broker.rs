@@ -33,6 +33,20 @@ enum Aws {
     Stack(Box<Stack>),
 }
 
+/// The brokers of the tests that are not about sessions serve clients that are in none
+/// (real accounts run with runuser): `[broker] require_session = false`, what a host that is
+/// not a bastion would set. The session tests (session_ssh) leave the default.
+fn outside_sessions(extra: &str) -> String {
+    const SETTING: &str = "require_session = false\n";
+    match extra.find("[broker]\n") {
+        Some(at) => {
+            let end = at + "[broker]\n".len();
+            format!("{}{SETTING}{}", &extra[..end], &extra[end..])
+        }
+        None => format!("{extra}\n[broker]\n{SETTING}"),
+    }
+}
+
 /// A fake AWS with default options: it, its endpoint and its base access key and secret.
 fn fake_aws() -> (FakeAws, String, String, String) {
     let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
@@ -85,7 +99,8 @@ impl BrokerProc {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = format!(
-            "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{endpoint}\"\n{aws_extra}\n{extra}"
+            "[aws]\nregion = \"us-east-1\"\nsts_endpoint = \"{endpoint}\"\n{aws_extra}\n{}",
+            outside_sessions(extra)
         );
         write_config(dir.path(), "config.toml", &config);
         let env = vec![
@@ -107,11 +122,15 @@ impl BrokerProc {
     /// A broker for a rolesh-testkit stack (fake AWS + fake EKS clusters), with its
     /// config.toml and `drop_in` as config.d/50-test.toml.
     pub fn start_stack(drop_in: &str) -> BrokerProc {
-        Self::start_stack_in(super::session_visible_tempdir("rolesh-broker"), drop_in)
+        Self::start_stack_in(
+            super::session_visible_tempdir("rolesh-broker"),
+            &outside_sessions(drop_in),
+        )
     }
 
     /// Like [`start_stack`](Self::start_stack), in `dir` (its socket, log and stack),
-    /// which sessions must be able to see (not under /tmp).
+    /// which sessions must be able to see (not under /tmp), and for sessions: it answers
+    /// live sessions only (`require_session`, the default).
     pub fn start_stack_in(dir: tempfile::TempDir, drop_in: &str) -> BrokerProc {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let stack_dir = dir.path().join("stack");

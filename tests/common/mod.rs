@@ -202,6 +202,7 @@ pub mod broker;
 pub mod daemon;
 pub mod harness;
 pub mod journal;
+pub mod monitor;
 pub mod moto;
 pub mod tmux;
 

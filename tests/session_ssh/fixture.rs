@@ -2,8 +2,9 @@
 //! (`UsePAM yes`, as Debian ships it), real accounts whose login shell is rolesh, key
 //! authentication, the rolesh-testkit stack (fake AWS, fake EKS clusters `demo` and
 //! `staging`), and the root daemons a login talks to on their compiled-in paths under
-//! /run/rolesh: today the broker, which also writes the audit trail's JSON Lines copy and
-//! the session recordings into the fixture's directory.
+//! /run/rolesh: the session monitor, which every login hands its terminal or pipes to, and
+//! the broker, which also writes the audit trail's JSON Lines copy and the session
+//! recordings into the fixture's directory.
 //!
 //! One fixture per process, made by the first test that asks ([`fixture`]) and torn down
 //! when the process's last test has finished (`harness::at_exit`): under `cargo test` the
@@ -15,9 +16,12 @@
 //! behind is cleaned by the next fixture: its daemons die with it (`common::daemon`), and
 //! the accounts, their processes, the directory and the /etc/shells entry are made anew.
 //!
-//! Another root daemon (the session monitor) joins like the broker: a field of [`Fixture`],
-//! started in [`Fixture::start`] with its socket linked at its compiled-in path
-//! ([`link_compiled_in`]), and started again in [`Fixture::ready`] when a test stopped it.
+//! Each daemon is a field of [`Fixture`], started in [`Fixture::start`] with its socket
+//! linked at its compiled-in path ([`link_compiled_in`]), and started again in
+//! [`Fixture::ready`] when a test stopped it.
+
+// Shared by session_ssh and session_attacks, which use different parts.
+#![allow(dead_code)]
 
 use std::fs::{File, Permissions};
 use std::io::Write;
@@ -32,6 +36,7 @@ use rolesh_testkit::fake_k8s::FakeK8s;
 use serde_json::Value;
 
 use crate::common::broker::BrokerProc;
+use crate::common::monitor::MonitorProc;
 use crate::common::{TestUser, daemon, harness, require, stdout_of_success};
 
 /// A user in shell mode (the default): commands, logins, the environment, the audit trail.
@@ -44,17 +49,20 @@ pub(crate) const CARL: &str = "rsecarl";
 pub(crate) const IDLE: &str = "rseidle";
 /// In picker mode.
 pub(crate) const PICK: &str = "rsepick";
-/// With `record = "all"`.
+/// With `record = "all"` and `record_input = true`.
 pub(crate) const REC: &str = "rserec";
+/// With `max_duration = "1m"`.
+pub(crate) const BRIEF: &str = "rsebrief";
 
 /// The accounts and their supplementary groups (the groups the config's overrides name).
-const ACCOUNTS: [(&str, &[&str]); 6] = [
+const ACCOUNTS: [(&str, &[&str]); 7] = [
     (ALICE, &[]),
     (DENIED, &[]),
     (CARL, &["rsecontractors"]),
     (IDLE, &["rseidlers"]),
     (PICK, &["rsepickers"]),
     (REC, &["rserecorders"]),
+    (BRIEF, &["rsebriefs"]),
 ];
 
 /// The commands `allowed_commands` lets through, as rolesh lists them when it refuses one.
@@ -83,6 +91,10 @@ mode = "picker"
 [[session.override]]
 groups = ["rserecorders"]
 record = "all"
+record_input = true
+[[session.override]]
+groups = ["rsebriefs"]
+max_duration = "1m"
 [audit]
 file = "{audit}/audit.jsonl"
 recordings_dir = "{audit}/sessions"
@@ -97,6 +109,8 @@ recordings_dir = "{audit}/sessions"
 const ROOT: &str = "/var/tmp/rolesh-session-ssh";
 /// Where login mode finds the broker: compiled in, no variable changes it.
 const BROKER_SOCKET: &str = "/run/rolesh/broker.sock";
+/// Where login mode finds the session monitor, likewise.
+const MONITOR_SOCKET: &str = "/run/rolesh/monitor.sock";
 /// Held while a fixture exists: one fixture at a time on this machine.
 const MACHINE_LOCK: &str = "/run/lock/rolesh-session-ssh.lock";
 
@@ -154,6 +168,7 @@ impl DerefMut for Locked {
 pub(crate) struct Fixture {
     // Dropped in this order: the daemons, then the accounts, then the files.
     sshd: Sshd,
+    monitor: MonitorProc,
     broker: BrokerProc,
     accounts: Vec<TestUser>,
     _shell: ShellsEntry,
@@ -196,6 +211,8 @@ impl Fixture {
             })
             .collect();
         let broker = start_broker(dir.path(), &dir.subdir("audit"));
+        let monitor = MonitorProc::start(&shell, &dir.subdir("monitor"));
+        link_compiled_in(&monitor.socket(), MONITOR_SOCKET);
         let sshd = Sshd::start(&dir.subdir("sshd"));
         for (name, _) in ACCOUNTS {
             sshd.authorize(name);
@@ -207,6 +224,7 @@ impl Fixture {
             .success();
         Fixture {
             sshd,
+            monitor,
             broker,
             accounts,
             _shell: shell_entry,
@@ -227,9 +245,13 @@ impl Fixture {
         if !self.broker.is_running() {
             self.broker.spawn();
         }
+        if !self.monitor.is_usual() {
+            self.monitor.spawn();
+        }
         if let Err(why) = self.links_are_ours() {
             eprintln!("note: {why}; linked again");
             link_compiled_in(&self.broker.socket(), BROKER_SOCKET);
+            link_compiled_in(&self.monitor.socket(), MONITOR_SOCKET);
         }
         assert!(
             self.sshd.is_running(),
@@ -242,15 +264,55 @@ impl Fixture {
     /// that uses them at the same time (another checkout's session tests, scripts/demo)
     /// takes them over, and a login then talks to its daemons, or to none.
     fn links_are_ours(&self) -> Result<(), String> {
-        let ours = self.broker.socket();
-        match std::fs::read_link(BROKER_SOCKET) {
-            Ok(target) if target == ours => Ok(()),
-            found => Err(format!(
-                "{BROKER_SOCKET} no longer leads to this fixture's broker ({}) but to {found:?}: \
-                 something else on this machine uses the compiled-in socket",
-                ours.display()
-            )),
+        for (link, ours) in [
+            (BROKER_SOCKET, self.broker.socket()),
+            (MONITOR_SOCKET, self.monitor.socket()),
+        ] {
+            match std::fs::read_link(link) {
+                Ok(target) if target == ours => {}
+                found => {
+                    return Err(format!(
+                        "{link} no longer leads to this fixture's daemon ({}) but to {found:?}: \
+                         something else on this machine uses the compiled-in socket",
+                        ours.display()
+                    ));
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// The session monitor's log (what it and the per-session monitors printed).
+    pub(crate) fn monitor_log(&self) -> String {
+        self.monitor.log()
+    }
+
+    /// Restarts the monitor where no cgroup2 is mounted; the next test gets the usual one.
+    pub(crate) fn monitor_without_cgroup2(&mut self) {
+        self.monitor.spawn_without_cgroup2();
+    }
+
+    /// The pid of the monitor daemon.
+    pub(crate) fn monitor_pid(&self) -> u32 {
+        self.monitor.pid().expect("the monitor runs")
+    }
+
+    /// `user`'s home directory.
+    pub(crate) fn home(&self, user: &str) -> PathBuf {
+        self.dir.path().join("homes").join(user)
+    }
+
+    /// Removes what earlier sessions left in `user`'s home.
+    pub(crate) fn clear_home(&self, user: &str) {
+        for entry in std::fs::read_dir(self.home(user)).unwrap() {
+            let path = entry.unwrap().path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
+
+    /// The rolesh binary the accounts' login shell is.
+    pub(crate) fn rolesh(&self) -> PathBuf {
+        self.dir.path().join("bin/rolesh")
     }
 
     /// `ssh [EXTRA] USER@127.0.0.1 [COMMAND]` with the fixture's key, not interactive.
@@ -423,6 +485,7 @@ impl Drop for Fixture {
         // The fields go after this: the daemons, the accounts, the /etc/shells entry, the
         // directory.
         let _ = std::fs::remove_file(BROKER_SOCKET);
+        let _ = std::fs::remove_file(MONITOR_SOCKET);
     }
 }
 

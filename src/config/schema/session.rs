@@ -59,7 +59,8 @@ fn session_patch(f: &Fields<'_>) -> SessionPatch {
         allowed_commands: allowed_commands(f),
         file_transfer: f.bool("file_transfer"),
         idle_timeout: f.duration("idle_timeout", MINUTE, 24 * HOUR),
-        max_duration: f.duration("max_duration", 5 * MINUTE, 7 * 24 * HOUR),
+        // As short as a minute: a break-glass account, a contractor's brief window.
+        max_duration: f.duration("max_duration", MINUTE, 7 * 24 * HOUR),
         banner: f.string("banner").map(|b| b.value),
         record: f.word("record", RecordPolicy::parse, RecordPolicy::choices),
         record_input: f.bool("record_input"),
