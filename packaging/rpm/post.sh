@@ -12,8 +12,8 @@ mkdir -p /etc/rolesh/config.d
 if command -v systemd-tmpfiles >/dev/null 2>&1; then
 	systemd-tmpfiles --create rolesh.conf >/dev/null 2>&1 || :
 else
-	mkdir -p /run/rolesh/sessions /var/log/rolesh/sessions
-	chmod 0711 /run/rolesh/sessions
+	mkdir -p /run/rolesh /var/log/rolesh/sessions
+	[ -d /run/rolesh/sessions ] || mkdir -m 0711 /run/rolesh/sessions
 	chown rolesh:rolesh /var/log/rolesh /var/log/rolesh/sessions
 	chmod 0750 /var/log/rolesh /var/log/rolesh/sessions
 fi
