@@ -50,6 +50,8 @@ default['rolesh']['system_user'] = 'rolesh' # created by the package
 # ---------------------------------------------------------------- services
 default['rolesh']['services']['broker'] = 'rolesh-broker.service'
 default['rolesh']['services']['broker_socket'] = 'rolesh-broker.socket'
+default['rolesh']['services']['monitor'] = 'rolesh-monitor.service'
+default['rolesh']['services']['monitor_socket'] = 'rolesh-monitor.socket'
 default['rolesh']['services']['imds_guard'] = 'rolesh-imds-guard.service'
 default['rolesh']['imds_guard'] = true
 

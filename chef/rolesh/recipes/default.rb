@@ -3,7 +3,8 @@
 # Recipe:: default
 #
 # Installs rolesh, renders /etc/rolesh/config.toml from node['rolesh']['config'],
-# runs the broker and the IMDS guard, and locks down sshd for rolesh users.
+# runs the broker, the session monitor and the IMDS guard, and locks down sshd for
+# rolesh users.
 #
 
 rolesh = node['rolesh']
@@ -142,6 +143,18 @@ end
 
 service rolesh['services']['broker'] do
   supports restart: true, reload: true, status: true
+  action [:enable, :start]
+end
+
+# The session monitor (root) starts and ends every login. It reads no configuration (it
+# asks the broker about each login), so nothing here reloads or restarts it; the package
+# restarts it on upgrade, and a restart leaves running sessions alone (KillMode=process).
+service rolesh['services']['monitor_socket'] do
+  action [:enable, :start]
+end
+
+service rolesh['services']['monitor'] do
+  supports restart: true, status: true
   action [:enable, :start]
 end
 

@@ -21,11 +21,29 @@ describe command('rolesh explain root --config /etc/rolesh --json') do
   its('exit_status') { should eq 77 }
 end
 
-%w(rolesh-broker.socket rolesh-broker.service rolesh-imds-guard.service).each do |unit|
+%w(rolesh-broker.socket rolesh-broker.service rolesh-monitor.socket rolesh-monitor.service
+   rolesh-imds-guard.service).each do |unit|
   describe systemd_service(unit) do
     it { should be_enabled }
     it { should be_running }
   end
+end
+
+# The session monitor runs as root and listens where the login shell connects.
+describe processes('rolesh monitor') do
+  its('users') { should eq ['root'] }
+end
+
+describe file('/run/rolesh/monitor.sock') do
+  it { should be_socket }
+  it { should be_owned_by 'root' }
+  its('mode') { should cmp '0666' }
+end
+
+describe file('/run/rolesh/sessions') do
+  it { should be_directory }
+  it { should be_owned_by 'root' }
+  its('mode') { should cmp '0711' }
 end
 
 describe file('/etc/ssh/sshd_config.d/rolesh.conf') do
