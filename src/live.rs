@@ -5,7 +5,7 @@
 //! session is live: not ended, not past its `max_duration`, and of the same uid.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -65,6 +65,9 @@ pub(crate) fn write(session: &LiveSession) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o711)
         .create(&dir)?;
+    // The modes set whatever the umask (a unit's UMask=0077 would hide the records from
+    // the broker, which would then refuse every session).
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
     let tmp = dir.join(format!(".{}.tmp", session.session_id));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -73,6 +76,7 @@ pub(crate) fn write(session: &LiveSession) -> std::io::Result<()> {
         .mode(0o644)
         .custom_flags(crate::system::no_follow_flag())
         .open(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
     file.write_all(
         serde_json::to_string(session)
             .unwrap_or_default()

@@ -29,6 +29,14 @@ pub(crate) fn run_dir() -> PathBuf {
     PathBuf::from(RUN_DIR)
 }
 
+/// The binary this process runs, for the programs the monitor starts from it (each
+/// session's monitor, `session-init`). Not `current_exe()`: once a package upgrade has
+/// replaced /usr/bin/rolesh, that names a deleted file, and every new login would fail
+/// until the daemon restarted; `/proc/self/exe` still opens the binary that runs.
+pub(crate) fn running_binary() -> PathBuf {
+    PathBuf::from("/proc/self/exe")
+}
+
 /// `/run/rolesh/monitor.sock`.
 pub(crate) fn monitor_socket() -> PathBuf {
     PathBuf::from(RUN_DIR).join("monitor.sock")

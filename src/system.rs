@@ -408,10 +408,37 @@ fn become_user(
     setresgid(gid, gid, gid)?;
     let uid = Uid::from_raw(ids.uid);
     setresuid(uid, uid, uid)?;
+    new_session_keyring()?;
     nix::sys::prctl::set_no_new_privs()?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     Ok(())
+}
+
+/// A session keyring of the session's own, owned by the user (what pam_keyinit does at a
+/// login): without it every session would share the monitor's, and one user could read
+/// the keys another's session adds (a Kerberos cache kept in a keyring). A kernel without
+/// keyrings, or a seccomp filter that refuses keyctl(2) to everything (a container), has
+/// no keyring to share.
+fn new_session_keyring() -> std::io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) takes no pointer to read (a null
+    // name means a new anonymous keyring) and is async-signal-safe, as a raw system call.
+    let joined = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if joined >= 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::ENOSYS) | Some(libc::EPERM) => Ok(()),
+        _ => Err(error),
+    }
 }
 
 /// `command` will start as the user `ids`, inside the cgroup `join` is open on.
@@ -451,11 +478,13 @@ pub(crate) fn private_tmp_for(ids: &SessionIds) -> Result<(), String> {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    // Slave, not private (as systemd's PrivateTmp): the session's /tmp stays its own, and
+    // mounts the host makes later (an automounted NFS home) still reach the session.
     mount(
         None::<&str>,
         "/",
         None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
     )
     .map_err(|e| format!("making mounts private: {e}"))?;

@@ -44,6 +44,7 @@ common::harness::tests!(
         a_recorded_command_stays_recorded_when_its_login_shell_is_stopped,
         // Sessions side by side
         two_sessions_of_one_user_end_independently,
+        a_key_one_user_adds_is_not_in_another_users_session,
         // A host that cannot confine sessions
         without_cgroup2_sessions_are_refused_and_audited,
     ],
@@ -487,6 +488,41 @@ fn two_sessions_of_one_user_end_independently() {
     assert!(shown.contains("token-2"), "{shown}");
     two.assert_gone();
     assert_no_processes_left(ALICE);
+}
+
+/// Each session has a session keyring of its own, the user's (as pam_keyinit makes one at
+/// a login): a key one user's session adds to its keyring (a Kerberos cache, say) is not
+/// in another user's session, which would share the monitor's keyring otherwise.
+fn a_key_one_user_adds_is_not_in_another_users_session() {
+    require(
+        "keyctl (scripts/setup installs keyutils)",
+        std::path::Path::new("/usr/bin/keyctl").exists(),
+    );
+    let fx = fixture();
+    let mut alice = fx.login(ALICE);
+    alice
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"keyctl add user rolesh-test-secret hunter2 @s && sleep 1003\n")
+        .unwrap();
+    wait_for_pid(&["-u", ALICE, "-f", "^sleep 1003"]).expect("alice's key is added");
+    let out = fx.login_typing(
+        BRIEF,
+        b"keyctl show @s; echo ses=$(keyctl rdescribe @s); exit\n",
+    );
+    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("user: rolesh-test-secret"),
+        "{shown}"
+    );
+    let uid = fx.uid(BRIEF);
+    assert!(
+        shown.contains(&format!("ses=keyring;{uid};")),
+        "the session keyring is not the user's: {shown}"
+    );
+    let _ = alice.kill();
+    let _ = alice.wait();
 }
 
 // --- A host that cannot confine sessions -----------------------------------------------

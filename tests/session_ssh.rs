@@ -44,6 +44,7 @@ common::harness::tests!(
         ssh_t_command_exit_code_is_kubectls,
         killed_ssh_client_leaves_no_process,
         broker_down_is_one_line_exit_1,
+        a_malformed_answer_from_the_broker_refuses_the_login,
         // Interactive logins
         interactive_login_shows_the_banner_and_exits_with_the_shells_code,
         interactive_login_kubectl_gets_a_token_from_the_broker,
@@ -337,6 +338,28 @@ fn broker_down_is_one_line_exit_1() {
     fx.start_broker();
 }
 
+/// A broker whose `session_start` answer lacks the session's shell (another version, or
+/// not the broker at all): the login is refused with one clear line, and nothing of the
+/// user runs; no default shell is made up.
+fn a_malformed_answer_from_the_broker_refuses_the_login() {
+    let fx = fixture();
+    let without_shell = |answer: &mut Value| {
+        let session = answer["session"].as_object_mut().expect("whoami's session");
+        assert!(session.remove("shell").is_some(), "{session:?}");
+    };
+    let r = fx.with_stand_in_broker(without_shell, || {
+        run(&mut fx.ssh(ALICE, &[], &["kubectl", "version", "--client"]))
+    });
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        r.stderr,
+        "rolesh: the credential broker sent a malformed answer to `session_start` \
+         (missing field `shell`); is it the same version as this rolesh?\n"
+    );
+    assert_no_processes_left(ALICE);
+}
+
 // --- Interactive logins ---------------------------------------------------------------
 
 /// The banner, then the shell, whose exit code is rolesh's.
@@ -393,11 +416,10 @@ fn kubectx_and_kubens_switch_the_session_contexts() {
     );
 }
 
-/// The session's /tmp is its own (where the kernel lets unprivileged users have a user
-/// namespace): the host's files are not there, and the session's stay there.
+/// The session's /tmp is its own (the monitor mounts it): the host's files are not there,
+/// and the session's stay there.
 fn interactive_login_has_a_private_tmp() {
     let fx = fixture();
-    let userns = fx.userns();
     let marker = format!("rolesh-host-marker-{}", std::process::id());
     let host_file = Path::new("/tmp").join(&marker);
     let session_file = Path::new("/tmp").join(format!("{marker}.session"));
@@ -412,26 +434,21 @@ fn interactive_login_has_a_private_tmp() {
         .as_bytes(),
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let expected = if userns { "tmp=private" } else { "tmp=shared" };
     let session_file_on_the_host = session_file.exists();
     let _ = std::fs::remove_file(&host_file);
     let _ = std::fs::remove_file(&session_file);
-    assert!(text.contains(expected), "userns={userns}: {text}");
-    assert_eq!(
-        session_file_on_the_host, !userns,
+    assert!(text.contains("tmp=private"), "{text}");
+    assert!(
+        !session_file_on_the_host,
         "a file the session made in its private /tmp stays there"
     );
 }
 
-/// A process that leaves the terminal's session is still in the session's user namespace,
-/// so it ends with the session too (without a namespace it would not, which the README
-/// says: then only a plain login is checked).
+/// A process that leaves the terminal's session is still in the session's cgroup, so it
+/// ends with the session too (session_attacks.rs plays the harder cases).
 fn a_process_that_leaves_the_terminal_ends_with_the_session() {
     let fx = fixture();
-    let input: &[u8] = match fx.userns() {
-        true => b"setsid -f sleep 1234 </dev/null >/dev/null 2>&1; exit\n",
-        false => b"exit\n",
-    };
+    let input = b"setsid -f sleep 1234 </dev/null >/dev/null 2>&1; exit\n";
     let out = fx.login_typing(ALICE, input);
     assert_eq!(
         out.status.code(),
@@ -777,7 +794,7 @@ fn killed_session_monitor_leaves_an_abnormally_ended_recording() {
 
 // --- The audit trail ------------------------------------------------------------------
 
-/// A session's login, command and logout share its id.
+/// A session's login, token, command and logout share its id.
 fn audit_trail_links_a_session_by_id() {
     let fx = fixture();
     let mark = fx.audit_mark();
@@ -787,18 +804,23 @@ fn audit_trail_links_a_session_by_id() {
         &["kubectl", "get", "pods", "-n", "web", "-o", "name"],
     ));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let audit = fx.wait_for_audit(mark, "the session's login, command and logout", |es| {
-        ["login", "command", "logout"]
-            .iter()
-            .all(|event| !events_of(es, ALICE, event).is_empty())
-    });
+    let audit = fx.wait_for_audit(
+        mark,
+        "the session's login, token, command and logout",
+        |es| {
+            ["login", "token", "command", "logout"]
+                .iter()
+                .all(|event| !events_of(es, ALICE, event).is_empty())
+        },
+    );
     let command = events_of(&audit, ALICE, "command")
         .into_iter()
         .find(|e| e["command"] == "kubectl get pods -n web -o name")
         .expect("the -c command is audited");
     assert_eq!(command["exit_code"], 0, "{command}");
     let session_id = command["session_id"].as_str().unwrap();
-    for event in ["login", "logout"] {
+    // The token event is the broker's: it found the session by kubectl's cgroup.
+    for event in ["login", "token", "logout"] {
         assert!(
             events_of(&audit, ALICE, event)
                 .iter()
@@ -808,9 +830,9 @@ fn audit_trail_links_a_session_by_id() {
     }
 }
 
-/// The login event says where the client connected from (sshd's word) and whether /tmp is
-/// private; fields without a value are left out: a reason only when /tmp could not be
-/// private.
+/// The login event says where the client connected from (sshd's word), that /tmp is
+/// private and which cgroup the session is; fields without a value are left out (no
+/// reason).
 fn login_event_has_the_client_address_and_private_tmp() {
     let fx = fixture();
     let mark = fx.audit_mark();
@@ -825,9 +847,13 @@ fn login_event_has_the_client_address_and_private_tmp() {
             .starts_with("127.0.0.1 "),
         "{login}"
     );
-    let userns = fx.userns();
-    assert_eq!(login["private_tmp"], userns, "{login}");
-    assert_eq!(login.get("reason").is_some(), !userns, "{login}");
+    assert_eq!(login["private_tmp"], true, "{login}");
+    assert!(login.get("reason").is_none(), "{login}");
+    let cgroup = login["cgroup"].as_str().unwrap_or_default();
+    assert!(
+        cgroup.ends_with(&format!("/rolesh-sessions/{session_id}")),
+        "{login}"
+    );
 }
 
 /// What the client sent with SetEnv names neither the session nor its address.

@@ -105,8 +105,7 @@ fn start_session(stream: tokio::net::UnixStream) -> Result<tokio::process::Child
         .set_nonblocking(false)
         .map_err(|e| format!("cannot hand the connection over: {e}"))?;
     let fd: OwnedFd = stream.into();
-    let rolesh = std::env::current_exe().map_err(|e| format!("cannot find rolesh: {e}"))?;
-    tokio::process::Command::new(rolesh)
+    tokio::process::Command::new(crate::paths::running_binary())
         .arg(session::SUBCOMMAND)
         .stdin(Stdio::from(fd))
         .stdout(Stdio::null())

@@ -794,7 +794,7 @@ fn home_of(account: &Account) -> Option<PathBuf> {
     Some(PathBuf::from(&account.home)).filter(|h| h.is_dir())
 }
 
-/// This binary by absolute path: what the session's programs are started with.
+/// This binary: what the session's programs are started with.
 fn self_path() -> PathBuf {
-    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/bin/rolesh"))
+    crate::paths::running_binary()
 }

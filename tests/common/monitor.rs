@@ -37,10 +37,15 @@ impl MonitorProc {
         std::fs::read_to_string(self.dir.join("monitor.log")).unwrap_or_default()
     }
 
-    /// Starts (or restarts) the monitor and waits until it answers.
+    /// Starts (or restarts) the monitor and waits until it answers. With a session keyring
+    /// of its own, as systemd starts a service (`KeyringMode=private`).
     pub fn spawn(&mut self) {
-        let mut cmd = super::daemon::command(&self.binary);
-        cmd.arg("monitor").arg("--socket").arg(self.socket());
+        let mut cmd = super::daemon::command("keyctl");
+        cmd.args(["session", "-"])
+            .arg(&self.binary)
+            .arg("monitor")
+            .arg("--socket")
+            .arg(self.socket());
         self.spawn_command(cmd, false);
     }
 

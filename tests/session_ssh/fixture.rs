@@ -173,8 +173,6 @@ pub(crate) struct Fixture {
     accounts: Vec<TestUser>,
     _shell: ShellsEntry,
     dir: FixtureDir,
-    /// Whether the kernel lets the accounts have a user namespace (and so a private /tmp).
-    userns: bool,
     _machine_lock: File,
 }
 
@@ -217,11 +215,6 @@ impl Fixture {
         for (name, _) in ACCOUNTS {
             sshd.authorize(name);
         }
-        let userns = Command::new("runuser")
-            .args(["-u", ALICE, "--", "unshare", "--user", "true"])
-            .status()
-            .unwrap()
-            .success();
         Fixture {
             sshd,
             monitor,
@@ -229,7 +222,6 @@ impl Fixture {
             accounts,
             _shell: shell_entry,
             dir,
-            userns,
             _machine_lock: machine_lock,
         }
     }
@@ -292,9 +284,45 @@ impl Fixture {
         self.monitor.spawn_without_cgroup2();
     }
 
+    /// Runs `f` while the compiled-in broker socket leads to a stand-in that passes every
+    /// request to the real broker and `tamper`s with the answers to `session_start`, the
+    /// monitor's first question: a broker of another version, or a hostile one.
+    pub(crate) fn with_stand_in_broker<R>(
+        &self,
+        tamper: fn(&mut Value),
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let socket = self.scratch().join("stand-in.sock");
+        let _ = std::fs::remove_file(&socket);
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::fs::set_permissions(&socket, Permissions::from_mode(0o666)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let real = self.broker.socket();
+        let serving = {
+            let stop = stop.clone();
+            std::thread::spawn(move || stand_in(&listener, &real, tamper, &stop))
+        };
+        link_compiled_in(&socket, BROKER_SOCKET);
+        let result = f();
+        link_compiled_in(&self.broker.socket(), BROKER_SOCKET);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        serving.join().unwrap();
+        result
+    }
+
     /// The pid of the monitor daemon.
     pub(crate) fn monitor_pid(&self) -> u32 {
         self.monitor.pid().expect("the monitor runs")
+    }
+
+    /// `user`'s uid.
+    pub(crate) fn uid(&self, user: &str) -> u32 {
+        self.accounts
+            .iter()
+            .find(|a| a.name == user)
+            .map(TestUser::uid)
+            .expect("an account of the fixture")
     }
 
     /// `user`'s home directory.
@@ -383,10 +411,6 @@ impl Fixture {
         self.broker.stack().unwrap().cluster("demo").unwrap()
     }
 
-    pub(crate) fn userns(&self) -> bool {
-        self.userns
-    }
-
     /// Stops the broker (as a crash would); the next test finds it started again.
     pub(crate) fn stop_broker(&mut self) {
         self.broker.kill();
@@ -470,6 +494,39 @@ fn start_broker(dir: &Path, audit: &Path) -> BrokerProc {
     let broker = BrokerProc::start_stack_in(own, &drop_in(audit));
     link_compiled_in(&broker.socket(), BROKER_SOCKET);
     broker
+}
+
+/// Serves `listener` until `stop`: one request a connection, passed to the broker at `real`,
+/// its answer tampered with when it is `session_start`'s.
+fn stand_in(
+    listener: &std::os::unix::net::UnixListener,
+    real: &Path,
+    tamper: fn(&mut Value),
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{BufRead, BufReader};
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Ok((conn, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        conn.set_nonblocking(false).unwrap();
+        let mut request = String::new();
+        if BufReader::new(&conn).read_line(&mut request).is_err() {
+            continue;
+        }
+        let broker = std::os::unix::net::UnixStream::connect(real).unwrap();
+        (&broker).write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        BufReader::new(&broker).read_line(&mut answer).unwrap();
+        let op: Value = serde_json::from_str(&request).unwrap_or_default();
+        if op["op"] == "session_start" {
+            let mut value: Value = serde_json::from_str(&answer).unwrap();
+            tamper(&mut value);
+            answer = value.to_string() + "\n";
+        }
+        let _ = (&conn).write_all(answer.as_bytes());
+    }
 }
 
 /// Makes `compiled_in` (under /run/rolesh) lead to a daemon's `socket`: the binary under
