@@ -102,6 +102,10 @@ pub(crate) enum Command {
         /// broker would) for every cluster without an endpoint, and list those that fail
         #[arg(long)]
         describe: bool,
+        /// The sshd configuration to check for variables it passes to login shells
+        /// (default: sshd's own, when sshd is installed)
+        #[arg(long, value_name = "PATH")]
+        sshd_config: Option<PathBuf>,
     },
     /// Explain the mapping decision for a user
     Explain {
@@ -343,7 +347,11 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
             TokenCommand::Broker { cluster } => broker_token(cluster).map(|()| EXIT_OK),
             TokenCommand::Standalone(request) => standalone::run_token(&request).map(|()| EXIT_OK),
         },
-        Command::Check { config, describe } => check::run(&config.source(), describe),
+        Command::Check {
+            config,
+            describe,
+            sshd_config,
+        } => check::run(&config.source(), describe, sshd_config.as_deref()),
         Command::Explain { user, json, config } => explain::run(&config.source(), &user, json),
         Command::Credentials => {
             let socket = client::socket_path(false);

@@ -19,6 +19,7 @@ mod error;
 mod exec;
 mod explain;
 mod live;
+mod loader_env;
 mod monitor;
 mod paths;
 mod rbac;

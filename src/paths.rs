@@ -37,6 +37,19 @@ pub(crate) fn running_binary() -> PathBuf {
     PathBuf::from("/proc/self/exe")
 }
 
+/// The path of this binary, for configuration files other programs run it from (an AWS
+/// config's `credential_process`): `current_exe()` without the ` (deleted)` a package
+/// upgrade leaves, since the new binary is at the same path.
+pub(crate) fn installed_binary() -> PathBuf {
+    match std::env::current_exe() {
+        Ok(path) => {
+            let text = path.to_string_lossy();
+            PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text))
+        }
+        Err(_) => PathBuf::from("/usr/bin/rolesh"),
+    }
+}
+
 /// `/run/rolesh/monitor.sock`.
 pub(crate) fn monitor_socket() -> PathBuf {
     PathBuf::from(RUN_DIR).join("monitor.sock")

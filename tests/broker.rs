@@ -24,6 +24,7 @@ common::harness::tests!(
         credentials_only_when_exposed_and_only_the_users_own,
         hostile_clients_are_bounded_and_others_are_unaffected,
         sigterm_drains_and_removes_the_socket,
+        a_session_cannot_report_a_denial,
         // Root too: rolesh warns about a config file not owned by root, on stderr, which
         // it compares whole.
         check_describe_lists_clusters_it_cannot_describe,
@@ -345,6 +346,22 @@ fn credentials_only_when_exposed_and_only_the_users_own() {
     assert_eq!(
         issued[0].role_arn,
         "arn:aws:iam::123456789012:role/alice-admin"
+    );
+}
+
+/// `denied` events are the word of whoever refused (the broker, the session monitor): a
+/// user's own `event` request cannot put one on the trail.
+fn a_session_cannot_report_a_denial() {
+    let alice = TestUser::create("rbkalice4", &[]);
+    let b = BrokerProc::start("", &MAPPING.replace("rbkalice =", "rbkalice4 ="));
+    let answers = b.raw(
+        alice.uid(),
+        &[r#"{"v":1,"op":"event","fields":{"event":"denied","reason":"loader_variable"}}"#],
+    );
+    assert_eq!(answers[0]["error"]["code"], "bad_request", "{answers:?}");
+    assert_eq!(
+        answers[0]["error"]["message"],
+        "only the session monitor reports denials"
     );
 }
 

@@ -18,8 +18,9 @@ use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::tmux::Tmux;
 use common::*;
-use fixture::{ALICE, BRIEF, Fixture, IDLE, REC, fixture, wait_with_deadline};
+use fixture::{ALICE, BRIEF, CARL, Fixture, IDLE, REC, fixture, wait_with_deadline};
 use observe::*;
 use serde_json::Value;
 
@@ -45,6 +46,15 @@ common::harness::tests!(
         // Sessions side by side
         two_sessions_of_one_user_end_independently,
         a_key_one_user_adds_is_not_in_another_users_session,
+        // Allowed tools made into a shell
+        kubectl_exec_plugin_injection_over_ssh_is_refused_naming_the_flag,
+        kubectl_exec_plugin_injection_at_the_restricted_prompt_is_refused,
+        kubectl_edit_over_ssh_opens_an_editor_without_a_shell_escape,
+        kubectl_edit_at_the_restricted_prompt_opens_an_editor_without_a_shell_escape,
+        helm_plugins_in_the_users_home_do_not_run,
+        // sshd passing what the loader reads
+        ld_preload_from_the_client_gets_the_session_refused_and_audited,
+        rolesh_check_names_the_sshd_setting_that_lets_ld_preload_through,
         // A host that cannot confine sessions
         without_cgroup2_sessions_are_refused_and_audited,
     ],
@@ -523,6 +533,270 @@ fn a_key_one_user_adds_is_not_in_another_users_session() {
     );
     let _ = alice.kill();
     let _ = alice.wait();
+}
+
+// --- Allowed tools made into a shell ----------------------------------------------------
+
+/// Writes `text` to `name` in `user`'s home, as the user's.
+fn users_file(fx: &Fixture, user: &str, name: &str, text: &str) -> std::path::PathBuf {
+    let path = fx.home(user).join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    let mut dir = path.clone();
+    while dir != fx.home(user) {
+        std::os::unix::fs::chown(&dir, Some(fx.uid(user)), None).unwrap();
+        dir.pop();
+    }
+    path
+}
+
+/// A kubeconfig whose user is an exec plugin that leaves `marker`: what kubectl would run
+/// if it ever loaded it.
+fn evil_kubeconfig(fx: &Fixture, user: &str, marker: &std::path::Path) -> std::path::PathBuf {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n\
+         clusters: [{{name: x, cluster: {{server: 'https://127.0.0.1:1'}}}}]\n\
+         contexts: [{{name: x, context: {{cluster: x, user: x}}}}]\n\
+         users: [{{name: x, user: {{exec: {{apiVersion: client.authentication.k8s.io/v1beta1, \
+         interactiveMode: Never, command: /bin/sh, args: [-c, 'id > {}']}}}}}}]\n",
+        marker.display()
+    );
+    users_file(fx, user, "evil.kc", &text)
+}
+
+/// `ssh bastion "kubectl --kubeconfig=evil.kc …"` and `kubectl config set-credentials
+/// --exec-command=/bin/sh`: refused before kubectl starts, each naming what it refuses; the
+/// exec plugin never runs.
+fn kubectl_exec_plugin_injection_over_ssh_is_refused_naming_the_flag() {
+    let fx = fixture();
+    fx.clear_home(ALICE);
+    let marker = fx.home(ALICE).join("pwned");
+    let evil = evil_kubeconfig(&fx, ALICE, &marker);
+    let evil = evil.display();
+    for (command, named) in [
+        (
+            format!("kubectl --kubeconfig={evil} get pods"),
+            "`--kubeconfig` is not available here",
+        ),
+        (
+            format!(
+                "kubectl config set-credentials x --exec-api-version=client.authentication.k8s.io/v1beta1 \
+                 --exec-interactive-mode=Never --exec-command=/bin/sh --exec-arg=-c \
+                 --exec-arg='id > {}'",
+                marker.display()
+            ),
+            "`kubectl config set-credentials` is not available here",
+        ),
+        (
+            "kubectl config set-cluster x --server=https://127.0.0.1:1".to_string(),
+            "`--server` is not available here",
+        ),
+        (
+            "kubectl --kuberc=/dev/null get pods".to_string(),
+            "`--kuberc` is not available here",
+        ),
+    ] {
+        let r = run(&mut fx.ssh(ALICE, &[], &[&command]));
+        assert_eq!(r.code, 126, "{command}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.starts_with(&format!("rolesh: {named}")),
+            "{command}: {}",
+            r.stderr
+        );
+    }
+    assert!(!marker.exists(), "the exec plugin ran");
+}
+
+/// The same at rolesh's restricted prompt (where the escape gave `bash-5.2$`).
+fn kubectl_exec_plugin_injection_at_the_restricted_prompt_is_refused() {
+    let fx = fixture();
+    fx.clear_home(CARL);
+    let marker = fx.home(CARL).join("pwned");
+    let evil = evil_kubeconfig(&fx, CARL, &marker);
+    let (code, text) = fx.restricted_typing(&[
+        "kubectl config set-credentials x --exec-interactive-mode=Always --exec-command=/bin/bash",
+        &format!("kubectl --kubeconfig={} get pods", evil.display()),
+        "exit",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("`kubectl config set-credentials` is not available here"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`--kubeconfig` is not available here"),
+        "{text}"
+    );
+    assert!(!text.contains("bash-"), "{text}");
+    assert!(!marker.exists(), "the exec plugin ran");
+}
+
+/// In `kubectl edit`'s editor, vi's `:!` and nano's Execute (^T), each trying to leave a
+/// marker: the editor is rnano, which says Execute is disabled, and no marker appears.
+fn editor_escape_leaves_no_marker(term: &Tmux, marker: &std::path::Path) {
+    term.wait_for("frontend-6d8f7c9b5-x7k2p");
+    let marker = marker.display().to_string();
+    term.keys(&["Escape"]);
+    term.type_text(&format!(":!touch {marker}"));
+    term.keys(&["Enter"]);
+    term.keys(&["C-t"]);
+    let screen = term.wait_for("disabled in restricted mode");
+    assert!(screen.contains("GNU nano"), "{screen}");
+    term.type_text(&format!("touch {marker}"));
+    term.keys(&["Enter"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "the editor ran a command"
+    );
+}
+
+const EDIT: &str = "kubectl edit pod/frontend-6d8f7c9b5-x7k2p -n web";
+
+fn kubectl_edit_over_ssh_opens_an_editor_without_a_shell_escape() {
+    let fx = fixture();
+    fx.clear_home(ALICE);
+    let marker = fx.home(ALICE).join("pwned-editor");
+    let script = format!("{} '{EDIT}'; sleep 600", fx.ssh_line(ALICE, &["-tt"]));
+    let term = Tmux::start("edit-c", 100, 30, &script);
+    editor_escape_leaves_no_marker(&term, &marker);
+}
+
+fn kubectl_edit_at_the_restricted_prompt_opens_an_editor_without_a_shell_escape() {
+    let fx = fixture();
+    fx.clear_home(CARL);
+    let marker = fx.home(CARL).join("pwned-editor");
+    let script = format!("{}; sleep 600", fx.ssh_line(CARL, &["-tt"]));
+    let term = Tmux::start("edit-r", 100, 30, &script);
+    term.wait_for("rolesh>");
+    term.type_text(EDIT);
+    term.keys(&["Enter"]);
+    editor_escape_leaves_no_marker(&term, &marker);
+}
+
+/// A helm plugin the user put in helm's default plugin directory: `helm evil` does not
+/// find it (plugins come from root's directory only), over ssh and at the prompt.
+fn helm_plugins_in_the_users_home_do_not_run() {
+    let fx = fixture();
+    for user in [ALICE, CARL] {
+        fx.clear_home(user);
+        let marker = fx.home(user).join("pwned-helm");
+        users_file(
+            &fx,
+            user,
+            ".local/share/helm/plugins/evil/plugin.yaml",
+            &format!(
+                "name: evil\nversion: 0.1.0\nusage: evil\ndescription: evil\n\
+                 command: \"/usr/bin/touch {}\"\n",
+                marker.display()
+            ),
+        );
+        let shown = match user {
+            ALICE => {
+                let r = run(&mut fx.ssh(ALICE, &[], &["helm", "evil"]));
+                assert_ne!(r.code, 0, "{}", r.stdout);
+                r.stderr
+            }
+            _ => fx.restricted_typing(&["helm evil", "exit"]).1,
+        };
+        assert!(
+            shown.contains("unknown command \"evil\""),
+            "{user}: {shown}"
+        );
+        assert!(!marker.exists(), "{user}'s helm plugin ran");
+    }
+}
+
+// --- sshd passing what the loader reads ------------------------------------------------
+
+/// A shared library whose constructor leaves `$HOME/preloaded`: proof that the loader ran
+/// the user's code in the login shell (which nothing after the loader can prevent).
+fn preload_library(fx: &Fixture) -> std::path::PathBuf {
+    require(
+        "a C compiler (cc)",
+        std::path::Path::new("/usr/bin/cc").exists(),
+    );
+    let dir = fx.scratch();
+    let source = dir.join("evil.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n#include <stdlib.h>\n\
+         __attribute__((constructor)) static void evil(void) {\n\
+           char p[4096]; snprintf(p, sizeof p, \"%s/preloaded\", getenv(\"HOME\"));\n\
+           FILE *f = fopen(p, \"w\"); if (f) fclose(f);\n}\n",
+    )
+    .unwrap();
+    let library = dir.join("evil.so");
+    stdout_of_success(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&library)
+            .arg(&source),
+    );
+    library
+}
+
+/// `ssh -o SetEnv=LD_PRELOAD=evil.so bastion kubectl version` through an sshd with
+/// `AcceptEnv *`: the library runs in the login shell (as the user, outside any session),
+/// but the monitor reads the login's environment, refuses the session with one line and
+/// writes a `denied` event; no session starts.
+fn ld_preload_from_the_client_gets_the_session_refused_and_audited() {
+    let fx = fixture();
+    fx.clear_home(ALICE);
+    let library = preload_library(&fx);
+    let mark = fx.audit_mark();
+    let set_env = format!("SetEnv=LD_PRELOAD={}", library.display());
+    let r = run(&mut fx.ssh(
+        ALICE,
+        &["-o", &set_env],
+        &["kubectl", "version", "--client"],
+    ));
+    assert!(
+        fx.home(ALICE).join("preloaded").exists(),
+        "the library did not load: the test proves nothing"
+    );
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "");
+    assert_eq!(
+        r.stderr,
+        "rolesh: the bastion's sshd passes LD_PRELOAD through; ask the administrator\n"
+    );
+    let audit = fx.wait_for_audit(mark, "the denial", |es| {
+        !events_of(es, ALICE, "denied").is_empty()
+    });
+    let denied = &events_of(&audit, ALICE, "denied")[0];
+    assert_eq!(
+        denied["reason"], "loader_variable: sshd passed LD_PRELOAD to the login shell",
+        "{denied}"
+    );
+    assert_eq!(denied["reported_by"], "monitor", "{denied}");
+    assert!(events_of(&audit, ALICE, "login").is_empty(), "{audit:?}");
+    assert_no_processes_left(ALICE);
+}
+
+/// `rolesh check --sshd-config` on the fixture's sshd_config (`AcceptEnv *`): an error that
+/// names the setting and what it lets through.
+fn rolesh_check_names_the_sshd_setting_that_lets_ld_preload_through() {
+    let fx = fixture();
+    // The example configuration, which is valid: the sshd finding is the only error.
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rolesh.toml");
+    let r = run(Command::new(fx.rolesh())
+        .args(["check", "--config"])
+        .arg(&config)
+        .arg("--sshd-config")
+        .arg(fx.sshd_config()));
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let named = format!(
+        "rolesh: sshd ({}): AcceptEnv * lets LD_* through\n",
+        fx.sshd_config().display()
+    );
+    assert!(r.stderr.contains(&named), "{}", r.stderr);
+    assert_eq!(
+        r.stderr.lines().count(),
+        2,
+        "the finding and what to do: {}",
+        r.stderr
+    );
 }
 
 // --- A host that cannot confine sessions -----------------------------------------------

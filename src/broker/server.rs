@@ -20,7 +20,7 @@ use crate::config::{CertificateAuthority, Config, StsEndpoint};
 use crate::mapping::{self, ClusterView, DenialKind, Grant};
 use crate::protocol::{
     Ack, ClusterEndpoint, ErrorCode, MAX_LINE, ProcessCredentials, RecordStart, Recorded, Request,
-    SessionEvent, SessionStart, Token, Whoami, WireError,
+    SessionEvent, SessionEventKind, SessionStart, Token, Whoami, WireError,
 };
 use crate::session_id::SessionId;
 use crate::system::{self, Account};
@@ -403,6 +403,13 @@ impl Broker {
         let (e, extra) = reported
             .accepted()
             .map_err(|why| WireError::new(ErrorCode::BadRequest, why))?;
+        // A denial is the word of whoever refused: the monitor, never the user's session.
+        if e.event == SessionEventKind::Denied && reported_by != "monitor" {
+            return Err(WireError::new(
+                ErrorCode::BadRequest,
+                "only the session monitor reports denials",
+            ));
+        }
         let grant = mapping::decide(config, account, &self.hostname)
             .outcome
             .ok();

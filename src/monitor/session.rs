@@ -211,6 +211,16 @@ impl Session {
         let broker = client::socket_path(false);
         let ssh_client = login.var("SSH_CLIENT").map(str::to_string);
         crate::audit::init_monitor(&broker, &account, &id, ssh_client.as_deref());
+        match loader_variable(&login) {
+            Ok(None) => {}
+            Ok(Some(var)) => {
+                tracing::info!(target: "rolesh::audit", event = "denied",
+                    reason = %format!("loader_variable: sshd passed {var} to the login shell"));
+                let why = format!("the bastion's sshd passes {var} through; ask the administrator");
+                return Err(refuse(login, 1, why));
+            }
+            Err(e) => return Err(refuse(login, EXIT_RUNTIME, e)),
+        }
         let start = Request::SessionStart(SessionStart {
             uid: login.uid,
             login_pid: login.pid,
@@ -706,6 +716,13 @@ fn confine(
         .and_then(|()| {
             kubeconfig::prepare(id, &who.grant.clusters, owner)
                 .map_err(|e| format!("cannot write the session's kubeconfig: {e}"))
+        })
+        .and_then(|()| match confined {
+            true => {
+                tools::write_aws_config(&kubeconfig::dir(id), &crate::paths::installed_binary())
+                    .map_err(|e| format!("cannot write the session's AWS config: {e}"))
+            }
+            false => Ok(()),
         });
     if let Err(e) = made {
         live::remove(id);
@@ -713,6 +730,24 @@ fn confine(
         return Err(e);
     }
     Ok((cgroup, record))
+}
+
+/// A variable the loader or a shell reads (`crate::loader_env`) in the login shell's
+/// environment, as the kernel has it (`/proc/PID/environ`; the login's own word, its
+/// `open` request, is looked at too). An environment that cannot be read is an error.
+fn loader_variable(login: &Login) -> Result<Option<String>, String> {
+    let environ = std::fs::read(format!("/proc/{}/environ", login.pid))
+        .map_err(|e| format!("cannot read the login shell's environment: {e}"))?;
+    let found = crate::loader_env::first_in_environ(&environ).or_else(|| {
+        login
+            .open
+            .env
+            .iter()
+            .map(|(name, _)| name)
+            .find(|name| crate::loader_env::is_dangerous(name))
+            .cloned()
+    });
+    Ok(found)
 }
 
 /// Whether the session's tools run confined (`session::tools`): restricted mode, and every

@@ -17,6 +17,8 @@ word_enum! {
         Exec = "exec",
         Logout = "logout",
         Error = "error",
+        /// A session refused before it started (the monitor's alone: see the broker).
+        Denied = "denied",
     }
 }
 

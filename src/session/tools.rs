@@ -27,10 +27,14 @@ pub(crate) fn check(tool: &str, args: &[String]) -> Result<(), Refusal> {
 
 /// kubectl flags that would point it at a kubeconfig, a server or credentials of the user's
 /// choosing, or act as someone else.
-pub(crate) const KUBECTL_FLAGS: [(&str, &str); 13] = [
+pub(crate) const KUBECTL_FLAGS: [(&str, &str); 14] = [
     (
         "--kubeconfig",
         "a kubeconfig of your own can run any program as an exec plugin",
+    ),
+    (
+        "--kuberc",
+        "a preferences file of your own can turn a command into `kubectl config set-credentials`",
     ),
     (
         "--token",
@@ -194,7 +198,9 @@ fn positionals(args: &[String]) -> Vec<&str> {
 /// session (or none).
 pub(crate) fn environment(editor: &Path, session_dir: &Path) -> Vec<(String, String)> {
     let editor = editor.display().to_string();
-    let helm = |what: &str| session_dir.join("helm").join(what).display().to_string();
+    // The user's own, in the session's private /tmp (the session directory is root's in
+    // these modes); plugins come from HELM_PLUGINS, not from under these.
+    let helm = |what: &str| format!("/tmp/helm/{what}");
     [
         ("KUBE_EDITOR", editor.clone()),
         ("EDITOR", editor.clone()),
@@ -208,12 +214,47 @@ pub(crate) fn environment(editor: &Path, session_dir: &Path) -> Vec<(String, Str
         ("HELM_CONFIG_HOME", helm("config")),
         ("HELM_DATA_HOME", helm("data")),
         ("HELM_CACHE_HOME", helm("cache")),
-        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        (
+            "AWS_CONFIG_FILE",
+            session_dir.join(AWS_CONFIG).display().to_string(),
+        ),
         ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// The session's AWS config (in its kubeconfig directory, root's, read-only to the user).
+const AWS_CONFIG: &str = "aws-config";
+
+/// Writes the AWS config the confined `aws` reads: one profile whose credentials come from
+/// the broker (`rolesh credentials`, the user's own role, if the administrator exposes
+/// credentials at all), and nothing a user could point at a program of their own.
+pub(crate) fn write_aws_config(session_dir: &Path, rolesh: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(crate::system::no_follow_flag())
+        .open(session_dir.join(AWS_CONFIG))?;
+    write!(
+        file,
+        "# This session's AWS configuration, written by rolesh: credentials from the broker.\n\
+         [default]\ncredential_process = {}\n",
+        aws_config_command(rolesh)
+    )
+}
+
+/// `ROLESH credentials`, quoted for the AWS config's command line if the path needs it.
+fn aws_config_command(rolesh: &Path) -> String {
+    let path = rolesh.display().to_string();
+    match path.contains([' ', '"', '\'']) {
+        true => format!("\"{}\" credentials", path.replace('"', "\\\"")),
+        false => format!("{path} credentials"),
+    }
 }
 
 /// Where helm plugins come from in restricted mode and `ssh bastion CMD`: root's, and

@@ -384,6 +384,28 @@ impl Fixture {
         wait_with_deadline(child, Duration::from_secs(60))
     }
 
+    /// A restricted-mode login (rsecarl) typed `lines` one at a time, as a person would
+    /// (line editors discard type-ahead when they switch the terminal to raw mode), until it
+    /// ends: its exit code and what it showed.
+    pub(crate) fn restricted_typing(&self, lines: &[&str]) -> (Option<i32>, String) {
+        let mut child = self.login(CARL);
+        let mut stdin = child.stdin.take().unwrap();
+        let lines: Vec<String> = lines.iter().map(|l| format!("{l}\n")).collect();
+        // Not joined: it keeps stdin open a while after the last line, and is gone by then.
+        std::thread::spawn(move || {
+            for line in lines {
+                std::thread::sleep(Duration::from_millis(700));
+                if stdin.write_all(line.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(20));
+        });
+        let out = wait_with_deadline(child, Duration::from_secs(60));
+        let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+        (out.status.code(), text)
+    }
+
     /// `scp -O FILE USER@127.0.0.1:TARGET` with the fixture's key.
     pub(crate) fn scp(&self, file: &Path, user: &str, target: &str) -> Command {
         let mut cmd = Command::new("scp");
@@ -395,6 +417,11 @@ impl Fixture {
             .arg(file)
             .arg(format!("{user}@127.0.0.1:{target}"));
         cmd
+    }
+
+    /// The fixture sshd's configuration file (`AcceptEnv *`).
+    pub(crate) fn sshd_config(&self) -> PathBuf {
+        self.sshd.dir.join("sshd_config")
     }
 
     pub(crate) fn sshd_log(&self) -> String {

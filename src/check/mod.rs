@@ -4,8 +4,15 @@ use crate::broker::aws::Aws;
 use crate::config::{Config, ConfigSource};
 use crate::error::{EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Failure};
 use crate::paths;
+use std::path::Path;
 
-pub(crate) fn run(source: &ConfigSource, describe: bool) -> Result<u8, Failure> {
+mod sshd;
+
+pub(crate) fn run(
+    source: &ConfigSource,
+    describe: bool,
+    sshd_config: Option<&Path>,
+) -> Result<u8, Failure> {
     let loaded = match Config::load(source) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -33,6 +40,9 @@ pub(crate) fn run(source: &ConfigSource, describe: bool) -> Result<u8, Failure> 
         socket_status("monitor", &paths::monitor_socket(), "rolesh-monitor")
     );
     println!("{}", session_policy(&loaded.config));
+    if !sshd_passes_nothing_dangerous(sshd_config) {
+        return Ok(EXIT_USAGE);
+    }
     if describe {
         return describe_clusters(&loaded.config);
     }
@@ -117,6 +127,34 @@ fn socket_status(what: &str, socket: &std::path::Path, unit: &str) -> String {
             socket.display()
         )
     }
+}
+
+/// Prints what sshd passes to login shells; false when it lets a loader variable through.
+fn sshd_passes_nothing_dangerous(config: Option<&Path>) -> bool {
+    let named = config
+        .map(|c| format!(" ({})", c.display()))
+        .unwrap_or_default();
+    match sshd::check(config) {
+        sshd::Verdict::NotInstalled => println!("sshd: not installed here; nothing to check"),
+        sshd::Verdict::Unreadable(why) => {
+            println!("sshd{named}: cannot check what it passes to login shells: {why}")
+        }
+        sshd::Verdict::Clean => {
+            println!("sshd{named}: passes no loader or shell variable to login shells")
+        }
+        sshd::Verdict::LetsThrough(found) => {
+            for f in &found {
+                eprintln!("rolesh: sshd{named}: {f}");
+            }
+            eprintln!(
+                "rolesh: sshd lets variables through that run a user's code before rolesh \
+                 does anything (the dynamic loader reads them); accept only \
+                 `AcceptEnv LANG LC_* TZ` and keep `PermitUserEnvironment no`"
+            );
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether the broker answers live sessions only (`[broker] require_session`).
