@@ -59,26 +59,35 @@ fn session_check(aws: &FakeAws, dir: &Path, unchecked: &Path) {
     let _checked_broker = start_broker(aws, dir, "checked", true);
     let checked = dir.join("checked.sock");
     let _session = FakeSession::enter();
+    const ROUNDS: usize = 9;
     let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
+    for _ in 0..ROUNDS {
         // One connection each: latency per request, not the machine's parallelism.
-        without.push(throughput(unchecked, 1, Duration::from_secs(2)));
-        with.push(throughput(&checked, 1, Duration::from_secs(2)));
+        without.push(throughput(unchecked, 1, Duration::from_millis(1500)));
+        with.push(throughput(&checked, 1, Duration::from_millis(1500)));
     }
-    let mean = |r: &[Rate]| r.iter().map(|x| 1.0 / x.per_second).sum::<f64>() / r.len() as f64;
-    let cost = (mean(&with) - mean(&without)) * 1e6;
-    let p50 = |r: &[Rate]| {
-        let mut v: Vec<Duration> = r.iter().map(|x| x.p50).collect();
-        v.sort();
+    // Per round, the difference of the mean time per request; the median of those, so a
+    // round disturbed by other work on the machine does not decide.
+    let mut costs: Vec<f64> = with
+        .iter()
+        .zip(&without)
+        .map(|(w, wo)| (1.0 / w.per_second - 1.0 / wo.per_second) * 1e6)
+        .collect();
+    costs.sort_by(f64::total_cmp);
+    let median = |v: &[Rate], f: fn(&Rate) -> f64| {
+        let mut v: Vec<f64> = v.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
-        "live-session check: {:.1} µs per request (mean time per request {:.1} µs with it vs {:.1} µs without; p50 {:.3} vs {:.3} ms; 3 interleaved rounds of 2 s, one connection) (goal ≤ 50 µs)",
-        cost,
-        mean(&with) * 1e6,
-        mean(&without) * 1e6,
-        ms(p50(&with)),
-        ms(p50(&without)),
+        "live-session check: {:.1} µs per request (median over {ROUNDS} interleaved rounds of 1.5 s, one connection; rounds from {:.1} to {:.1} µs); per request {:.1} µs with it vs {:.1} µs without; p50 {:.3} vs {:.3} ms (goal ≤ 50 µs)",
+        costs[costs.len() / 2],
+        costs[0],
+        costs[costs.len() - 1],
+        median(&with, |r| 1e6 / r.per_second),
+        median(&without, |r| 1e6 / r.per_second),
+        median(&with, |r| ms(r.p50)),
+        median(&without, |r| ms(r.p50)),
     );
 }
 
@@ -108,8 +117,9 @@ impl FakeSession {
             .trim_end_matches('/')
             .to_string();
         let id = format!("{:024x}", std::process::id());
-        let parent =
-            Path::new(&mount).join(format!("{}/rolesh-sessions", own.trim_start_matches('/')));
+        // Relative to the mount: joining "/rolesh-sessions" would leave the cgroup tree.
+        let home = Path::new(&mount).join(own.trim_start_matches('/'));
+        let parent = home.join("rolesh-sessions");
         let _ = std::fs::create_dir(&parent);
         let cgroup = parent.join(&id);
         std::fs::create_dir(&cgroup).unwrap();
@@ -141,7 +151,7 @@ impl FakeSession {
         FakeSession {
             cgroup,
             record,
-            home: Path::new(&mount).join(own.trim_start_matches('/')),
+            home,
         }
     }
 }
@@ -261,7 +271,7 @@ fn request(conn: &mut BufReader<UnixStream>) {
         .unwrap();
     let mut line = String::new();
     conn.read_line(&mut line).unwrap();
-    assert!(line.starts_with("{\"token\":\"k8s-aws-v1."), "{line}");
+    assert!(line.contains("\"token\":\"k8s-aws-v1."), "{line}");
 }
 
 fn end_to_end(socket: &Path, runs: usize) {
