@@ -22,6 +22,7 @@ mod live;
 mod loader_env;
 mod monitor;
 mod paths;
+mod policy;
 mod rbac;
 mod record;
 mod redact;

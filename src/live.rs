@@ -49,6 +49,33 @@ impl LiveSession {
     }
 }
 
+/// The cgroup2 mount point in `/proc/mounts`' text (on a hybrid host it is not
+/// `/sys/fs/cgroup`).
+pub(crate) fn cgroup2_mount(mounts: &str) -> Option<&str> {
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+        (kind == "cgroup2").then_some(point)
+    })
+}
+
+/// The live session whose cgroup has the kernel's id `cgroup_id` (a cgroup v2 id is its
+/// directory's inode number), of `uid`: how the API proxy learns the session of a
+/// connection from its socket's cgroup (`system::tcp_peer`). `None` when no record's cgroup
+/// has that id, or the record is another uid's or over.
+pub(crate) fn session_with_cgroup_id(uid: u32, cgroup_id: u64) -> Option<LiveSession> {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self/mounts: the broker's unit shows it /proc's pid directories only.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let mount = PathBuf::from(cgroup2_mount(&mounts)?);
+    all().into_iter().find(|record| {
+        let dir = mount.join(record.cgroup.trim_start_matches('/'));
+        record.uid == uid
+            && record.over(SystemTime::now()).is_none()
+            && std::fs::metadata(dir).is_ok_and(|m| m.ino() == cgroup_id)
+    })
+}
+
 /// `/run/rolesh/sessions`.
 pub(crate) fn dir() -> PathBuf {
     crate::paths::run_dir().join("sessions")

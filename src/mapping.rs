@@ -181,6 +181,7 @@ fn visible_clusters(clusters: &[ClusterSettings], account: &Account) -> Vec<Clus
             region: c.region.clone(),
             default_namespace: c.default_namespace.clone(),
             namespaces: c.namespaces.clone(),
+            access: c.access,
         })
         .collect()
 }

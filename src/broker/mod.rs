@@ -8,6 +8,7 @@
 pub(crate) mod aws;
 mod cache;
 mod connections;
+mod proxy;
 mod recording;
 mod server;
 mod sessions;
@@ -71,6 +72,7 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate()).map_err(signal_failure)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
     let broker = Arc::new(Broker::new(config).await);
+    start_proxy(&broker).await.map_err(Failure::runtime)?;
     let (listener, bound) = listen(socket)?;
     let mut connections = tokio::task::JoinSet::new();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -110,7 +112,7 @@ async fn serve(
 
 /// SIGHUP: the new configuration in force, `[audit]` included, or — if it is invalid or
 /// its audit file cannot be opened — the old one kept whole.
-async fn reload(broker: &Broker, source: &ConfigSource) {
+async fn reload(broker: &Arc<Broker>, source: &ConfigSource) {
     match Config::load(source) {
         Ok(loaded) => {
             if let Err(e) = crate::audit::reload_broker(&loaded.config.audit) {
@@ -119,6 +121,9 @@ async fn reload(broker: &Broker, source: &ConfigSource) {
                 return;
             }
             broker.replace_config(loaded.config).await;
+            if let Err(e) = start_proxy(broker).await {
+                error!("{e}");
+            }
             info!("configuration reloaded");
         }
         Err(errors) => {
@@ -128,6 +133,31 @@ async fn reload(broker: &Broker, source: &ConfigSource) {
             error!("configuration reload failed; keeping the previous configuration");
         }
     }
+}
+
+/// Starts the Kubernetes API proxy if a cluster is reached through it and it does not run
+/// yet (a changed `proxy_listen` takes a restart). Its CA and listener are made before the
+/// broker answers anyone, so a session never gets an endpoint that is not there.
+async fn start_proxy(broker: &Arc<Broker>) -> Result<(), String> {
+    let config = broker.config();
+    let wanted = config
+        .clusters
+        .iter()
+        .any(|c| c.access == crate::config::ClusterRoute::Proxy);
+    if !wanted || broker.proxy_running() {
+        return Ok(());
+    }
+    let tls = proxy::load_tls(&config.broker.proxy_ca_dir, broker.hostname())
+        .map_err(|e| format!("the API proxy cannot start: {e}"))?;
+    let (proxy, listener) =
+        proxy::Proxy::bind(Arc::clone(broker), tls, config.broker.proxy_listen).await?;
+    broker.set_proxy(server::ProxyEndpoint {
+        address: proxy.address,
+        ca_data: proxy.ca_data.clone(),
+    });
+    info!(address = %proxy.address, "API proxy ready");
+    tokio::spawn(proxy.serve(listener));
+    Ok(())
 }
 
 /// The socket systemd passed, else `path` bound here (mode 0666: every user must be able

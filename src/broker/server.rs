@@ -16,7 +16,7 @@ use super::cache::{ClusterCache, CredentialCache, RoleKey, Source, TokenCache};
 use super::connections::Connections;
 use super::recording;
 use super::sessions;
-use crate::config::{CertificateAuthority, Config, StsEndpoint};
+use crate::config::{CertificateAuthority, ClusterRoute, Config, StsEndpoint};
 use crate::mapping::{self, ClusterView, DenialKind, Grant};
 use crate::protocol::{
     Ack, ClusterEndpoint, ErrorCode, MAX_LINE, ProcessCredentials, RecordStart, Recorded, Request,
@@ -35,6 +35,15 @@ pub(super) struct Broker {
     connections: Connections,
     recordings: recording::Active,
     hostname: String,
+    /// Where the API proxy listens and the CA it presents, once it runs.
+    proxy: std::sync::OnceLock<ProxyEndpoint>,
+}
+
+/// The API proxy as sessions reach it.
+#[derive(Debug, Clone)]
+pub(super) struct ProxyEndpoint {
+    pub(super) address: std::net::SocketAddr,
+    pub(super) ca_data: String,
 }
 
 /// The peer of a connection, as the kernel reports it: uid and pid (SO_PEERCRED), and a
@@ -65,7 +74,21 @@ impl Broker {
             connections: Connections::default(),
             recordings: recording::Active::default(),
             hostname: system::hostname(),
+            proxy: std::sync::OnceLock::new(),
         }
+    }
+
+    pub(super) fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    pub(super) fn proxy_running(&self) -> bool {
+        self.proxy.get().is_some()
+    }
+
+    /// The API proxy now runs at `endpoint`.
+    pub(super) fn set_proxy(&self, endpoint: ProxyEndpoint) {
+        let _ = self.proxy.set(endpoint);
     }
 
     pub(super) fn config(&self) -> Arc<Config> {
@@ -271,6 +294,17 @@ impl Broker {
             })),
             Request::Token { cluster } => {
                 let session = self.live_session(config, peer, account)?;
+                if grant
+                    .cluster(&cluster)
+                    .is_some_and(|v| v.access == ClusterRoute::Proxy)
+                {
+                    return Err(WireError::new(
+                        ErrorCode::Denied,
+                        format!(
+                            "cluster {cluster} is reached through this bastion's API proxy: its token never leaves the broker (kubectl in a rolesh session needs none)"
+                        ),
+                    ));
+                }
                 let t = self
                     .token(config, peer, account, &grant, &cluster, session.as_ref())
                     .await?;
@@ -283,7 +317,10 @@ impl Broker {
             }
             Request::Cluster { cluster } => {
                 self.live_session(config, peer, account)?;
-                let (name, info) = self.cluster(config, account, &grant, &cluster).await?;
+                let (name, info) = match grant.cluster(&cluster).map(|v| v.access) {
+                    Some(ClusterRoute::Proxy) => (cluster.clone(), self.proxied(&cluster)?),
+                    _ => self.cluster(config, account, &grant, &cluster).await?,
+                };
                 Ok(line(&ClusterEndpoint {
                     name,
                     endpoint: info.endpoint,
@@ -588,6 +625,69 @@ impl Broker {
                 .any(name)
                 .map(|info| (name.to_string(), info))
                 .ok_or(e),
+        }
+    }
+}
+
+/// What the API proxy asks of the broker: the user's grant, token and cluster, for requests
+/// that come with no `Peer` (the proxy knows the caller from the kernel's socket table).
+impl Broker {
+    /// The local endpoint of a proxied cluster and the proxy's CA.
+    fn proxied(&self, cluster: &str) -> Result<ClusterInfo, WireError> {
+        let proxy = self.proxy.get().ok_or_else(|| {
+            WireError::new(
+                ErrorCode::Unavailable,
+                format!("cluster {cluster} is reached through the API proxy, which is not running"),
+            )
+        })?;
+        Ok(ClusterInfo {
+            endpoint: super::proxy::endpoint(proxy.address, cluster),
+            ca_data: proxy.ca_data.clone(),
+        })
+    }
+
+    pub(super) fn proxy_grant(&self, config: &Config, account: &Account) -> Result<Grant, String> {
+        self.grant(config, &Peer::of(account), account)
+            .map_err(|e| e.message)
+    }
+
+    /// The user's own EKS token for `cluster`, from the token cache; it stays here.
+    pub(super) async fn proxy_token(
+        &self,
+        config: &Config,
+        account: &Account,
+        session: Option<&SessionId>,
+        grant: &Grant,
+        cluster: &str,
+    ) -> Result<String, String> {
+        self.token(config, &Peer::of(account), account, grant, cluster, session)
+            .await
+            .map(|t| t.token)
+            .map_err(|e| e.message)
+    }
+
+    /// Where the cluster really is, and its CA.
+    pub(super) async fn proxy_upstream(
+        &self,
+        config: &Config,
+        account: &Account,
+        grant: &Grant,
+        cluster: &str,
+    ) -> Result<(String, String), String> {
+        self.cluster(config, account, grant, cluster)
+            .await
+            .map(|(_, info)| (info.endpoint, info.ca_data))
+            .map_err(|e| e.message)
+    }
+}
+
+impl Peer {
+    /// A peer the kernel named by uid alone (the proxy's callers).
+    fn of(account: &Account) -> Peer {
+        Peer {
+            uid: account.uid,
+            pid: None,
+            pidfd: None,
         }
     }
 }

@@ -145,6 +145,7 @@ pub struct ClusterSettings {
     /// Who sees this cluster; `None` means every mapped user.
     pub groups: Option<Vec<String>>,
     pub namespaces: Vec<NamespaceSettings>,
+    pub access: ClusterRoute,
     pub origin: String,
 }
 
@@ -162,6 +163,29 @@ pub struct NamespaceSettings {
     pub name: String,
     /// Pods matching ANY of these are offered; empty means every pod.
     pub selectors: Vec<Selector>,
+}
+
+word_enum! {
+    /// How kubectl in a session reaches a cluster (`[[cluster]] access`).
+    pub enum ClusterRoute {
+        /// Straight to the cluster with a token the session's exec plugin gets from the
+        /// broker.
+        Direct = "direct",
+        /// Through the broker's Kubernetes API proxy, which holds the token and applies the
+        /// namespace allowlist and selectors to every request (`crate::policy`).
+        Proxy = "proxy",
+    }
+}
+
+word_enum! {
+    /// Which requests through the API proxy are audited (`[audit] api`).
+    pub enum ApiAudit {
+        /// Every request.
+        All = "all",
+        /// Changes, exec, attach and port-forward, and every refusal.
+        Writes = "writes",
+        Off = "off",
+    }
 }
 
 word_enum! {
@@ -302,6 +326,12 @@ pub struct BrokerSettings {
     /// Tokens, credentials and cluster endpoints only for processes of a live session
     /// (its cgroup, as the kernel says). `false` is for hosts that are not bastions.
     pub require_session: bool,
+    /// Where the Kubernetes API proxy listens (loopback only): one listener, a path a
+    /// cluster (`https://127.0.0.1:7443/clusters/NAME`).
+    pub proxy_listen: std::net::SocketAddr,
+    /// The proxy's CA (its key readable by the broker's user alone), kept across restarts
+    /// so that running sessions' kubeconfigs stay valid.
+    pub proxy_ca_dir: PathBuf,
 }
 
 impl Default for BrokerSettings {
@@ -313,6 +343,8 @@ impl Default for BrokerSettings {
             idle_timeout: Duration::from_secs(30),
             rate_per_uid: 200,
             require_session: true,
+            proxy_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7443)),
+            proxy_ca_dir: PathBuf::from("/var/lib/rolesh/proxy"),
         }
     }
 }
@@ -320,6 +352,8 @@ impl Default for BrokerSettings {
 /// `[audit]`.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
+    /// Which API proxy requests become `api` events.
+    pub api: ApiAudit,
     pub journald: bool,
     pub file: Option<PathBuf>,
     pub recordings_dir: PathBuf,
@@ -328,6 +362,7 @@ pub struct AuditSettings {
 impl Default for AuditSettings {
     fn default() -> Self {
         AuditSettings {
+            api: ApiAudit::Writes,
             journald: true,
             file: None,
             recordings_dir: PathBuf::from("/var/log/rolesh/sessions"),

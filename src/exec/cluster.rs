@@ -14,9 +14,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::client;
+use crate::config::ClusterRoute;
 use crate::config::Selector;
 use crate::error::{Failure, error_chain};
-use crate::protocol::{ClusterEndpoint, Request, Token};
+use crate::protocol::{ClusterEndpoint, ClusterView, Request, Token};
 
 /// Where and as whom to connect, from the broker. Holds the bearer token in a
 /// `SecretString`, which never prints it.
@@ -26,9 +27,11 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    /// Asks the broker for the cluster's endpoint and CA and for a token.
-    pub(super) fn from_broker(cluster: &str) -> Result<Connection, Failure> {
+    /// Asks the broker for the cluster's endpoint and CA and for a token; a cluster behind
+    /// the API proxy needs none (the proxy knows who connects, and holds the token).
+    pub(super) fn from_broker(view: &ClusterView) -> Result<Connection, Failure> {
         let socket = client::socket_path(false);
+        let cluster = view.name.as_str();
         let name = cluster.to_string();
         let info: ClusterEndpoint = client::call(
             &socket,
@@ -36,7 +39,13 @@ impl Connection {
                 cluster: name.clone(),
             },
         )?;
-        let token: Token = client::call(&socket, &Request::Token { cluster: name })?;
+        let token = match view.access {
+            ClusterRoute::Direct => {
+                let token: Token = client::call(&socket, &Request::Token { cluster: name })?;
+                Some(secrecy::SecretString::from(token.token))
+            }
+            ClusterRoute::Proxy => None,
+        };
         let endpoint = &info.endpoint;
         let url: http::Uri = endpoint.parse().map_err(|_| {
             Failure::runtime(format!(
@@ -45,7 +54,7 @@ impl Connection {
         })?;
         let mut config = kube::Config::new(url);
         config.root_cert = Some(ca_certificates(cluster, &info.ca_data)?);
-        config.auth_info.token = Some(secrecy::SecretString::from(token.token));
+        config.auth_info.token = token;
         Ok(Connection {
             cluster: cluster.to_string(),
             config,

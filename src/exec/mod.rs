@@ -156,7 +156,7 @@ impl Rounds<'_> {
             return Ok(None);
         };
         // Broker calls are synchronous (a Unix socket, answered at once).
-        let connection = tokio::task::block_in_place(|| Connection::from_broker(&cluster.name))?;
+        let connection = tokio::task::block_in_place(|| Connection::from_broker(cluster))?;
         let client = connection.client()?;
         let Some(namespace) = self.pick_namespace(&client, cluster).await? else {
             return Ok(None);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::live::CGROUP_PARENT;
+use crate::live::{CGROUP_PARENT, cgroup2_mount};
 use crate::session_id::SessionId;
 
 /// Where session cgroups are made.
@@ -88,14 +88,6 @@ impl Cgroups {
 }
 
 /// The mount point of the cgroup2 file system in `/proc/mounts` text.
-fn cgroup2_mount(mounts: &str) -> Option<&str> {
-    mounts.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
-        (kind == "cgroup2").then_some(point)
-    })
-}
-
 /// One session's cgroup.
 #[derive(Debug)]
 pub(super) struct SessionCgroup {

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::values::required;
-use crate::config::{AccessLevel, NamespaceSettings, SessionSettings};
+use crate::config::{AccessLevel, ClusterRoute, NamespaceSettings, SessionSettings};
 
 /// `whoami`: the account the kernel says is asking, and what the mapping grants it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +58,8 @@ pub struct ClusterView {
     pub default_namespace: Option<String>,
     /// The allowlist; empty means the cluster's RBAC alone decides.
     pub namespaces: Vec<NamespaceSettings>,
+    /// Straight to the cluster, or through the broker's proxy.
+    pub access: ClusterRoute,
 }
 
 impl ClusterView {

@@ -141,7 +141,13 @@ fn kubeconfig() -> Kubeconfig {
     }
 }
 
-/// The sealed part: clusters and exec-plugin users.
+/// What a proxied cluster's user holds instead of a credential.
+pub(crate) const PROXY_PLACEHOLDER: &str = "rolesh-proxy-no-credential";
+
+/// The sealed part: clusters and exec-plugin users. A cluster behind the API proxy has a
+/// user with no credential: the proxy knows the caller from the kernel, and the token stays
+/// in the broker. Its user has the placeholder token [`PROXY_PLACEHOLDER`], since kubectl
+/// asks for a user name and password when a user has nothing at all; the proxy drops it.
 pub(crate) fn sealed(clusters: &[SessionCluster], rolesh: &Path) -> Kubeconfig {
     let cluster = |c: &SessionCluster| NamedCluster {
         name: c.name().to_string(),
@@ -155,7 +161,9 @@ pub(crate) fn sealed(clusters: &[SessionCluster], rolesh: &Path) -> Kubeconfig {
     let user = |c: &SessionCluster| NamedAuthInfo {
         name: user_name(c.name()),
         auth_info: Some(AuthInfo {
-            exec: Some(ExecConfig {
+            token: (c.view.access == crate::config::ClusterRoute::Proxy)
+                .then(|| secrecy::SecretString::from(PROXY_PLACEHOLDER)),
+            exec: (c.view.access == crate::config::ClusterRoute::Direct).then(|| ExecConfig {
                 api_version: Some(crate::token::DEFAULT_API_VERSION.into()),
                 command: Some(rolesh.display().to_string()),
                 args: Some(vec!["token".into(), "--cluster".into(), c.name().into()]),
@@ -223,6 +231,7 @@ mod tests {
                 region: "us-east-1".into(),
                 default_namespace: Some("web".into()),
                 namespaces: vec![ns("web"), ns("jobs")],
+                access: crate::config::ClusterRoute::Direct,
             },
             endpoint: ClusterEndpoint {
                 name: "prod".into(),

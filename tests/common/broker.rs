@@ -132,11 +132,42 @@ impl BrokerProc {
     /// which sessions must be able to see (not under /tmp), and for sessions: it answers
     /// live sessions only (`require_session`, the default).
     pub fn start_stack_in(dir: tempfile::TempDir, drop_in: &str) -> BrokerProc {
+        Self::start_stack_edited(dir, drop_in, |config| config)
+    }
+
+    /// Like [`start_stack`](Self::start_stack), with the stack's clusters `proxied` reached
+    /// through the broker's API proxy (`access = "proxy"`), which listens on a port of the
+    /// kernel's choosing and keeps its CA in the broker's directory.
+    pub fn start_stack_proxied(drop_in: &str, proxied: &[&str]) -> BrokerProc {
+        let dir = super::session_visible_tempdir("rolesh-broker");
+        let ca_dir = dir.path().join("proxy-ca");
+        let broker = format!(
+            "[broker]\nproxy_listen = \"127.0.0.1:0\"\nproxy_ca_dir = \"{}\"\n",
+            ca_dir.display()
+        );
+        let drop_in = outside_sessions(&format!("{broker}{drop_in}"));
+        let proxied: Vec<String> = proxied.iter().map(|c| c.to_string()).collect();
+        Self::start_stack_edited(dir, &drop_in, move |config| {
+            proxied.iter().fold(config, |config, cluster| {
+                let name = format!("\nname = \"{cluster}\"\n");
+                config.replacen(&name, &format!("{name}access = \"proxy\"\n"), 1)
+            })
+        })
+    }
+
+    /// The stack in `dir`, its config.toml passed through `edit` before the broker starts.
+    fn start_stack_edited(
+        dir: tempfile::TempDir,
+        drop_in: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> BrokerProc {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let stack_dir = dir.path().join("stack");
         std::fs::create_dir(&stack_dir).unwrap();
         std::fs::set_permissions(&stack_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let stack = Stack::start(&stack_dir).expect("testkit stack");
+        let config = std::fs::read_to_string(stack_dir.join("config.toml")).unwrap();
+        std::fs::write(stack_dir.join("config.toml"), edit(config)).unwrap();
         std::fs::set_permissions(
             stack_dir.join("config.toml"),
             std::fs::Permissions::from_mode(0o644),

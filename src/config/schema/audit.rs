@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::super::AuditSettings;
 use super::super::tree::Node;
+use super::super::{ApiAudit, AuditSettings};
 use super::read::Reader;
 
 impl Reader {
@@ -12,6 +12,9 @@ impl Reader {
         let Some(f) = node.and_then(|n| self.table(n, "audit")) else {
             return audit;
         };
+        if let Some(api) = f.word("api", ApiAudit::parse, ApiAudit::choices) {
+            audit.api = api;
+        }
         if let Some(j) = f.bool("journald") {
             audit.journald = j;
         }

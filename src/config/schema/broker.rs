@@ -7,6 +7,24 @@ use super::super::{AwsSettings, BrokerSettings};
 use super::read::Reader;
 use super::{HOUR, MINUTE};
 
+/// `HOST:PORT` on loopback: the proxy tells its clients apart by the kernel's socket table
+/// of this host, which says nothing about a connection from another.
+fn loopback_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+        format!(
+            "`proxy_listen` must be an address and port such as \"127.0.0.1:7443\", not {text:?}"
+        )
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "`proxy_listen` must be a loopback address (127.0.0.1 or [::1]), not {}: the proxy \
+             knows who connects from this host's socket table only",
+            addr.ip()
+        ));
+    }
+    Ok(addr)
+}
+
 impl Reader {
     pub(super) fn broker(&self, node: Option<&Node>, aws: Option<&AwsSettings>) -> BrokerSettings {
         let mut broker = BrokerSettings::default();
@@ -39,6 +57,14 @@ impl Reader {
         }
         if let Some(b) = f.bool("require_session") {
             broker.require_session = b;
+        }
+        if let Some(addr) = f.string("proxy_listen")
+            && let Some(addr) = self.checked(&addr.loc, loopback_address(&addr.value))
+        {
+            broker.proxy_listen = addr;
+        }
+        if let Some(dir) = f.absolute_path("proxy_ca_dir") {
+            broker.proxy_ca_dir = dir.value.into();
         }
         broker
     }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use super::super::diag::{At, Loc};
 use super::super::tree::Node;
 use super::super::{
-    AwsSettings, CertificateAuthority, ClusterSettings, NamespaceSettings, Selector, values,
+    AwsSettings, CertificateAuthority, ClusterRoute, ClusterSettings, NamespaceSettings, Selector,
+    values,
 };
 use super::mapping::namespace_name;
 use super::read::{Fields, Reader};
@@ -77,6 +78,9 @@ impl Reader {
                 .map(|g| g.value)
                 .collect()
         });
+        let access = f
+            .word("access", ClusterRoute::parse, ClusterRoute::choices)
+            .unwrap_or(ClusterRoute::Direct);
         Some(ClusterSettings {
             name: String::new(),
             region: region?,
@@ -85,6 +89,7 @@ impl Reader {
             default_namespace: default_namespace.map(|n| n.value),
             groups,
             namespaces,
+            access,
             origin: String::new(),
         })
     }

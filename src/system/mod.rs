@@ -5,6 +5,9 @@
 //! comment); `nix` and `std` wrap the rest. SO_PEERCRED comes through tokio's
 //! `UnixStream::peer_cred`.
 
+mod sock_diag;
+pub(crate) use sock_diag::tcp_peer;
+
 use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

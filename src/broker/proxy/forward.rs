@@ -1,0 +1,576 @@
+//! One request to the cluster: the policy's decision (with the pod's labels or the
+//! cluster's discovery when it needs them), the upstream request (the client's headers but
+//! its credentials and hop-by-hop ones, the user's own token added), and the answer: passed
+//! through, filtered to the allowed pods, or — for an upgrade — spliced both ways.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Body, Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+
+use super::identity::Caller;
+use super::upstream::{BoxError, ProxyBody, Upstream};
+use super::{MAX_LIST, Proxy, Routed, filter, full, status};
+use crate::config::{ApiAudit, Config};
+use crate::policy::{self, Decision, Verb};
+
+/// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl Proxy {
+    pub(super) async fn forward(
+        &self,
+        config: &Config,
+        caller: &Caller,
+        routed: &Routed,
+        mut request: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let mut event = ApiEvent::new(caller, routed, &request);
+        let upstream = match self.upstream(config, caller, routed).await {
+            Ok(u) => u,
+            Err(e) => return event.answered(config, status(StatusCode::BAD_GATEWAY, &e)),
+        };
+        let session = caller.session.as_ref().map(|s| &s.session_id);
+        let token = match self
+            .broker
+            .proxy_token(
+                config,
+                &caller.account,
+                session,
+                &routed.grant,
+                &routed.cluster,
+            )
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => return event.answered(config, status(StatusCode::SERVICE_UNAVAILABLE, &e)),
+        };
+        let decision = match &routed.api {
+            None => Decision::Allow,
+            Some(api) => {
+                if api.namespace.is_none() && !routed.view.namespaces.is_empty() {
+                    self.discovery.learn(&upstream, &token, routed, api).await;
+                }
+                let known = |group: Option<&str>, resource: &str| {
+                    self.discovery
+                        .namespaced(&routed.cluster, group, &api.version, resource)
+                };
+                policy::decide(api, &routed.view, &known)
+            }
+        };
+        let filter = match decision {
+            Decision::Allow => None,
+            Decision::FilterPods => {
+                Some(routed.api.as_ref().is_some_and(|a| a.verb == Verb::Watch))
+            }
+            Decision::Deny(why) => {
+                event.refused = true;
+                return event.answered(config, status(StatusCode::FORBIDDEN, &why));
+            }
+            Decision::PodLabels { namespace, name } => {
+                match pod_labels(&upstream, &token, &namespace, &name).await {
+                    Ok(None) => None,
+                    Ok(Some(labels)) if policy::pod_allowed(&routed.view, &namespace, &labels) => {
+                        None
+                    }
+                    Ok(Some(_)) => {
+                        event.refused = true;
+                        let why = policy::pod_refusal(&routed.view, &namespace, &name);
+                        return event.answered(config, status(StatusCode::FORBIDDEN, &why));
+                    }
+                    Err(why) => {
+                        event.refused = true;
+                        return event.answered(config, status(StatusCode::FORBIDDEN, &why));
+                    }
+                }
+            }
+        };
+        let upgrade = is_upgrade(request.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let outgoing = match upstream_request(&upstream, routed, &token, filter.is_some(), request)
+        {
+            Ok(r) => r,
+            Err(e) => return event.answered(config, status(StatusCode::BAD_REQUEST, &e)),
+        };
+        let mut answer = match upstream.client(upgrade).request(outgoing).await {
+            Ok(a) => a,
+            Err(e) => {
+                let why = format!("cannot reach cluster {}: {e}", routed.cluster);
+                return event.answered(config, status(StatusCode::BAD_GATEWAY, &why));
+            }
+        };
+        event.status = answer.status().as_u16();
+        if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, answer.status()) {
+            let server = hyper::upgrade::on(&mut answer);
+            tokio::spawn(splice(client, server, event, config.audit.api));
+            let (parts, _) = answer.into_parts();
+            return Response::from_parts(parts, Empty::new().map_err(|n| match n {}).boxed());
+        }
+        let (mut parts, body) = answer.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let view = routed.view.clone();
+        let namespace = routed
+            .api
+            .as_ref()
+            .and_then(|a| a.namespace.clone())
+            .unwrap_or_default();
+        let allowed =
+            move |labels: &BTreeMap<String, String>| policy::pod_allowed(&view, &namespace, labels);
+        let body: ProxyBody = match filter {
+            None => body.map_err(BoxError::from).boxed(),
+            Some(true) => filtered_watch(body, allowed),
+            Some(false) if parts.status.is_success() => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                match http_body_util::Limited::new(body, MAX_LIST).collect().await {
+                    Ok(whole) => full(filter::list(&whole.to_bytes(), &allowed)),
+                    Err(e) => {
+                        return event.answered(
+                            config,
+                            status(StatusCode::BAD_GATEWAY, &format!("the pod list: {e}")),
+                        );
+                    }
+                }
+            }
+            Some(false) => body.map_err(BoxError::from).boxed(),
+        };
+        let audited = Audited {
+            inner: body,
+            event: Some((event, config.audit.api)),
+            bytes: 0,
+        };
+        Response::from_parts(parts, audited.boxed())
+    }
+
+    /// The cluster's API server (its endpoint and CA as the broker knows them).
+    async fn upstream(
+        &self,
+        config: &Config,
+        caller: &Caller,
+        routed: &Routed,
+    ) -> Result<std::sync::Arc<Upstream>, String> {
+        let (endpoint, ca_data) = self
+            .broker
+            .proxy_upstream(config, &caller.account, &routed.grant, &routed.cluster)
+            .await?;
+        self.upstreams.get(&routed.cluster, &endpoint, &ca_data)
+    }
+}
+
+/// Whether a request asks to switch protocols (exec, attach, port-forward).
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
+        && headers.contains_key(header::UPGRADE)
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The request to the cluster: the client's method, path, query and headers, without its
+/// credentials, `Host` and (unless it upgrades) hop-by-hop headers, with the user's token.
+/// A filtered answer is asked for as JSON, uncompressed.
+fn upstream_request(
+    upstream: &Upstream,
+    routed: &Routed,
+    token: &str,
+    filtered: bool,
+    request: Request<Incoming>,
+) -> Result<Request<ProxyBody>, String> {
+    let upgrade = is_upgrade(request.headers());
+    let (mut parts, body) = request.into_parts();
+    parts.uri = upstream.uri(&routed.path_and_query)?;
+    parts.version = http::Version::HTTP_11;
+    let headers = &mut parts.headers;
+    headers.remove(header::HOST);
+    headers.remove(header::AUTHORIZATION);
+    let impersonating: Vec<_> = headers
+        .keys()
+        .filter(|h| h.as_str().starts_with("impersonate-"))
+        .cloned()
+        .collect();
+    for name in impersonating {
+        headers.remove(name);
+    }
+    if !upgrade {
+        strip_hop_by_hop(headers);
+    }
+    let mut bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "the token is not a header value".to_string())?;
+    bearer.set_sensitive(true);
+    headers.insert(header::AUTHORIZATION, bearer);
+    if filtered {
+        let table = headers
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("as=Table"));
+        let accept = match table {
+            true => "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+            false => "application/json",
+        };
+        headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+        headers.remove(header::ACCEPT_ENCODING);
+    }
+    Ok(Request::from_parts(
+        parts,
+        body.map_err(BoxError::from).boxed(),
+    ))
+}
+
+/// A pod's labels (`None`: there is no such pod, and the request will say so itself). A
+/// pod the user may not read is refused: its labels decide, and they are unknown.
+async fn pod_labels(
+    upstream: &Upstream,
+    token: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, String> {
+    #[derive(Deserialize)]
+    struct Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    }
+    let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
+    let body = get_json(upstream, token, &path).await?;
+    match body {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice::<Pod>(&bytes)
+            .map(|p| Some(p.metadata.labels.unwrap_or_default()))
+            .map_err(|e| format!("cannot read the labels of pod {namespace}/{name}: {e}")),
+    }
+}
+
+/// `GET path` as JSON with `token`: the body, `None` for 404, an error otherwise.
+async fn get_json(upstream: &Upstream, token: &str, path: &str) -> Result<Option<Bytes>, String> {
+    let mut bearer =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+    bearer.set_sensitive(true);
+    let request = Request::get(upstream.uri(path)?)
+        .header(header::ACCEPT, "application/json")
+        .header(header::AUTHORIZATION, bearer)
+        .body(Empty::new().map_err(|n| match n {}).boxed())
+        .map_err(|e| e.to_string())?;
+    let answer = upstream
+        .client(false)
+        .request(request)
+        .await
+        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+    let code = answer.status();
+    if code == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let body = http_body_util::Limited::new(answer.into_body(), 4 << 20)
+        .collect()
+        .await
+        .map_err(|e| format!("the cluster's answer: {e}"))?
+        .to_bytes();
+    if !code.is_success() {
+        return Err(format!(
+            "{path}: the cluster answered {code} (the proxy must read it to apply this bastion's selectors)"
+        ));
+    }
+    Ok(Some(body))
+}
+
+/// What the proxy learned of each cluster's resources: namespaced or not, by cluster,
+/// group and version (discovery, asked once with the user's token).
+#[derive(Default)]
+pub(super) struct Discovery {
+    known: Mutex<HashMap<GroupVersion, HashMap<String, bool>>>,
+}
+
+/// A cluster, an API group (`None`: the core group) and a version.
+type GroupVersion = (String, Option<String>, String);
+
+impl Discovery {
+    fn namespaced(
+        &self,
+        cluster: &str,
+        group: Option<&str>,
+        version: &str,
+        resource: &str,
+    ) -> Option<bool> {
+        let known = self.known.lock().expect("discovery lock");
+        let key = (
+            cluster.to_string(),
+            group.map(str::to_string),
+            version.to_string(),
+        );
+        known.get(&key)?.get(resource).copied()
+    }
+
+    /// Asks the cluster's discovery for the request's group and version, once.
+    async fn learn(
+        &self,
+        upstream: &Upstream,
+        token: &str,
+        routed: &Routed,
+        api: &policy::ApiRequest,
+    ) {
+        let key = (
+            routed.cluster.clone(),
+            api.group.clone(),
+            api.version.clone(),
+        );
+        if self
+            .known
+            .lock()
+            .expect("discovery lock")
+            .contains_key(&key)
+        {
+            return;
+        }
+        #[derive(Deserialize)]
+        struct Resource {
+            name: String,
+            namespaced: bool,
+        }
+        #[derive(Deserialize)]
+        struct ResourceList {
+            resources: Vec<Resource>,
+        }
+        let path = match &api.group {
+            None => format!("/api/{}", api.version),
+            Some(g) => format!("/apis/{g}/{}", api.version),
+        };
+        let Ok(Some(body)) = get_json(upstream, token, &path).await else {
+            return;
+        };
+        let Ok(list) = serde_json::from_slice::<ResourceList>(&body) else {
+            return;
+        };
+        let resources = list
+            .resources
+            .into_iter()
+            .map(|r| (r.name, r.namespaced))
+            .collect();
+        self.known
+            .lock()
+            .expect("discovery lock")
+            .insert(key, resources);
+    }
+}
+
+/// A watch's body with only the allowed pods' events: complete lines are judged as they
+/// come; a partial line waits for its end (at most [`MAX_LIST`] bytes).
+fn filtered_watch(
+    body: Incoming,
+    allowed: impl Fn(&BTreeMap<String, String>) -> bool + Send + Sync + 'static,
+) -> ProxyBody {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(16);
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let data = match frame {
+                Ok(f) => match f.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+                Err(e) => {
+                    let _ = sender.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            pending.extend_from_slice(&data);
+            if pending.len() > MAX_LIST {
+                let _ = sender
+                    .send(Err("a watch event longer than 64 MiB".into()))
+                    .await;
+                return;
+            }
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Some(kept) = filter::event(&line, &allowed)
+                    && sender.send(Ok(Bytes::from(kept))).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    ChannelBody(receiver).boxed()
+}
+
+/// A body fed by a channel.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx).map(|m| m.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// Exec, attach or port-forward after `101 Switching Protocols`: bytes both ways until
+/// either side closes; then the audit event, with the bytes.
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    server: hyper::upgrade::OnUpgrade,
+    mut event: ApiEvent,
+    policy: ApiAudit,
+) {
+    let (Ok(client), Ok(server)) = (client.await, server.await) else {
+        return event.emit(policy, 0);
+    };
+    let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
+    let moved = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    let bytes = moved.map(|(up, down)| up + down).unwrap_or(0);
+    event.status = 101;
+    event.emit(policy, bytes);
+}
+
+/// A body passed on, counted; its request's audit event is written when it ends.
+struct Audited {
+    inner: ProxyBody,
+    event: Option<(ApiEvent, ApiAudit)>,
+    bytes: u64,
+}
+
+impl Body for Audited {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.bytes += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        if let Some((event, policy)) = self.event.take() {
+            event.emit(policy, self.bytes);
+        }
+    }
+}
+
+/// One request's `api` audit event.
+pub(super) struct ApiEvent {
+    user: String,
+    uid: u32,
+    session_id: Option<String>,
+    cluster: String,
+    verb: Option<Verb>,
+    resource: Option<String>,
+    subresource: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+    /// A non-resource request's path (`/version`).
+    path: Option<String>,
+    /// Exec's command, as the query gives it.
+    command: Option<String>,
+    status: u16,
+    refused: bool,
+    started: Instant,
+}
+
+impl ApiEvent {
+    fn new(caller: &Caller, routed: &Routed, request: &Request<Incoming>) -> ApiEvent {
+        let api = routed.api.as_ref();
+        let command = request.uri().query().map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .filter(|(k, _)| k == "command")
+                .map(|(_, v)| v.into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        ApiEvent {
+            user: caller.account.name.clone(),
+            uid: caller.account.uid,
+            session_id: caller.session.as_ref().map(|s| s.session_id.to_string()),
+            cluster: routed.cluster.clone(),
+            verb: api.map(|a| a.verb),
+            resource: api.map(|a| a.resource.clone()),
+            subresource: api.and_then(|a| a.subresource.clone()),
+            namespace: api.and_then(|a| a.namespace.clone()),
+            name: api.and_then(|a| a.name.clone()),
+            path: api.is_none().then(|| request.uri().path().to_string()),
+            command: command.filter(|c| !c.is_empty()),
+            status: 0,
+            refused: false,
+            started: Instant::now(),
+        }
+    }
+
+    /// The proxy's own answer (a refusal, an upstream failure), audited now.
+    fn answered(mut self, config: &Config, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        self.status = response.status().as_u16();
+        self.emit(config.audit.api, 0);
+        response
+    }
+
+    /// Whether `[audit] api` wants this one: `all`; `writes` (the default) is every
+    /// change, exec/attach/port-forward, and every refusal.
+    fn wanted(&self, policy: ApiAudit) -> bool {
+        match policy {
+            ApiAudit::Off => false,
+            ApiAudit::All => true,
+            ApiAudit::Writes => {
+                self.refused
+                    || self.verb.is_some_and(Verb::writes)
+                    || matches!(
+                        self.subresource.as_deref(),
+                        Some("exec" | "attach" | "portforward")
+                    )
+            }
+        }
+    }
+
+    fn emit(self, policy: ApiAudit, bytes: u64) {
+        if !self.wanted(policy) {
+            return;
+        }
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        tracing::info!(target: "rolesh::audit", event = "api", user = %self.user, uid = self.uid,
+            session_id = self.session_id.as_deref(), cluster = %self.cluster,
+            verb = self.verb.map(Verb::as_str), resource = self.resource.as_deref(),
+            subresource = self.subresource.as_deref(), namespace = self.namespace.as_deref(),
+            name = self.name.as_deref(), path = self.path.as_deref(),
+            command = self.command.as_deref(), status = self.status, duration_ms, bytes);
+    }
+}

@@ -1,0 +1,261 @@
+//! The Kubernetes API proxy (`[[cluster]] access = "proxy"`): kubectl in a session talks to
+//! `https://127.0.0.1:7443/clusters/NAME` (`[broker] proxy_listen`), a server of the
+//! broker's own, and never holds a credential EKS accepts. For each connection the proxy
+//! asks the kernel who is at the other end (`identity`); for each request it checks the
+//! session is still live, refuses `Impersonate-*`, applies the namespace allowlist and the
+//! pod selectors (`crate::policy`), signs the user's own EKS token itself (the broker's
+//! token cache) and forwards the request on a pooled connection (`upstream`), filtering pod
+//! lists and watches (`filter`) and passing upgrades (exec, attach, port-forward) through
+//! both ways. Every request is an `api` audit event (`[audit] api`).
+
+mod ca;
+mod filter;
+mod forward;
+mod identity;
+mod upstream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{info, warn};
+
+use super::server::Broker;
+use crate::config::{ApiAudit, ClusterRoute, Config};
+use crate::policy::{self, ApiRequest};
+use crate::protocol::{ClusterView, Grant};
+use forward::Discovery;
+use identity::Caller;
+use upstream::{ProxyBody, Upstreams};
+
+pub(super) use ca::{ProxyTls, load_or_create as load_tls};
+
+/// The path prefix of a cluster on the proxy's one listener.
+const CLUSTERS: &str = "/clusters/";
+/// How much of a pod list the proxy holds to filter it.
+const MAX_LIST: usize = 64 << 20;
+
+/// The proxy: the broker, the TLS identity, and what it keeps between requests.
+pub(super) struct Proxy {
+    broker: Arc<Broker>,
+    tls: tokio_rustls::TlsAcceptor,
+    /// What the kubeconfig trusts (base64 PEM of the proxy's CA).
+    pub(super) ca_data: String,
+    /// Where it listens, as bound (a configured port 0 becomes the kernel's choice).
+    pub(super) address: SocketAddr,
+    upstreams: Upstreams,
+    discovery: Discovery,
+}
+
+/// The local endpoint of `cluster` on a proxy listening at `address`.
+pub(super) fn endpoint(address: SocketAddr, cluster: &str) -> String {
+    format!("https://{address}{CLUSTERS}{cluster}")
+}
+
+impl Proxy {
+    /// Binds the listener; [`Proxy::serve`] then accepts on it.
+    pub(super) async fn bind(
+        broker: Arc<Broker>,
+        tls: ProxyTls,
+        listen: SocketAddr,
+    ) -> Result<(Arc<Proxy>, TcpListener), String> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("the API proxy cannot listen on {listen}: {e}"))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| format!("the API proxy's address: {e}"))?;
+        let proxy = Proxy {
+            broker,
+            tls: tokio_rustls::TlsAcceptor::from(tls.server),
+            ca_data: tls.ca_data,
+            address,
+            upstreams: Upstreams::default(),
+            discovery: Discovery::default(),
+        };
+        Ok((Arc::new(proxy), listener))
+    }
+
+    /// Accepts connections until the broker stops.
+    pub(super) async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    tokio::spawn(Arc::clone(&self).connection(stream, peer));
+                }
+                Err(e) => {
+                    warn!("API proxy: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// One client connection: who it is (before TLS, from the kernel), then HTTP/1.1 or
+    /// HTTP/2 with upgrades.
+    async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let require_session = self.broker.config().broker.require_session;
+        let caller = Arc::new(identity::identify(local, peer, require_session).await);
+        let Ok(tls) = self.tls.accept(stream).await else {
+            return;
+        };
+        let service = hyper::service::service_fn(move |request| {
+            let proxy = Arc::clone(&self);
+            let caller = Arc::clone(&caller);
+            async move { Ok::<_, Infallible>(proxy.handle(&caller, request).await) }
+        });
+        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(TokioIo::new(tls), service)
+            .await;
+    }
+
+    async fn handle(
+        &self,
+        caller: &Result<Caller, String>,
+        request: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let caller = match caller {
+            Ok(c) if c.still_live() => c,
+            Ok(_) => return status(StatusCode::UNAUTHORIZED, "your rolesh session has ended"),
+            Err(why) => return status(StatusCode::UNAUTHORIZED, why),
+        };
+        let config = self.broker.config();
+        match self.route(&config, caller, &request) {
+            Ok(routed) => self.forward(&config, caller, &routed, request).await,
+            Err((code, why)) => {
+                let refusal = status(code, &why);
+                audit_refusal(&config, caller, &request, &refusal, started);
+                refusal
+            }
+        }
+    }
+
+    /// The cluster, the API request and the policy's decision, or the refusal.
+    fn route(
+        &self,
+        config: &Config,
+        caller: &Caller,
+        request: &Request<Incoming>,
+    ) -> Result<Routed, (StatusCode, String)> {
+        let path = request.uri().path();
+        let Some(rest) = path.strip_prefix(CLUSTERS) else {
+            return Err((
+                StatusCode::NOT_FOUND,
+                "not a cluster of this proxy: the path starts with /clusters/NAME".into(),
+            ));
+        };
+        let (cluster, api_path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let grant = self
+            .broker
+            .proxy_grant(config, &caller.account)
+            .map_err(|e| (StatusCode::FORBIDDEN, e))?;
+        let view = grant
+            .cluster(cluster)
+            .filter(|v| v.access == ClusterRoute::Proxy)
+            .cloned()
+            .ok_or_else(|| {
+                let who = &caller.account.name;
+                let why = format!("cluster {cluster} is not served by this proxy for {who}");
+                (StatusCode::NOT_FOUND, why)
+            })?;
+        let api = policy::parse(request.method(), api_path, request.uri().query());
+        // On an API request, impersonation is refused; discovery and `/version`, which
+        // kubectl asks first, lose the headers instead (`forward`), so that the refusal
+        // kubectl shows is this one.
+        if api.is_some()
+            && let Some(name) = request
+                .headers()
+                .keys()
+                .find(|h| h.as_str().starts_with("impersonate-"))
+        {
+            let why = format!("impersonation is not allowed through this bastion (header {name})");
+            return Err((StatusCode::FORBIDDEN, why));
+        }
+        Ok(Routed {
+            cluster: cluster.to_string(),
+            path_and_query: match request.uri().query() {
+                Some(q) => format!("{api_path}?{q}"),
+                None => api_path.to_string(),
+            },
+            api,
+            view,
+            grant,
+        })
+    }
+}
+
+/// A request on its way: where it goes and what it is.
+struct Routed {
+    cluster: String,
+    /// The cluster's own path (the `/clusters/NAME` prefix taken off) and query.
+    path_and_query: String,
+    /// `None` for a non-resource path (`/version`, discovery, `/openapi`).
+    api: Option<ApiRequest>,
+    view: ClusterView,
+    grant: Grant,
+}
+
+/// A request refused before it had a cluster (no such cluster for the user, an
+/// impersonation header): an `api` event unless `[audit] api = "off"`.
+fn audit_refusal(
+    config: &Config,
+    caller: &Caller,
+    request: &Request<Incoming>,
+    refusal: &Response<ProxyBody>,
+    started: Instant,
+) {
+    if config.audit.api == ApiAudit::Off {
+        return;
+    }
+    info!(target: "rolesh::audit", event = "api", user = %caller.account.name,
+        uid = caller.account.uid,
+        session_id = caller.session.as_ref().map(|s| s.session_id.to_string()),
+        path = request.uri().path(), status = refusal.status().as_u16(),
+        duration_ms = started.elapsed().as_millis() as u64, bytes = 0u64);
+}
+
+/// A Kubernetes `Status` answer, as the API server writes its refusals.
+fn status(code: StatusCode, message: &str) -> Response<ProxyBody> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+    let reason = match code {
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::NOT_FOUND => "NotFound",
+        _ => "ServiceUnavailable",
+    };
+    let body = Status {
+        status: Some("Failure".into()),
+        message: Some(message.to_string()),
+        reason: Some(reason.into()),
+        code: Some(i32::from(code.as_u16())),
+        ..Status::default()
+    };
+    // (k8s-openapi writes `kind` and `apiVersion` itself.)
+    let mut response = Response::new(full(serde_json::to_vec(&body).unwrap_or_default()));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
