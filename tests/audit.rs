@@ -18,6 +18,7 @@ common::harness::tests!(
     root: [
         every_event_reaches_journald_and_the_json_lines_file_with_its_fields,
         forged_journal_entries_do_not_fool_rolesh_audit,
+        a_self_reported_entry_naming_another_user_is_shown_as_its_writers,
         no_secret_reaches_journald_the_json_lines_file_or_stderr,
         a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself,
         a_reload_moves_the_audit_file_and_one_that_cannot_be_opened_keeps_the_old,
@@ -360,6 +361,88 @@ fn forged_journal_entries_do_not_fool_rolesh_audit() {
     assert_eq!(shown[0]["user"], "audmallory");
     assert_eq!(shown[0]["source"], "self-reported");
     assert!(out.stderr.contains("left out"), "{}", out.stderr);
+}
+
+/// `logger --journald` as mallory, the way finding 5 of issue 16 forged it: her own uid in
+/// `ROLESH_UID`, `ROLESH_REPORTED_BY=session-direct` (what a session writes when the broker
+/// is unreachable), and someone else's name in `ROLESH_USER`.
+fn forge_as(uid: u32, fields: &str) {
+    let mut cmd = Command::new("logger");
+    cmd.arg("--journald")
+        .uid(uid)
+        .stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(fields.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn a_self_reported_entry_naming_another_user_is_shown_as_its_writers() {
+    journal::ensure_journald();
+    let mallory = TestUser::create("audmal5", &[]);
+    let _victim = TestUser::create("audvict5", &[]);
+    let marker = unique_session_id();
+    // Earlier runs' users may have had these uids: look at this run's entries only.
+    let since = format!(
+        "@{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    );
+    forge_as(
+        mallory.uid(),
+        &format!(
+            "MESSAGE=rolesh exec\nSYSLOG_IDENTIFIER=rolesh-audit\nROLESH_EVENT=exec\nROLESH_USER=audvict5\nROLESH_UID={}\nROLESH_REPORTED_BY=session-direct\nROLESH_CLUSTER=prod\nROLESH_NAMESPACE=kube-system\nROLESH_POD=etcd-0\nROLESH_COMMAND=sh\nROLESH_EXIT_CODE=0\nROLESH_SESSION_ID={marker}\n",
+            mallory.uid()
+        ),
+    );
+    journal::wait_for(&[format!("ROLESH_SESSION_ID={marker}")], |es| es.len() == 1);
+    let audit = |user: &str, json: bool| {
+        let mut cmd = rolesh();
+        cmd.args(["audit", "--user", user, "--since", &since]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let marked = |user: &str| {
+        let mut cmd = rolesh();
+        let out = run(cmd.args(["audit", "--user", user, "--since", &since]));
+        out.stdout
+            .lines()
+            .filter(|l| l.contains("kube-system/etcd-0"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+
+    // Not victim's: the entry names victim, but mallory wrote it.
+    assert_eq!(audit("audvict5", true), Vec::<String>::new());
+    assert!(marked("audvict5").is_empty(), "{:?}", marked("audvict5"));
+    // Mallory's, with the claim visible.
+    let shown = audit("audmal5", true);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let shown: Value = serde_json::from_str(&shown[0]).unwrap();
+    assert_eq!(shown["user"], "audmal5");
+    assert_eq!(shown["claimed_user"], "audvict5");
+    assert_eq!(shown["source"], "self-reported");
+    let rows = marked("audmal5");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("audmal5") && r.ends_with("[self-reported, claims audvict5]")),
+        "{rows:?}"
+    );
 }
 
 fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {
