@@ -19,6 +19,7 @@ common::harness::tests!(
         every_event_reaches_journald_and_the_json_lines_file_with_its_fields,
         forged_journal_entries_do_not_fool_rolesh_audit,
         a_self_reported_entry_naming_another_user_is_shown_as_its_writers,
+        control_characters_a_session_reports_cannot_fake_a_journal_line,
         no_secret_reaches_journald_the_json_lines_file_or_stderr,
         a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself,
         a_reload_moves_the_audit_file_and_one_that_cannot_be_opened_keeps_the_old,
@@ -443,6 +444,67 @@ fn a_self_reported_entry_naming_another_user_is_shown_as_its_writers() {
             .any(|r| r.contains("audmal5") && r.ends_with("[self-reported, claims audvict5]")),
         "{rows:?}"
     );
+}
+
+/// Finding 6 of issue 16: a command line with CR, LF and a terminal escape, reported by a
+/// session through the broker and written by a session directly, must not print a line of
+/// its own in `journalctl -o cat`, nor reach the JSON Lines file raw.
+fn control_characters_a_session_reports_cannot_fake_a_journal_line() {
+    journal::ensure_journald();
+    let eve = TestUser::create("audctl", &[]);
+    let dir = audit_dir(None);
+    let b = BrokerProc::start("", &mapping("audctl", dir.path()));
+    let sid = unique_session_id();
+    let forged = "kubectl get pods\r\nrolesh login user=root\u{1b}[2K\u{1b}[1A\u{9b}2J\u{7f}";
+    let command = format!("command={forged}");
+    session_event(&b, eve.uid(), &sid, "command", &[&command, "exit_code=0"]);
+    // The same from a session whose broker is unreachable (written to journald directly).
+    let nowhere = tempfile::tempdir().unwrap();
+    let mut cmd = rolesh();
+    cmd.args(["__event", "command", &command])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ROLESH_BROKER_SOCKET", nowhere.path().join("none.sock"))
+        .env("ROLESH_SESSION_ID", &sid)
+        .uid(eve.uid());
+    assert_eq!(run(&mut cmd).code, 0);
+    let matches = [format!("ROLESH_SESSION_ID={sid}")];
+    let found = journal::wait_for(&matches, |es| es.len() == 2);
+
+    let escaped =
+        "kubectl get pods\\r\\nrolesh login user=root\\u001b[2K\\u001b[1A\\u009b2J\\u007f";
+    for e in &found {
+        // journalctl -o json gives a field with control characters as an array of bytes:
+        // a string here means none is left.
+        assert_eq!(field(e, "ROLESH_COMMAND"), Some(escaped), "{e:?}");
+        let message = field(e, "MESSAGE").expect("a printable MESSAGE");
+        assert!(message.contains(escaped), "{message}");
+    }
+    let cat = Command::new("journalctl")
+        .args(["-o", "cat", "--no-pager"])
+        .args(&matches)
+        .output()
+        .unwrap()
+        .stdout;
+    let text = String::from_utf8_lossy(&cat);
+    assert_eq!(text.lines().count(), 2, "one line per entry: {text:?}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("rolesh login")),
+        "{text:?}"
+    );
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+
+    // The JSON Lines copy: no raw control character either, and the value intact.
+    let raw = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(!raw.chars().any(|c| c.is_control() && c != '\n'), "{raw:?}");
+    let line = jsonl(&dir.path().join("audit.jsonl"))
+        .into_iter()
+        .find(|l| l["session_id"] == sid.as_str())
+        .unwrap();
+    assert_eq!(line["command"], forged);
 }
 
 fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {

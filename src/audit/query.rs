@@ -42,7 +42,7 @@ pub(crate) fn run(query: &Query) -> Result<u8, Failure> {
     };
     for r in &records {
         if query.json {
-            println!("{}", Value::Object(r.clone()));
+            println!("{}", super::escape::json(&Value::Object(r.clone())));
         } else {
             println!("{}", table_row(r));
         }
