@@ -236,6 +236,27 @@ fn world_writable_config_is_refused() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), MINIMAL);
 }
 
+/// Finding 7 of issue 16: `rolesh check` accepted a world-writable config.d as long as it
+/// held no `*.toml`.
+#[test]
+fn an_empty_world_writable_config_d_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "config.toml", MINIMAL);
+    let drop_in_dir = dir.path().join("config.d");
+    std::fs::create_dir(&drop_in_dir).unwrap();
+    std::fs::set_permissions(&drop_in_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = run(rolesh().args(["check", "--config"]).arg(dir.path()));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "{0}: refusing config in a directory writable by group or others (mode 0777); run: chmod go-w {0}\nrolesh: 1 error in the configuration\n",
+            drop_in_dir.display()
+        )
+    );
+    assert_eq!(r.stdout, "");
+}
+
 #[test]
 fn missing_file() {
     let dir = tempfile::tempdir().unwrap();
