@@ -20,6 +20,7 @@ common::harness::tests!(
         forged_journal_entries_do_not_fool_rolesh_audit,
         a_self_reported_entry_naming_another_user_is_shown_as_its_writers,
         control_characters_a_session_reports_cannot_fake_a_journal_line,
+        a_session_flooding_events_is_cut_to_its_rate_and_the_drops_counted_once,
         no_secret_reaches_journald_the_json_lines_file_or_stderr,
         a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself,
         a_reload_moves_the_audit_file_and_one_that_cannot_be_opened_keeps_the_old,
@@ -505,6 +506,78 @@ fn control_characters_a_session_reports_cannot_fake_a_journal_line() {
         .find(|l| l["session_id"] == sid.as_str())
         .unwrap();
     assert_eq!(line["command"], forged);
+}
+
+/// Finding 8 of issue 16: one user flooded the audit file through the broker (94 MiB in
+/// 10 s). With `event_rate_per_uid = 5` (bursts of 10), a burst of 100 events from a
+/// session is cut to about that; the excess is refused and reported in one `error`
+/// event. What the session monitor (root) reports for the user is not limited.
+fn a_session_flooding_events_is_cut_to_its_rate_and_the_drops_counted_once() {
+    let eve = TestUser::create("audflood", &[]);
+    let dir = audit_dir(None);
+    let config = format!(
+        "{}event_rate_per_uid = 5\n",
+        mapping("audflood", dir.path())
+    );
+    let b = BrokerProc::start("", &config);
+    let flood: Vec<String> = (0..100)
+        .map(|i| {
+            format!(
+                r#"{{"v":1,"op":"event","fields":{{"event":"command","command":"flood {i}"}}}}"#
+            )
+        })
+        .collect();
+    let lines: Vec<&str> = flood.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let answers = b.raw(eve.uid(), &lines);
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted = answers.iter().filter(|a| a["ok"] == true).count();
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a.get("error").is_some())
+        .collect();
+    assert_eq!(accepted + refused.len(), 100, "{answers:?}");
+    let bound = 10 + (5.0 * elapsed).ceil() as usize;
+    assert!(
+        (10..=bound).contains(&accepted),
+        "{accepted} accepted in {elapsed}s"
+    );
+    assert_eq!(refused[0]["error"]["code"], "unavailable");
+    assert!(
+        refused[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("audit event rate limit: at most 5 events per second per user"),
+        "{refused:?}"
+    );
+    // The monitor speaking for the same user: not limited.
+    let uid = eve.uid();
+    let by_monitor: Vec<String> = (0..30)
+        .map(|i| format!(r#"{{"v":1,"op":"event","uid":{uid},"fields":{{"event":"login","command":"monitor {i}"}}}}"#))
+        .collect();
+    let lines: Vec<&str> = by_monitor.iter().map(String::as_str).collect();
+    let answers = b.raw(0, &lines);
+    assert!(answers.iter().all(|a| a["ok"] == true), "{answers:?}");
+
+    let records = jsonl(&dir.path().join("audit.jsonl"));
+    let written = |event: &str| {
+        records
+            .iter()
+            .filter(|r| r["event"] == event && r["user"] == "audflood")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(written("command").len(), accepted);
+    assert_eq!(written("login").len(), 30);
+    let reports = written("error");
+    assert_eq!(reports.len(), 1, "one report a minute: {reports:?}");
+    assert!(
+        reports[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("dropped 1 session event of this user: more than 5 per second"),
+        "{reports:?}"
+    );
 }
 
 fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {

@@ -330,3 +330,28 @@ fn record_input_is_a_boolean_in_session_and_overrides() {
     let ok = format!("{MINIMAL}\n[session]\nrecord = \"all\"\nrecord_input = true\n");
     assert_eq!(check(&ok).code, 0);
 }
+
+#[test]
+fn audit_limits_name_what_is_wrong() {
+    let text = format!(
+        "{MINIMAL}[audit]\nrecording_quota = \"1.5GiB\"\nmin_free = \"120%\"\nevent_rate_per_uid = 0\nexempt_groups = \"auditors\"\nrecording_qouta = \"1GiB\"\n"
+    );
+    assert_errors(
+        &text,
+        &[
+            "config.toml:7:19: invalid size \"1.5GiB\"; write it like \"1GiB\" or \"500MiB\"",
+            "config.toml:8:12: invalid share \"120%\": a whole percentage from 0% to 99%",
+            "config.toml:9:22: `audit.event_rate_per_uid` = 0 is out of range (1..=10000)",
+            "config.toml:10:17: `audit.exempt_groups` must be an array of strings, not a string",
+            "config.toml:11:1: unknown key `recording_qouta` in [audit]; did you mean `recording_quota`?",
+        ],
+    );
+    let tiny = format!("{MINIMAL}[audit]\nrecording_quota = \"100\"\nexempt_groups = [\"a b\"]\n");
+    assert_errors(
+        &tiny,
+        &[
+            "config.toml:7:19: size \"100\" is out of range: it must be between 1 KiB and 1 PiB",
+            "config.toml:8:18: invalid group name \"a b\"",
+        ],
+    );
+}

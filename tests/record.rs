@@ -25,6 +25,8 @@ common::harness::tests!(
         killing_the_session_leaves_a_recording_with_an_abnormal_end_marker,
         a_broker_that_stops_mid_session_marks_the_recording,
         a_session_that_must_be_recorded_does_not_start_without_a_recorder,
+        a_user_past_the_recording_quota_is_refused_and_told_what_is_left,
+        below_min_free_only_exempt_groups_are_recorded_and_the_trail_is_warned_once,
     ],
     plain: [replay_names_the_line_of_a_damaged_recording],
 );
@@ -32,22 +34,48 @@ common::harness::tests!(
 /// A broker running as `broker` (its own system user, like `rolesh`), recording to a
 /// directory of its own.
 fn broker_for(user: &str, broker: &TestUser, extra: &str) -> (BrokerProc, tempfile::TempDir) {
+    let dir = broker_dir(broker);
+    let config = broker_config(&[user], extra, &dir, "");
+    (BrokerProc::start_as(broker.uid(), "", &config), dir)
+}
+
+/// The directory of a broker's recordings (`sessions/`) and audit file, the broker's.
+fn broker_dir(broker: &TestUser) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::chown(dir.path(), Some(broker.uid()), None).unwrap();
-    let config = format!(
+    dir
+}
+
+/// `users` mapped and recorded (`extra` in [session]), `audit` added to [audit].
+fn broker_config(users: &[&str], extra: &str, dir: &tempfile::TempDir, audit: &str) -> String {
+    let mapped: String = users
+        .iter()
+        .map(|u| format!("{u} = \"arn:aws:iam::123456789012:role/{u}\"\n"))
+        .collect();
+    format!(
         r#"
 [mapping.users]
-{user} = "arn:aws:iam::123456789012:role/{user}"
+{mapped}
 [session]
 record = "all"
 {extra}
 [audit]
 recordings_dir = "{}/sessions"
+{audit}
 "#,
         dir.path().display()
-    );
-    (BrokerProc::start_as(broker.uid(), "", &config), dir)
+    )
+}
+
+/// The JSON Lines audit records in `path` whose `event` is `event`.
+fn audit_records(path: &Path, event: &str) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == event)
+        .collect()
 }
 
 /// `rolesh __record` as `uid`, stdin and stdout piped.
@@ -377,6 +405,169 @@ fn a_session_that_must_be_recorded_does_not_start_without_a_recorder() {
     assert!(
         stderr.contains("session recording unavailable") && stderr.contains("not a directory"),
         "{stderr}"
+    );
+}
+
+/// Finding 8 of issue 16: one user could write recordings without bound. With a quota of
+/// 8 KiB a day: the recording that crosses it gets a marker and goes on to its end (the
+/// session stays recorded); the next one is refused, saying the quota is used up and that
+/// nothing is left, as a `denied` event; another user is unaffected.
+fn a_user_past_the_recording_quota_is_refused_and_told_what_is_left() {
+    let hana = TestUser::create("recquota", &[]);
+    let ivan = TestUser::create("recquota2", &[]);
+    let broker = TestUser::create("recbrk7", &[]);
+    let dir = broker_dir(&broker);
+    let audit = format!(
+        "recording_quota = \"8KiB\"\nfile = \"{}/audit.jsonl\"",
+        dir.path().display()
+    );
+    let config = broker_config(&["recquota", "recquota2"], "", &dir, &audit);
+    let b = BrokerProc::start_as(broker.uid(), "", &config);
+    let kib_of_output = format!("o {}\\r\\n\n", "x".repeat(1000));
+
+    let first = unique_session_id();
+    let mut child = recorder(&b, hana.uid(), &first, false);
+    script(
+        &mut child,
+        &format!("{}finish 0\n", kib_of_output.repeat(3)),
+    );
+    finish(child);
+    let second = unique_session_id();
+    let mut child = recorder(&b, hana.uid(), &second, false);
+    script(
+        &mut child,
+        &format!("{}finish 0\n", kib_of_output.repeat(8)),
+    );
+    finish(child);
+    let all = lines(&cast_path(dir.path(), "recquota", &second));
+    let markers = events_of(&all, "m");
+    assert_eq!(markers.len(), 2, "{markers:?}");
+    assert!(
+        markers[0].starts_with("quota: recquota's recording quota (8 KiB a day) is used up"),
+        "{markers:?}"
+    );
+    assert_eq!(markers[1], "end: exit 0", "recorded to its end");
+    assert_eq!(events_of(&all, "o").len(), 8, "no output left out");
+
+    let third = unique_session_id();
+    let out = recorder(&b, hana.uid(), &third, false)
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("your recording quota is used up: ")
+            && stderr.contains(" of 8 KiB a day, 0 B left; recording starts again at 00:00 UTC"),
+        "{stderr}"
+    );
+    assert!(!cast_path(dir.path(), "recquota", &third).exists());
+    let trail = dir.path().join("audit.jsonl");
+    let denied = audit_records(&trail, "denied");
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["user"], "recquota");
+    assert_eq!(denied[0]["session_id"], third.as_str());
+    assert!(
+        denied[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("recording quota is used up"),
+        "{denied:?}"
+    );
+    let crossed = audit_records(&trail, "error");
+    assert_eq!(crossed.len(), 1, "{crossed:?}");
+    assert_eq!(crossed[0]["session_id"], second.as_str());
+
+    let other = unique_session_id();
+    let mut child = recorder(&b, ivan.uid(), &other, false);
+    script(&mut child, "o mine\\r\\n\nfinish 0\n");
+    finish(child);
+}
+
+/// A small tmpfs as the recordings directory, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str, owner: u32) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        stdout_of_success(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size},mode=0750,uid={owner},gid={owner}"))
+                .arg("rolesh-test")
+                .arg(at),
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+/// Finding 8 of issue 16: a full disk stopped every recorded session. Below
+/// `[audit] min_free` only members of `exempt_groups` are recorded; the others are refused
+/// (a `denied` event each), and the trail gets one warning, in journald too.
+fn below_min_free_only_exempt_groups_are_recorded_and_the_trail_is_warned_once() {
+    common::journal::ensure_journald();
+    let jo = TestUser::create("recfull", &[]);
+    let kim = TestUser::create("recexempt", &["recauditors"]);
+    let broker = TestUser::create("recbrk8", &[]);
+    let dir = broker_dir(&broker);
+    let sessions = dir.path().join("sessions");
+    let _tmpfs = Tmpfs::mount(&sessions, "1m", broker.uid());
+    std::fs::write(sessions.join("filler"), vec![0u8; 700 << 10]).unwrap();
+    let audit = format!(
+        "min_free = \"50%\"\nexempt_groups = [\"recauditors\"]\nfile = \"{}/audit.jsonl\"",
+        dir.path().display()
+    );
+    let config = broker_config(&["recfull", "recexempt"], "", &dir, &audit);
+    let from_broker = common::journal::from_process_since_now();
+    let b = BrokerProc::start_as(broker.uid(), "", &config);
+
+    for _ in 0..2 {
+        let out = recorder(&b, jo.uid(), &unique_session_id(), false)
+            .wait_with_output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("the recordings disk is almost full (")
+                && stderr.contains("free, below [audit] min_free 50%); ask the administrator"),
+            "{stderr}"
+        );
+    }
+    let id = unique_session_id();
+    let mut child = recorder(&b, kim.uid(), &id, false);
+    script(&mut child, "o exempt\\r\\n\nfinish 0\n");
+    finish(child);
+    assert_eq!(
+        events_of(&lines(&cast_path(dir.path(), "recexempt", &id)), "o"),
+        ["exempt\r\n"]
+    );
+
+    let trail = dir.path().join("audit.jsonl");
+    let denied = audit_records(&trail, "denied");
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert!(denied.iter().all(|d| d["user"] == "recfull"));
+    let warnings = audit_records(&trail, "error");
+    assert_eq!(warnings.len(), 1, "once a minute at most: {warnings:?}");
+    assert!(
+        warnings[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("below [audit] min_free 50%"),
+        "{warnings:?}"
+    );
+    let mut matches = from_broker(b.pid());
+    matches.push("ROLESH_EVENT=error".into());
+    let journal = common::journal::wait_for(&matches, |es| !es.is_empty());
+    assert_eq!(journal.len(), 1);
+    assert_eq!(
+        common::journal::field(&journal[0], "PRIORITY"),
+        Some("4"),
+        "a warning"
     );
 }
 

@@ -324,6 +324,17 @@ pub struct AuditSettings {
     pub journald: bool,
     pub file: Option<PathBuf>,
     pub recordings_dir: PathBuf,
+    /// Bytes of recordings one user may have written per day (UTC); past it, sessions
+    /// that must be recorded are refused.
+    pub recording_quota: u64,
+    /// Below this much free space on the recordings file system, new recordings are
+    /// refused (except for `exempt_groups`).
+    pub min_free: values::MinFree,
+    /// Groups whose members are recorded even below `min_free`.
+    pub exempt_groups: Vec<String>,
+    /// Session events per second one uid may report (bursts of twice that); the excess
+    /// is dropped and counted.
+    pub event_rate_per_uid: u32,
 }
 
 impl Default for AuditSettings {
@@ -332,6 +343,10 @@ impl Default for AuditSettings {
             journald: true,
             file: None,
             recordings_dir: PathBuf::from("/var/log/rolesh/sessions"),
+            recording_quota: 1 << 30,
+            min_free: values::MinFree::Percent(5),
+            exempt_groups: Vec::new(),
+            event_rate_per_uid: 10,
         }
     }
 }
