@@ -27,6 +27,7 @@ common::harness::tests!(
         a_session_that_must_be_recorded_does_not_start_without_a_recorder,
         a_user_past_the_recording_quota_is_refused_and_told_what_is_left,
         below_min_free_only_exempt_groups_are_recorded_and_the_trail_is_warned_once,
+        a_token_printed_in_a_recorded_session_is_redacted_unless_configured_otherwise,
     ],
     plain: [replay_names_the_line_of_a_damaged_recording],
 );
@@ -423,7 +424,8 @@ fn a_user_past_the_recording_quota_is_refused_and_told_what_is_left() {
     );
     let config = broker_config(&["recquota", "recquota2"], "", &dir, &audit);
     let b = BrokerProc::start_as(broker.uid(), "", &config);
-    let kib_of_output = format!("o {}\\r\\n\n", "x".repeat(1000));
+    // Words, not one run of letters: that would be redacted as secret-shaped.
+    let kib_of_output = format!("o {}\\r\\n\n", "ab cd ".repeat(170));
 
     let first = unique_session_id();
     let mut child = recorder(&b, hana.uid(), &first, false);
@@ -568,6 +570,80 @@ fn below_min_free_only_exempt_groups_are_recorded_and_the_trail_is_warned_once()
         common::journal::field(&journal[0], "PRIORITY"),
         Some("4"),
         "a warning"
+    );
+}
+
+/// Finding 9 of issue 16: a token printed inside a recorded session was stored whole. A
+/// real `rolesh token --cluster demo` answer, printed in three output events cut inside
+/// the token, is `<redacted>` in the file (no 16 bytes of it left), which stays valid
+/// asciicast (rolesh replay, asciinema cat); with `record_redact = false` it is whole.
+fn a_token_printed_in_a_recorded_session_is_redacted_unless_configured_otherwise() {
+    require_asciinema();
+    let lena = TestUser::create("recredact", &[]);
+    let max = TestUser::create("recwhole", &[]);
+    let broker = TestUser::create("recbrk9", &[]);
+    let dir = broker_dir(&broker);
+    let extra = "[[session.override]]\nusers = [\"recwhole\"]\nrecord_redact = false\n";
+    let config = broker_config(
+        &["recredact", "recwhole"],
+        extra,
+        &dir,
+        "[[cluster]]\nname = \"demo\"\n",
+    );
+    let b = BrokerProc::start_as(broker.uid(), "", &config);
+
+    let print_token = |user: &TestUser| {
+        let t = b.client(user.uid(), &["token", "--cluster", "demo"]);
+        assert_eq!(t.code, 0, "{}", t.stderr);
+        let answer = t.stdout.trim_end().to_string();
+        let token: Value = serde_json::from_str(&answer).unwrap();
+        let token = token["status"]["token"].as_str().unwrap().to_string();
+        assert!(token.starts_with("k8s-aws-v1.") && token.len() > 200);
+        let at = answer.find(&token).unwrap();
+        // The middle piece alone is 60 characters of base64: no shape a secret has.
+        let (one, two) = (at + 40, at + 100);
+        let id = unique_session_id();
+        let mut child = recorder(&b, user.uid(), &id, false);
+        script(
+            &mut child,
+            &format!(
+                "o $ rolesh token --cluster demo\\r\\n\no {}\no {}\no {}\\r\\n$ \nfinish 0\n",
+                &answer[..one],
+                &answer[one..two],
+                &answer[two..]
+            ),
+        );
+        finish(child);
+        (cast_path(dir.path(), &user.name, &id), token)
+    };
+    let token_body_in = |text: &str, token: &str| {
+        let body = &token["k8s-aws-v1.".len()..];
+        (0..body.len() - 16).any(|i| text.contains(&body[i..i + 16]))
+    };
+
+    let (path, token) = print_token(&lena);
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(!token_body_in(&file, &token), "token bytes in {file}");
+    let all = lines(&path);
+    let output = events_of(&all, "o").concat();
+    assert!(
+        output.starts_with("$ rolesh token --cluster demo\r\n{")
+            && output.contains("k8s-aws-v1.<redacted>")
+            && output.ends_with("}\r\n$ "),
+        "{output}"
+    );
+    assert_eq!(events_of(&all, "m"), ["end: exit 0"]);
+    let played = replay(&path);
+    assert_eq!(played.code, 0, "{}", played.stderr);
+    assert_eq!(played.stdout, output);
+    let cat = asciinema_cat(&path);
+    assert!(cat.contains("k8s-aws-v1.<redacted>"), "{cat:?}");
+
+    let (path, token) = print_token(&max);
+    let output = events_of(&lines(&path), "o").concat();
+    assert!(
+        output.contains(&token),
+        "record_redact = false keeps it whole"
     );
 }
 

@@ -25,6 +25,7 @@ use super::quota::Quotas;
 use crate::config::values::human_bytes;
 use crate::protocol::{ErrorCode, MAX_LINE, RecordEnd, RecordStart, Recorded, WireError};
 use crate::record::asciicast::{self, Event, Header};
+use crate::record::redact::OutputRedactor;
 use crate::system::Account;
 
 /// Recordings one uid may have open at once.
@@ -82,6 +83,8 @@ impl Active {
 pub(super) struct Options {
     /// Whether input events are kept (the session asked, and the configuration allows).
     pub(super) allow_input: bool,
+    /// `[session] record_redact` for the user: secret-shaped output becomes `<redacted>`.
+    pub(super) redact: bool,
     /// The user's recordings today, and `[audit] recording_quota`.
     pub(super) quotas: Quotas,
     pub(super) quota: u64,
@@ -97,6 +100,9 @@ pub(super) struct Recording {
     finished: bool,
     started: Instant,
     options: Options,
+    /// Output held back until no later chunk can complete a secret in it (with
+    /// `redact`).
+    redactor: Option<OutputRedactor>,
     /// The user's quota was crossed by the last write: a marker and an audit event are due.
     quota_crossed: bool,
     /// Who and which session, for the audit event of an abnormal end.
@@ -150,6 +156,7 @@ pub(super) fn create(
         bytes: 0,
         finished: false,
         started: Instant::now(),
+        redactor: options.redact.then(OutputRedactor::default),
         options,
         quota_crossed: false,
         user: account.name.clone(),
@@ -249,10 +256,49 @@ impl Recording {
         if self.bytes > MAX_BYTES {
             return Err(format!("the recording reached {} MiB", MAX_BYTES >> 20));
         }
-        self.write(&event)
-            .map_err(|e| format!("cannot write: {e}"))?;
-        self.note_quota_crossed(event.time)
+        let time = event.time;
+        self.write_redacted(event)
+            .and_then(|()| self.note_quota_crossed(time))
             .map_err(|e| format!("cannot write: {e}"))
+    }
+
+    /// Writes `event`, through the redactor when there is one: output may be held back
+    /// for a while; anything else first writes out what is held, and input is redacted
+    /// as it comes (a token pasted in one piece).
+    fn write_redacted(&mut self, mut event: Event) -> std::io::Result<()> {
+        let Some(redactor) = &mut self.redactor else {
+            return self.write(&event);
+        };
+        if event.kind == "o" {
+            let ready = redactor.push(event.time, event.data);
+            return self.write_output(ready);
+        }
+        let held = redactor.flush();
+        self.write_output(held)?;
+        if event.kind == "i" {
+            event.data = crate::redact::redact_shapes(&event.data).into_owned();
+        }
+        self.write(&event)
+    }
+
+    /// Output events the redactor let go of.
+    fn write_output(&mut self, ready: Vec<crate::record::redact::Piece>) -> std::io::Result<()> {
+        for (time, data) in ready {
+            self.write(&Event {
+                time,
+                kind: "o".into(),
+                data,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whatever the redactor still holds (before the end markers).
+    fn flush_redactor(&mut self) -> std::io::Result<()> {
+        match self.redactor.as_mut().map(OutputRedactor::flush) {
+            Some(held) => self.write_output(held),
+            None => Ok(()),
+        }
     }
 
     fn write(&mut self, event: &Event) -> std::io::Result<()> {
@@ -300,6 +346,7 @@ impl Recording {
 
     /// The end marker (`exit N`), then sync.
     fn finish_clean(&mut self, exit_code: i64) -> std::io::Result<()> {
+        self.flush_redactor()?;
         let end = self.marker(format!("end: exit {exit_code}"));
         self.write(&end)?;
         self.sync()
@@ -307,6 +354,8 @@ impl Recording {
 
     /// A visible note and an "abnormal end" marker, then sync.
     fn finish_abnormal(&mut self, reason: &str) -> std::io::Result<()> {
+        // What was held is output the session showed: it goes in, redacted.
+        let _ = self.flush_redactor();
         let mut note = self.marker(format!(
             "\r\n[rolesh: recording ended abnormally: {reason}]\r\n"
         ));

@@ -208,6 +208,8 @@ impl Broker {
         self.recording_room(&config, peer, account, start)?;
         let options = recording::Options {
             allow_input: start.record_input && grant.session.record_input,
+            // The broker's own configuration decides, never the session.
+            redact: grant.session.record_redact,
             quotas: self.quotas.clone(),
             quota: config.audit.recording_quota,
         };
