@@ -48,12 +48,18 @@ fn broker_dir(broker: &TestUser) -> tempfile::TempDir {
     dir
 }
 
-/// `users` mapped and recorded (`extra` in [session]), `audit` added to [audit].
+/// `users` mapped and recorded (`extra` in [session]), `audit` added to [audit]. Unless
+/// `audit` sets it, `min_free` is off: the recordings share the host's disk, and the
+/// default 5% would refuse them on a full machine whatever the test is about.
 fn broker_config(users: &[&str], extra: &str, dir: &tempfile::TempDir, audit: &str) -> String {
     let mapped: String = users
         .iter()
         .map(|u| format!("{u} = \"arn:aws:iam::123456789012:role/{u}\"\n"))
         .collect();
+    let min_free = match audit.contains("min_free") {
+        true => "",
+        false => "min_free = \"0%\"",
+    };
     format!(
         r#"
 [mapping.users]
@@ -63,6 +69,7 @@ record = "all"
 {extra}
 [audit]
 recordings_dir = "{}/sessions"
+{min_free}
 {audit}
 "#,
         dir.path().display()

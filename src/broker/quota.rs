@@ -49,8 +49,8 @@ struct Usage {
 }
 
 impl Quotas {
-    /// Whether `user` may start a recording under `quota`; `dir` is the user's recordings
-    /// directory, read when the broker has not counted this user today.
+    /// Whether `user` may start a recording under `quota`; `user_dir` (their recordings)
+    /// is read when the broker has not counted this user yet.
     pub(super) fn admit(&self, user_dir: &Path, user: &str, quota: u64) -> Result<(), String> {
         let today = day_of(SystemTime::now());
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());

@@ -163,10 +163,13 @@ pub(super) fn create(
         uid: account.uid,
         session_id: start.session_id.to_string(),
     };
-    recording
-        .write_line(&header.line())
-        .and_then(|()| recording.out.flush())
-        .map_err(|e| unavailable(&recording.path, e))?;
+    let header = recording.write_line(&header.line());
+    if let Err(e) = header.and_then(|()| recording.out.flush()) {
+        // Nothing to end: dropping it must not add an abnormal end to a file without a
+        // header, nor an audit event about it.
+        recording.finished = true;
+        return Err(unavailable(&recording.path, e));
+    }
     let _ = File::open(&user_dir).and_then(|d| d.sync_all());
     Ok(recording)
 }
