@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{LazyLock, Mutex};
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 /// What replaces a secret.
 pub(crate) const REDACTED: &str = "<redacted>";
@@ -64,9 +64,20 @@ pub(crate) fn register_secret(secret: &str) {
 struct Pattern {
     regex: Regex,
     replacement: &'static str,
-    /// For patterns with a candidate in group 2: whether it really is a secret.
-    check: Option<fn(&str) -> bool>,
+    /// For patterns with a candidate in a group: which, and whether it really is a secret.
+    check: Option<Check>,
 }
+
+struct Check {
+    group: usize,
+    is_secret: fn(&str) -> bool,
+}
+
+/// All the patterns in one automaton: most text matches none, and one pass over it says
+/// so (recordings put every byte a session shows through here).
+static ANY: LazyLock<RegexSet> = LazyLock::new(|| {
+    RegexSet::new(PATTERNS.iter().map(|p| p.regex.as_str())).expect("redaction patterns")
+});
 
 static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     let p = |re: &str, replacement| Pattern {
@@ -80,16 +91,27 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         p(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]+", "${1} <redacted>"),
         // Named secrets: `SecretAccessKey: …`, `"SessionToken":"…"`, `<SessionToken>…`,
         // `AWS_SECRET_ACCESS_KEY=…`, `X-Amz-Security-Token=…` (query strings), passwords.
-        p(
-            r#"(?i)((?:aws_)?secret_?access_?key|secretkey|session_?token|security[_-]?token|x-amz-signature|password|passwd|authorization|token)("?\s*[:=]\s*"?|>)([^\s"'<&,;}\]]+)"#,
-            "${1}${2}<redacted>",
-        ),
+        // (Not a value the first pattern already redacted: `"token":"k8s-aws-v1.<redacted>"`
+        // stays as it is.)
+        Pattern {
+            check: Some(Check {
+                group: 3,
+                is_secret: |value| value != "k8s-aws-v1.",
+            }),
+            ..p(
+                r#"(?i)((?:aws_)?secret_?access_?key|secretkey|session_?token|security[_-]?token|x-amz-signature|password|passwd|authorization|token)("?\s*[:=]\s*"?|>)([^\s"'<&,;}\]]+)"#,
+                "${1}${2}<redacted>",
+            )
+        },
         // Session tokens and other long opaque credentials: 100+ base64 characters.
         p(r"[A-Za-z0-9+/=_\-]{100,}", "<redacted>"),
         // A 40-character secret access key standing alone (mixed case and a digit; ARNs and
         // paths, whose runs follow ':' or '/', are left alone).
         Pattern {
-            check: Some(looks_like_secret_key),
+            check: Some(Check {
+                group: 2,
+                is_secret: looks_like_secret_key,
+            }),
             ..p(
                 r"(^|[^A-Za-z0-9+/=:._\-])([A-Za-z0-9+/]{40})($|[^A-Za-z0-9+/=._\-])",
                 "${1}<redacted>${3}",
@@ -109,12 +131,32 @@ pub(crate) fn redact(text: &str) -> Cow<'_, str> {
             }
         }
     }
+    match redact_shapes(&out) {
+        Cow::Borrowed(_) => out,
+        Cow::Owned(changed) => Cow::Owned(changed),
+    }
+}
+
+/// `text` with everything *shaped* like a secret replaced by `<redacted>`: the patterns
+/// alone, not the registered secrets (whose number grows with every token the broker
+/// signs). What session recordings get, for every byte a session shows.
+pub(crate) fn redact_shapes(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    if !ANY.is_match(text) {
+        return out;
+    }
     for pattern in PATTERNS.iter() {
         if let Some(keep) = replace(&out, pattern) {
             out = Cow::Owned(keep);
         }
     }
     out
+}
+
+/// Whether `c` can be part of a secret the patterns know (base64, base64url, the `.`
+/// of `k8s-aws-v1.`, `~` of bearer tokens): a run of these may still be growing.
+pub(crate) fn is_secret_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+/=_-.~".contains(c)
 }
 
 /// Random base64 of 30 bytes has both cases and a digit; hex digests and words do not.
@@ -129,7 +171,7 @@ fn replace(text: &str, pattern: &Pattern) -> Option<String> {
     if !pattern.regex.is_match(text) {
         return None;
     }
-    let Some(check) = pattern.check else {
+    let Some(Check { group, is_secret }) = &pattern.check else {
         return Some(
             pattern
                 .regex
@@ -141,7 +183,7 @@ fn replace(text: &str, pattern: &Pattern) -> Option<String> {
         pattern
             .regex
             .replace_all(t, |c: &regex::Captures<'_>| {
-                if check(&c[2]) {
+                if is_secret(&c[*group]) {
                     let mut out = String::new();
                     c.expand(pattern.replacement, &mut out);
                     out
@@ -188,6 +230,15 @@ mod tests {
                 assert!(!r.contains(secret), "{text} -> {r}");
             }
         }
+    }
+
+    #[test]
+    fn a_named_token_is_redacted_once() {
+        assert_eq!(
+            redact(r#"{"status":{"token":"k8s-aws-v1.aHR0cHM6Ly9zdHM"}}"#),
+            r#"{"status":{"token":"k8s-aws-v1.<redacted>"}}"#
+        );
+        assert_eq!(redact("token=abc123"), "token=<redacted>");
     }
 
     #[test]

@@ -18,6 +18,9 @@ common::harness::tests!(
     root: [
         every_event_reaches_journald_and_the_json_lines_file_with_its_fields,
         forged_journal_entries_do_not_fool_rolesh_audit,
+        a_self_reported_entry_naming_another_user_is_shown_as_its_writers,
+        control_characters_a_session_reports_cannot_fake_a_journal_line,
+        a_session_flooding_events_is_cut_to_its_rate_and_the_drops_counted_once,
         no_secret_reaches_journald_the_json_lines_file_or_stderr,
         a_session_that_cannot_reach_the_broker_logs_to_journald_as_itself,
         a_reload_moves_the_audit_file_and_one_that_cannot_be_opened_keeps_the_old,
@@ -360,6 +363,221 @@ fn forged_journal_entries_do_not_fool_rolesh_audit() {
     assert_eq!(shown[0]["user"], "audmallory");
     assert_eq!(shown[0]["source"], "self-reported");
     assert!(out.stderr.contains("left out"), "{}", out.stderr);
+}
+
+/// `logger --journald` as mallory, the way finding 5 of issue 16 forged it: her own uid in
+/// `ROLESH_UID`, `ROLESH_REPORTED_BY=session-direct` (what a session writes when the broker
+/// is unreachable), and someone else's name in `ROLESH_USER`.
+fn forge_as(uid: u32, fields: &str) {
+    let mut cmd = Command::new("logger");
+    cmd.arg("--journald")
+        .uid(uid)
+        .stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(fields.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn a_self_reported_entry_naming_another_user_is_shown_as_its_writers() {
+    journal::ensure_journald();
+    let mallory = TestUser::create("audmal5", &[]);
+    let _victim = TestUser::create("audvict5", &[]);
+    let marker = unique_session_id();
+    // Earlier runs' users may have had these uids: look at this run's entries only.
+    let since = format!(
+        "@{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    );
+    forge_as(
+        mallory.uid(),
+        &format!(
+            "MESSAGE=rolesh exec\nSYSLOG_IDENTIFIER=rolesh-audit\nROLESH_EVENT=exec\nROLESH_USER=audvict5\nROLESH_UID={}\nROLESH_REPORTED_BY=session-direct\nROLESH_CLUSTER=prod\nROLESH_NAMESPACE=kube-system\nROLESH_POD=etcd-0\nROLESH_COMMAND=sh\nROLESH_EXIT_CODE=0\nROLESH_SESSION_ID={marker}\n",
+            mallory.uid()
+        ),
+    );
+    journal::wait_for(&[format!("ROLESH_SESSION_ID={marker}")], |es| es.len() == 1);
+    let audit = |user: &str, json: bool| {
+        let mut cmd = rolesh();
+        cmd.args(["audit", "--user", user, "--since", &since]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let marked = |user: &str| {
+        let mut cmd = rolesh();
+        let out = run(cmd.args(["audit", "--user", user, "--since", &since]));
+        out.stdout
+            .lines()
+            .filter(|l| l.contains("kube-system/etcd-0"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+
+    // Not victim's: the entry names victim, but mallory wrote it.
+    assert_eq!(audit("audvict5", true), Vec::<String>::new());
+    assert!(marked("audvict5").is_empty(), "{:?}", marked("audvict5"));
+    // Mallory's, with the claim visible.
+    let shown = audit("audmal5", true);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let shown: Value = serde_json::from_str(&shown[0]).unwrap();
+    assert_eq!(shown["user"], "audmal5");
+    assert_eq!(shown["claimed_user"], "audvict5");
+    assert_eq!(shown["source"], "self-reported");
+    let rows = marked("audmal5");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("audmal5") && r.ends_with("[self-reported, claims audvict5]")),
+        "{rows:?}"
+    );
+}
+
+/// Finding 6 of issue 16: a command line with CR, LF and a terminal escape, reported by a
+/// session through the broker and written by a session directly, must not print a line of
+/// its own in `journalctl -o cat`, nor reach the JSON Lines file raw.
+fn control_characters_a_session_reports_cannot_fake_a_journal_line() {
+    journal::ensure_journald();
+    let eve = TestUser::create("audctl", &[]);
+    let dir = audit_dir(None);
+    let b = BrokerProc::start("", &mapping("audctl", dir.path()));
+    let sid = unique_session_id();
+    let forged = "kubectl get pods\r\nrolesh login user=root\u{1b}[2K\u{1b}[1A\u{9b}2J\u{7f}";
+    let command = format!("command={forged}");
+    session_event(&b, eve.uid(), &sid, "command", &[&command, "exit_code=0"]);
+    // The same from a session whose broker is unreachable (written to journald directly).
+    let nowhere = tempfile::tempdir().unwrap();
+    let mut cmd = rolesh();
+    cmd.args(["__event", "command", &command])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("ROLESH_BROKER_SOCKET", nowhere.path().join("none.sock"))
+        .env("ROLESH_SESSION_ID", &sid)
+        .uid(eve.uid());
+    assert_eq!(run(&mut cmd).code, 0);
+    let matches = [format!("ROLESH_SESSION_ID={sid}")];
+    let found = journal::wait_for(&matches, |es| es.len() == 2);
+
+    let escaped =
+        "kubectl get pods\\r\\nrolesh login user=root\\u001b[2K\\u001b[1A\\u009b2J\\u007f";
+    for e in &found {
+        // journalctl -o json gives a field with control characters as an array of bytes:
+        // a string here means none is left.
+        assert_eq!(field(e, "ROLESH_COMMAND"), Some(escaped), "{e:?}");
+        let message = field(e, "MESSAGE").expect("a printable MESSAGE");
+        assert!(message.contains(escaped), "{message}");
+    }
+    let cat = Command::new("journalctl")
+        .args(["-o", "cat", "--no-pager"])
+        .args(&matches)
+        .output()
+        .unwrap()
+        .stdout;
+    let text = String::from_utf8_lossy(&cat);
+    assert_eq!(text.lines().count(), 2, "one line per entry: {text:?}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("rolesh login")),
+        "{text:?}"
+    );
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+
+    // The JSON Lines copy: no raw control character either, and the value intact.
+    let raw = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(!raw.chars().any(|c| c.is_control() && c != '\n'), "{raw:?}");
+    let line = jsonl(&dir.path().join("audit.jsonl"))
+        .into_iter()
+        .find(|l| l["session_id"] == sid.as_str())
+        .unwrap();
+    assert_eq!(line["command"], forged);
+}
+
+/// Finding 8 of issue 16: one user flooded the audit file through the broker (94 MiB in
+/// 10 s). With `event_rate_per_uid = 5` (bursts of 10), a burst of 100 events from a
+/// session is cut to about that; the excess is refused and reported in one `error`
+/// event. What the session monitor (root) reports for the user is not limited.
+fn a_session_flooding_events_is_cut_to_its_rate_and_the_drops_counted_once() {
+    let eve = TestUser::create("audflood", &[]);
+    let dir = audit_dir(None);
+    let config = format!(
+        "{}event_rate_per_uid = 5\n",
+        mapping("audflood", dir.path())
+    );
+    let b = BrokerProc::start("", &config);
+    let flood: Vec<String> = (0..100)
+        .map(|i| {
+            format!(
+                r#"{{"v":1,"op":"event","fields":{{"event":"command","command":"flood {i}"}}}}"#
+            )
+        })
+        .collect();
+    let lines: Vec<&str> = flood.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let answers = b.raw(eve.uid(), &lines);
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted = answers.iter().filter(|a| a["ok"] == true).count();
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a.get("error").is_some())
+        .collect();
+    assert_eq!(accepted + refused.len(), 100, "{answers:?}");
+    let bound = 10 + (5.0 * elapsed).ceil() as usize;
+    assert!(
+        (10..=bound).contains(&accepted),
+        "{accepted} accepted in {elapsed}s"
+    );
+    assert_eq!(refused[0]["error"]["code"], "unavailable");
+    assert!(
+        refused[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("audit event rate limit: at most 5 events per second per user"),
+        "{refused:?}"
+    );
+    // The monitor speaking for the same user: not limited.
+    let uid = eve.uid();
+    let by_monitor: Vec<String> = (0..30)
+        .map(|i| format!(r#"{{"v":1,"op":"event","uid":{uid},"fields":{{"event":"login","command":"monitor {i}"}}}}"#))
+        .collect();
+    let lines: Vec<&str> = by_monitor.iter().map(String::as_str).collect();
+    let answers = b.raw(0, &lines);
+    assert!(answers.iter().all(|a| a["ok"] == true), "{answers:?}");
+
+    let records = jsonl(&dir.path().join("audit.jsonl"));
+    let written = |event: &str| {
+        records
+            .iter()
+            .filter(|r| r["event"] == event && r["user"] == "audflood")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(written("command").len(), accepted);
+    assert_eq!(written("login").len(), 30);
+    let reports = written("error");
+    assert_eq!(reports.len(), 1, "one report a minute: {reports:?}");
+    assert!(
+        reports[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("dropped 1 session event of this user: more than 5 per second"),
+        "{reports:?}"
+    );
 }
 
 fn no_secret_reaches_journald_the_json_lines_file_or_stderr() {

@@ -5,7 +5,9 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::broker::{BrokerProc, request_as_self};
@@ -21,6 +23,7 @@ common::harness::tests!(
         a_warm_cache_keeps_serving_while_sts_is_down,
         cold_cache_with_sts_down_fails_closed_with_exit_1,
         restart_and_invalid_reload_keep_kubectl_working,
+        a_world_writable_config_d_is_refused_at_start_and_on_reload,
         credentials_only_when_exposed_and_only_the_users_own,
         hostile_clients_are_bounded_and_others_are_unaffected,
         sigterm_drains_and_removes_the_socket,
@@ -308,6 +311,59 @@ fn restart_and_invalid_reload_keep_kubectl_working() {
     assert_eq!(
         b.client(frank.uid(), &["token", "--cluster", "demo"]).code,
         77
+    );
+}
+
+/// Finding 7 of issue 16: with a world-writable config.d, a user renamed away the drop-in
+/// that denied them, and SIGHUP put the result in force. Now the reload is refused (the
+/// old configuration stays, so the user stays denied) and the broker does not start.
+fn a_world_writable_config_d_is_refused_at_start_and_on_reload() {
+    let grace = TestUser::create("rbkgrace", &[]);
+    let deny = "[mapping]\ndeny_users = [\"root\", \"rbkgrace\"]\n";
+    let mapping = "[mapping]\n[mapping.users]\nrbkgrace = \"arn:aws:iam::123456789012:role/grace\"\n[[cluster]]\nname = \"demo\"\n";
+    let b = BrokerProc::start_from_dir(mapping, &[("90-deny.toml", deny)]);
+    assert_eq!(
+        b.client(grace.uid(), &["token", "--cluster", "demo"]).code,
+        77
+    );
+
+    let drop_in_dir = b.config_path().join("config.d");
+    std::fs::set_permissions(&drop_in_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut mv = std::process::Command::new("mv");
+    mv.arg(drop_in_dir.join("90-deny.toml"))
+        .arg(drop_in_dir.join(".90-deny.toml.bak"))
+        .uid(grace.uid());
+    assert_eq!(run(&mut mv).code, 0, "the user renames the drop-in away");
+    b.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(|| {
+        b.log()
+            .contains("configuration reload failed; keeping the previous configuration")
+    });
+    let why = format!(
+        "{0}: refusing config in a directory writable by group or others (mode 0777); run: chmod go-w {0}",
+        drop_in_dir.display()
+    );
+    assert!(b.log().contains(&why), "{}", b.log());
+    assert_eq!(
+        b.client(grace.uid(), &["token", "--cluster", "demo"]).code,
+        77,
+        "still denied"
+    );
+
+    // A broker that starts with it does not start.
+    let mut start = rolesh();
+    start
+        .args(["broker", "--config"])
+        .arg(b.config_path())
+        .arg("--socket")
+        .arg(b.dir.path().join("second.sock"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    let r = run(&mut start);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!("{why}\nrolesh: the broker cannot start with an invalid configuration\n")
     );
 }
 

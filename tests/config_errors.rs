@@ -236,6 +236,27 @@ fn world_writable_config_is_refused() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), MINIMAL);
 }
 
+/// Finding 7 of issue 16: `rolesh check` accepted a world-writable config.d as long as it
+/// held no `*.toml`.
+#[test]
+fn an_empty_world_writable_config_d_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "config.toml", MINIMAL);
+    let drop_in_dir = dir.path().join("config.d");
+    std::fs::create_dir(&drop_in_dir).unwrap();
+    std::fs::set_permissions(&drop_in_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = run(rolesh().args(["check", "--config"]).arg(dir.path()));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "{0}: refusing config in a directory writable by group or others (mode 0777); run: chmod go-w {0}\nrolesh: 1 error in the configuration\n",
+            drop_in_dir.display()
+        )
+    );
+    assert_eq!(r.stdout, "");
+}
+
 #[test]
 fn missing_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -308,4 +329,29 @@ fn record_input_is_a_boolean_in_session_and_overrides() {
     );
     let ok = format!("{MINIMAL}\n[session]\nrecord = \"all\"\nrecord_input = true\n");
     assert_eq!(check(&ok).code, 0);
+}
+
+#[test]
+fn audit_limits_name_what_is_wrong() {
+    let text = format!(
+        "{MINIMAL}[audit]\nrecording_quota = \"1.5GiB\"\nmin_free = \"120%\"\nevent_rate_per_uid = 0\nexempt_groups = \"auditors\"\nrecording_qouta = \"1GiB\"\n"
+    );
+    assert_errors(
+        &text,
+        &[
+            "config.toml:7:19: invalid size \"1.5GiB\"; write it like \"1GiB\" or \"500MiB\"",
+            "config.toml:8:12: invalid share \"120%\": a whole percentage from 0% to 99%",
+            "config.toml:9:22: `audit.event_rate_per_uid` = 0 is out of range (1..=10000)",
+            "config.toml:10:17: `audit.exempt_groups` must be an array of strings, not a string",
+            "config.toml:11:1: unknown key `recording_qouta` in [audit]; did you mean `recording_quota`?",
+        ],
+    );
+    let tiny = format!("{MINIMAL}[audit]\nrecording_quota = \"100\"\nexempt_groups = [\"a b\"]\n");
+    assert_errors(
+        &tiny,
+        &[
+            "config.toml:7:19: size \"100\" is out of range: it must be between 1 KiB and 1 PiB",
+            "config.toml:8:18: invalid group name \"a b\"",
+        ],
+    );
 }

@@ -11,6 +11,8 @@ common::harness::tests!(
     root: [
         system_config_must_be_owned_by_root,
         system_config_in_a_group_writable_directory_is_refused,
+        an_empty_world_writable_config_d_is_refused,
+        every_directory_up_to_the_root_is_checked,
     ],
     plain: [
         drop_ins_apply_in_lexical_order_scalars_override_tables_append,
@@ -142,9 +144,98 @@ fn system_config_in_a_group_writable_directory_is_refused() {
     assert_eq!(
         err,
         format!(
-            "{}: refusing config in a directory not owned by root or writable by group or others",
+            "{0}: refusing config in a directory writable by group or others (mode 0775); run: chmod go-w {0}",
             drop_in_dir.display()
         )
+    );
+}
+
+/// Finding 7 of issue 16: a world-writable config.d was accepted when it held no
+/// `*.toml`, so a user could rename away the drop-in that denied them. Sticky or not:
+/// anyone could add a drop-in of their own to a sticky config.d.
+fn an_empty_world_writable_config_d_is_refused() {
+    for mode in [0o777, 0o1777] {
+        let dir = dir_with_drop_ins(&[]);
+        let drop_in_dir = dir.path().join("config.d");
+        std::fs::create_dir(&drop_in_dir).unwrap();
+        std::fs::set_permissions(&drop_in_dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let want = format!(
+            "{0}: refusing config in a directory writable by group or others (mode {mode:04o}); run: chmod go-w {0}",
+            drop_in_dir.display()
+        );
+        let strict = Config::load_strict(dir.path()).unwrap_err().to_string();
+        assert_eq!(strict, want);
+        let flag = Config::load(&ConfigSource::Path(dir.path().to_path_buf()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(flag, want, "--config too");
+    }
+}
+
+/// As sshd's StrictModes: every directory from the config's up to `/` is root's and not
+/// writable by group or others; a root-owned sticky one (/tmp, /var/tmp) may be
+/// world-writable above the config's own directories.
+fn every_directory_up_to_the_root_is_checked() {
+    // /var/tmp (root, 1777, sticky) → top (root, 0755) → middle → config dir (root, 0755).
+    let top = tempfile::Builder::new()
+        .prefix("rolesh-dirs")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let middle = top.path().join("middle");
+    let config_dir = middle.join("rolesh");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    for d in [&middle, &config_dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    write_config(&config_dir, "config.toml", MAIN);
+    Config::load_strict(&config_dir).expect("root's directories under the sticky /var/tmp");
+
+    // Group-writable on the way: anyone in the group could rename `rolesh` away.
+    std::fs::set_permissions(&middle, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let err = Config::load_strict(&config_dir).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{0}: refusing config in a directory writable by group or others (mode 0775); run: chmod go-w {0}",
+            middle.display()
+        )
+    );
+    let file = config_dir.join("config.toml");
+    assert!(
+        Config::load(&ConfigSource::Path(file.clone())).is_err(),
+        "--config FILE checks the directories above it too"
+    );
+    // Sticky, but not root's: its owner may rename what is in it.
+    std::fs::set_permissions(&middle, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    chown(&middle, Some(65534), None).unwrap();
+    let err = Config::load_strict(&config_dir).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: refusing config in a directory writable by group or others (mode 1777)",
+            middle.display()
+        )),
+        "{err}"
+    );
+
+    // Not root's, not writable by others: an error for the system config, a warning with
+    // --config.
+    std::fs::set_permissions(&middle, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = Config::load_strict(&config_dir).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{0}: refusing config in a directory owned by uid 65534, not root; run: chown root {0}",
+            middle.display()
+        )
+    );
+    let loaded = Config::load(&ConfigSource::Path(file)).unwrap();
+    assert_eq!(
+        loaded.warnings,
+        [format!(
+            "warning: {0}: config in a directory owned by uid 65534, not root; run: chown root {0} (the broker and login shell refuse it)",
+            middle.display()
+        )]
     );
 }
 

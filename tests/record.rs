@@ -25,6 +25,9 @@ common::harness::tests!(
         killing_the_session_leaves_a_recording_with_an_abnormal_end_marker,
         a_broker_that_stops_mid_session_marks_the_recording,
         a_session_that_must_be_recorded_does_not_start_without_a_recorder,
+        a_user_past_the_recording_quota_is_refused_and_told_what_is_left,
+        below_min_free_only_exempt_groups_are_recorded_and_the_trail_is_warned_once,
+        a_token_printed_in_a_recorded_session_is_redacted_unless_configured_otherwise,
     ],
     plain: [replay_names_the_line_of_a_damaged_recording],
 );
@@ -32,22 +35,55 @@ common::harness::tests!(
 /// A broker running as `broker` (its own system user, like `rolesh`), recording to a
 /// directory of its own.
 fn broker_for(user: &str, broker: &TestUser, extra: &str) -> (BrokerProc, tempfile::TempDir) {
+    let dir = broker_dir(broker);
+    let config = broker_config(&[user], extra, &dir, "");
+    (BrokerProc::start_as(broker.uid(), "", &config), dir)
+}
+
+/// The directory of a broker's recordings (`sessions/`) and audit file, the broker's.
+fn broker_dir(broker: &TestUser) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::chown(dir.path(), Some(broker.uid()), None).unwrap();
-    let config = format!(
+    dir
+}
+
+/// `users` mapped and recorded (`extra` in [session]), `audit` added to [audit]. Unless
+/// `audit` sets it, `min_free` is off: the recordings share the host's disk, and the
+/// default 5% would refuse them on a full machine whatever the test is about.
+fn broker_config(users: &[&str], extra: &str, dir: &tempfile::TempDir, audit: &str) -> String {
+    let mapped: String = users
+        .iter()
+        .map(|u| format!("{u} = \"arn:aws:iam::123456789012:role/{u}\"\n"))
+        .collect();
+    let min_free = match audit.contains("min_free") {
+        true => "",
+        false => "min_free = \"0%\"",
+    };
+    format!(
         r#"
 [mapping.users]
-{user} = "arn:aws:iam::123456789012:role/{user}"
+{mapped}
 [session]
 record = "all"
 {extra}
 [audit]
 recordings_dir = "{}/sessions"
+{min_free}
+{audit}
 "#,
         dir.path().display()
-    );
-    (BrokerProc::start_as(broker.uid(), "", &config), dir)
+    )
+}
+
+/// The JSON Lines audit records in `path` whose `event` is `event`.
+fn audit_records(path: &Path, event: &str) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["event"] == event)
+        .collect()
 }
 
 /// `rolesh __record` as `uid`, stdin and stdout piped.
@@ -377,6 +413,244 @@ fn a_session_that_must_be_recorded_does_not_start_without_a_recorder() {
     assert!(
         stderr.contains("session recording unavailable") && stderr.contains("not a directory"),
         "{stderr}"
+    );
+}
+
+/// Finding 8 of issue 16: one user could write recordings without bound. With a quota of
+/// 8 KiB a day: the recording that crosses it gets a marker and goes on to its end (the
+/// session stays recorded); the next one is refused, saying the quota is used up and that
+/// nothing is left, as a `denied` event; another user is unaffected.
+fn a_user_past_the_recording_quota_is_refused_and_told_what_is_left() {
+    let hana = TestUser::create("recquota", &[]);
+    let ivan = TestUser::create("recquota2", &[]);
+    let broker = TestUser::create("recbrk7", &[]);
+    let dir = broker_dir(&broker);
+    let audit = format!(
+        "recording_quota = \"8KiB\"\nfile = \"{}/audit.jsonl\"",
+        dir.path().display()
+    );
+    let config = broker_config(&["recquota", "recquota2"], "", &dir, &audit);
+    let b = BrokerProc::start_as(broker.uid(), "", &config);
+    // Words, not one run of letters: that would be redacted as secret-shaped.
+    let kib_of_output = format!("o {}\\r\\n\n", "ab cd ".repeat(170));
+
+    let first = unique_session_id();
+    let mut child = recorder(&b, hana.uid(), &first, false);
+    script(
+        &mut child,
+        &format!("{}finish 0\n", kib_of_output.repeat(3)),
+    );
+    finish(child);
+    let second = unique_session_id();
+    let mut child = recorder(&b, hana.uid(), &second, false);
+    script(
+        &mut child,
+        &format!("{}finish 0\n", kib_of_output.repeat(8)),
+    );
+    finish(child);
+    let all = lines(&cast_path(dir.path(), "recquota", &second));
+    let markers = events_of(&all, "m");
+    assert_eq!(markers.len(), 2, "{markers:?}");
+    assert!(
+        markers[0].starts_with("quota: recquota's recording quota (8 KiB a day) is used up"),
+        "{markers:?}"
+    );
+    assert_eq!(markers[1], "end: exit 0", "recorded to its end");
+    assert_eq!(events_of(&all, "o").len(), 8, "no output left out");
+
+    let third = unique_session_id();
+    let out = recorder(&b, hana.uid(), &third, false)
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("your recording quota is used up: ")
+            && stderr.contains(" of 8 KiB a day, 0 B left; recording starts again at 00:00 UTC"),
+        "{stderr}"
+    );
+    assert!(!cast_path(dir.path(), "recquota", &third).exists());
+    let trail = dir.path().join("audit.jsonl");
+    let denied = audit_records(&trail, "denied");
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["user"], "recquota");
+    assert_eq!(denied[0]["session_id"], third.as_str());
+    assert!(
+        denied[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("recording quota is used up"),
+        "{denied:?}"
+    );
+    let crossed = audit_records(&trail, "error");
+    assert_eq!(crossed.len(), 1, "{crossed:?}");
+    assert_eq!(crossed[0]["session_id"], second.as_str());
+
+    let other = unique_session_id();
+    let mut child = recorder(&b, ivan.uid(), &other, false);
+    script(&mut child, "o mine\\r\\n\nfinish 0\n");
+    finish(child);
+}
+
+/// A small tmpfs as the recordings directory, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str, owner: u32) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        stdout_of_success(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={size},mode=0750,uid={owner},gid={owner}"))
+                .arg("rolesh-test")
+                .arg(at),
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+/// Finding 8 of issue 16: a full disk stopped every recorded session. Below
+/// `[audit] min_free` only members of `exempt_groups` are recorded; the others are refused
+/// (a `denied` event each), and the trail gets one warning, in journald too.
+fn below_min_free_only_exempt_groups_are_recorded_and_the_trail_is_warned_once() {
+    common::journal::ensure_journald();
+    let jo = TestUser::create("recfull", &[]);
+    let kim = TestUser::create("recexempt", &["recauditors"]);
+    let broker = TestUser::create("recbrk8", &[]);
+    let dir = broker_dir(&broker);
+    let sessions = dir.path().join("sessions");
+    let _tmpfs = Tmpfs::mount(&sessions, "1m", broker.uid());
+    std::fs::write(sessions.join("filler"), vec![0u8; 700 << 10]).unwrap();
+    let audit = format!(
+        "min_free = \"50%\"\nexempt_groups = [\"recauditors\"]\nfile = \"{}/audit.jsonl\"",
+        dir.path().display()
+    );
+    let config = broker_config(&["recfull", "recexempt"], "", &dir, &audit);
+    let from_broker = common::journal::from_process_since_now();
+    let b = BrokerProc::start_as(broker.uid(), "", &config);
+
+    for _ in 0..2 {
+        let out = recorder(&b, jo.uid(), &unique_session_id(), false)
+            .wait_with_output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("the recordings disk is almost full (")
+                && stderr.contains("free, below [audit] min_free 50%); ask the administrator"),
+            "{stderr}"
+        );
+    }
+    let id = unique_session_id();
+    let mut child = recorder(&b, kim.uid(), &id, false);
+    script(&mut child, "o exempt\\r\\n\nfinish 0\n");
+    finish(child);
+    assert_eq!(
+        events_of(&lines(&cast_path(dir.path(), "recexempt", &id)), "o"),
+        ["exempt\r\n"]
+    );
+
+    let trail = dir.path().join("audit.jsonl");
+    let denied = audit_records(&trail, "denied");
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert!(denied.iter().all(|d| d["user"] == "recfull"));
+    let warnings = audit_records(&trail, "error");
+    assert_eq!(warnings.len(), 1, "once a minute at most: {warnings:?}");
+    assert!(
+        warnings[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("below [audit] min_free 50%"),
+        "{warnings:?}"
+    );
+    let mut matches = from_broker(b.pid());
+    matches.push("ROLESH_EVENT=error".into());
+    let journal = common::journal::wait_for(&matches, |es| !es.is_empty());
+    assert_eq!(journal.len(), 1);
+    assert_eq!(
+        common::journal::field(&journal[0], "PRIORITY"),
+        Some("4"),
+        "a warning"
+    );
+}
+
+/// Finding 9 of issue 16: a token printed inside a recorded session was stored whole. A
+/// real `rolesh token --cluster demo` answer, printed in three output events cut inside
+/// the token, is `<redacted>` in the file (no 16 bytes of it left), which stays valid
+/// asciicast (rolesh replay, asciinema cat); with `record_redact = false` it is whole.
+fn a_token_printed_in_a_recorded_session_is_redacted_unless_configured_otherwise() {
+    require_asciinema();
+    let lena = TestUser::create("recredact", &[]);
+    let max = TestUser::create("recwhole", &[]);
+    let broker = TestUser::create("recbrk9", &[]);
+    let dir = broker_dir(&broker);
+    let extra = "[[session.override]]\nusers = [\"recwhole\"]\nrecord_redact = false\n";
+    let config = broker_config(
+        &["recredact", "recwhole"],
+        extra,
+        &dir,
+        "[[cluster]]\nname = \"demo\"\n",
+    );
+    let b = BrokerProc::start_as(broker.uid(), "", &config);
+
+    let print_token = |user: &TestUser| {
+        let t = b.client(user.uid(), &["token", "--cluster", "demo"]);
+        assert_eq!(t.code, 0, "{}", t.stderr);
+        let answer = t.stdout.trim_end().to_string();
+        let token: Value = serde_json::from_str(&answer).unwrap();
+        let token = token["status"]["token"].as_str().unwrap().to_string();
+        assert!(token.starts_with("k8s-aws-v1.") && token.len() > 200);
+        let at = answer.find(&token).unwrap();
+        // The middle piece alone is 60 characters of base64: no shape a secret has.
+        let (one, two) = (at + 40, at + 100);
+        let id = unique_session_id();
+        let mut child = recorder(&b, user.uid(), &id, false);
+        script(
+            &mut child,
+            &format!(
+                "o $ rolesh token --cluster demo\\r\\n\no {}\no {}\no {}\\r\\n$ \nfinish 0\n",
+                &answer[..one],
+                &answer[one..two],
+                &answer[two..]
+            ),
+        );
+        finish(child);
+        (cast_path(dir.path(), &user.name, &id), token)
+    };
+    let token_body_in = |text: &str, token: &str| {
+        let body = &token["k8s-aws-v1.".len()..];
+        (0..body.len() - 16).any(|i| text.contains(&body[i..i + 16]))
+    };
+
+    let (path, token) = print_token(&lena);
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(!token_body_in(&file, &token), "token bytes in {file}");
+    let all = lines(&path);
+    let output = events_of(&all, "o").concat();
+    assert!(
+        output.starts_with("$ rolesh token --cluster demo\r\n{")
+            && output.contains("k8s-aws-v1.<redacted>")
+            && output.ends_with("}\r\n$ "),
+        "{output}"
+    );
+    assert_eq!(events_of(&all, "m"), ["end: exit 0"]);
+    let played = replay(&path);
+    assert_eq!(played.code, 0, "{}", played.stderr);
+    assert_eq!(played.stdout, output);
+    let cat = asciinema_cat(&path);
+    assert!(cat.contains("k8s-aws-v1.<redacted>"), "{cat:?}");
+
+    let (path, token) = print_token(&max);
+    let output = events_of(&lines(&path), "o").concat();
+    assert!(
+        output.contains(&token),
+        "record_redact = false keeps it whole"
     );
 }
 

@@ -18,6 +18,7 @@
 //!
 //! Every value passes [`crate::redact::clean`] (redacted, capped) first.
 
+pub(crate) mod escape;
 pub(crate) mod journald;
 pub(crate) mod query;
 
@@ -105,23 +106,31 @@ impl AuditEntry {
         parts.join(" ")
     }
 
-    /// The journald entry: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER and `ROLESH_*` fields.
+    /// The journald entry: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER and `ROLESH_*` fields,
+    /// control characters escaped in MESSAGE and every value (see [`escape`]).
     pub(crate) fn journald_fields(&self) -> Vec<(String, String)> {
         let priority = if self.warning { "4" } else { "6" };
         let mut out = vec![
-            ("MESSAGE".to_string(), self.summary()),
+            (
+                "MESSAGE".to_string(),
+                escape::controls(&self.summary()).into_owned(),
+            ),
             ("PRIORITY".to_string(), priority.to_string()),
             ("SYSLOG_IDENTIFIER".to_string(), IDENTIFIER.to_string()),
         ];
         for (name, value) in &self.fields {
-            out.push((journald::field_name(name), plain(value)));
+            let value = plain(value);
+            out.push((
+                journald::field_name(name),
+                escape::controls(&value).into_owned(),
+            ));
         }
         out
     }
 
     /// The JSON Lines record: `ts` (RFC 3339, UTC, milliseconds), `host`, then the fields
     /// under their own (snake_case) names, numbers and booleans as JSON numbers and
-    /// booleans.
+    /// booleans; no raw control character (see [`escape::json`]).
     pub(crate) fn json_line(&self, at: SystemTime, host: &str) -> String {
         let mut map = Map::new();
         map.insert("ts".into(), rfc3339_millis(at).into());
@@ -129,7 +138,7 @@ impl AuditEntry {
         for (name, value) in &self.fields {
             map.insert(name.clone(), value.clone());
         }
-        Value::Object(map).to_string()
+        escape::json(&Value::Object(map))
     }
 }
 
@@ -336,14 +345,16 @@ where
         .with_target(true)
 }
 
-/// stderr, with every formatted line passed through [`redact`] (fmt writes each
-/// event with one `write_all`, so a line is never split between two calls).
+/// stderr, with every formatted line passed through [`redact`] and its control
+/// characters escaped (fmt writes each event with one `write_all`, so a line is never
+/// split between two calls).
 struct RedactingStderr;
 
 impl Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(redact(&text).as_bytes())?;
+        let text = redact(&text);
+        std::io::stderr().write_all(escape::log_line(&text).as_bytes())?;
         Ok(buf.len())
     }
 

@@ -7,7 +7,13 @@
 //! or root for every event; a user's own uid only for that user's own session events
 //! (shown as self-reported: the broker was unreachable). Everything else is left out and
 //! counted.
+//!
+//! A self-reported entry is about the user journald says wrote it, whatever its
+//! `ROLESH_USER` claims: its user is the `_UID`'s account, and a `ROLESH_USER` that names
+//! someone else is kept as `claimed_user` and shown as `[self-reported, claims NAME]`, so
+//! `--user victim` never lists what another user wrote about victim.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -36,7 +42,7 @@ pub(crate) fn run(query: &Query) -> Result<u8, Failure> {
     };
     for r in &records {
         if query.json {
-            println!("{}", Value::Object(r.clone()));
+            println!("{}", super::escape::json(&Value::Object(r.clone())));
         } else {
             println!("{}", table_row(r));
         }
@@ -55,9 +61,8 @@ fn from_journal(query: &Query) -> Result<(Vec<Map<String, Value>>, usize), Failu
     if let Some(since) = &query.since {
         cmd.args(["--since", since]);
     }
-    if let Some(user) = &query.user {
-        cmd.arg(format!("ROLESH_USER={user}"));
-    }
+    // No `ROLESH_USER=` match: who an entry is about is decided below, from `_UID` for
+    // self-reported entries, and only then filtered by `--user`.
     let out = cmd
         .output()
         .map_err(|e| Failure::runtime(format!("cannot run journalctl: {e}")))?;
@@ -68,18 +73,45 @@ fn from_journal(query: &Query) -> Result<(Vec<Map<String, Value>>, usize), Failu
         )));
     }
     let trusted = trusted_uids(&query.broker_user);
+    let mut names = AccountNames::default();
     let mut records = Vec::new();
     let mut ignored = 0;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(Value::Object(entry)) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        match believe(&entry, &trusted) {
-            Some(source) => records.push(normalize(&entry, source)),
-            None => ignored += 1,
+        let Some(source) = believe(&entry, &trusted) else {
+            ignored += 1;
+            continue;
+        };
+        let record = normalize(&entry, source, &mut names);
+        if query.user.as_deref().is_none_or(|u| is_about(&record, u)) {
+            records.push(record);
         }
     }
     Ok((records, ignored))
+}
+
+/// Whether a normalized record is about `user` (its `user`, never a claim).
+fn is_about(record: &Map<String, Value>, user: &str) -> bool {
+    record.get("user").and_then(Value::as_str) == Some(user)
+}
+
+/// uid → account name, looked up once per uid.
+#[derive(Default)]
+struct AccountNames(HashMap<u32, String>);
+
+impl AccountNames {
+    /// The account's name, or `uid N` for a uid with no account (a deleted user).
+    fn of(&mut self, uid: u32) -> String {
+        self.0
+            .entry(uid)
+            .or_insert_with(|| match crate::system::account_by_uid(uid) {
+                Ok(Some(a)) => a.name,
+                _ => format!("uid {uid}"),
+            })
+            .clone()
+    }
 }
 
 /// Root and the broker's user.
@@ -91,20 +123,35 @@ pub(crate) fn trusted_uids(broker_user: &str) -> Vec<u32> {
     uids
 }
 
-/// Who vouches for an entry: "broker", "self-reported", or nobody (`None`).
-pub(crate) fn believe(entry: &Map<String, Value>, trusted: &[u32]) -> Option<&'static str> {
+/// Who vouches for an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Written by the broker's user or root: believed as it stands.
+    Broker,
+    /// A session event written by the user `uid` itself (journald's `_UID`): about that
+    /// user only, whatever it claims.
+    SelfReported { uid: u32 },
+}
+
+/// Who vouches for an entry, or nobody (`None`).
+pub(crate) fn believe(entry: &Map<String, Value>, trusted: &[u32]) -> Option<Source> {
     let writer: u32 = entry.get("_UID")?.as_str()?.parse().ok()?;
     if trusted.contains(&writer) {
-        return Some("broker");
+        return Some(Source::Broker);
     }
     let event = entry.get("ROLESH_EVENT")?.as_str()?;
     let claimed_uid = entry.get("ROLESH_UID")?.as_str()?;
     (SessionEventKind::parse(event).is_some() && claimed_uid == writer.to_string())
-        .then_some("self-reported")
+        .then_some(Source::SelfReported { uid: writer })
 }
 
-/// `ROLESH_FOO` → `foo`, plus `ts` and `source`.
-fn normalize(entry: &Map<String, Value>, source: &str) -> Map<String, Value> {
+/// `ROLESH_FOO` → `foo`, plus `ts` and `source`; a self-reported entry's `user` and `uid`
+/// are its writer's (journald's `_UID`), and a different `ROLESH_USER` is `claimed_user`.
+fn normalize(
+    entry: &Map<String, Value>,
+    source: Source,
+    names: &mut AccountNames,
+) -> Map<String, Value> {
     let mut r = Map::new();
     let micros = entry
         .get("__REALTIME_TIMESTAMP")
@@ -118,7 +165,21 @@ fn normalize(entry: &Map<String, Value>, source: &str) -> Map<String, Value> {
             r.insert(name.to_ascii_lowercase(), value.clone());
         }
     }
-    r.insert("source".into(), source.into());
+    match source {
+        Source::Broker => {
+            r.insert("source".into(), "broker".into());
+        }
+        Source::SelfReported { uid } => {
+            let writer = names.of(uid);
+            let claimed = r.remove("user");
+            if let Some(claimed) = claimed.filter(|c| c.as_str() != Some(writer.as_str())) {
+                r.insert("claimed_user".into(), claimed);
+            }
+            r.insert("user".into(), writer.into());
+            r.insert("uid".into(), uid.to_string().into());
+            r.insert("source".into(), "self-reported".into());
+        }
+    }
     r
 }
 
@@ -194,7 +255,10 @@ pub(crate) fn table_row(r: &Map<String, Value>) -> String {
         what.trim()
     );
     if r.get("source").and_then(Value::as_str) == Some("self-reported") {
-        row.push_str(" [self-reported]");
+        match r.get("claimed_user") {
+            Some(_) => row.push_str(&format!(" [self-reported, claims {}]", s("claimed_user"))),
+            None => row.push_str(" [self-reported]"),
+        }
     }
     printable(&row)
 }
@@ -221,14 +285,32 @@ mod tests {
         let trusted = [0, 990];
         assert_eq!(
             believe(&entry("990", "token", "1001"), &trusted),
-            Some("broker")
+            Some(Source::Broker)
         );
         assert_eq!(believe(&entry("1001", "token", "1001"), &trusted), None);
         assert_eq!(believe(&entry("1001", "login", "1002"), &trusted), None);
         assert_eq!(
             believe(&entry("1001", "login", "1001"), &trusted),
-            Some("self-reported")
+            Some(Source::SelfReported { uid: 1001 })
         );
+    }
+
+    #[test]
+    fn a_self_reported_entry_is_its_writers_whatever_it_claims() {
+        let mut e = entry("4000000001", "exec", "4000000001");
+        e.insert("ROLESH_USER".into(), "victim".into());
+        let mut names = AccountNames::default();
+        names.0.insert(4000000001, "mallory".into());
+        let r = normalize(&e, Source::SelfReported { uid: 4000000001 }, &mut names);
+        assert_eq!(r["user"], "mallory");
+        assert_eq!(r["claimed_user"], "victim");
+        assert!(is_about(&r, "mallory") && !is_about(&r, "victim"));
+        assert!(table_row(&r).ends_with(" [self-reported, claims victim]"));
+        // A truthful entry carries no claim.
+        e.insert("ROLESH_USER".into(), "mallory".into());
+        let r = normalize(&e, Source::SelfReported { uid: 4000000001 }, &mut names);
+        assert!(r.get("claimed_user").is_none());
+        assert!(table_row(&r).ends_with(" [self-reported]"));
     }
 
     #[test]

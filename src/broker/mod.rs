@@ -8,7 +8,9 @@
 pub(crate) mod aws;
 mod cache;
 mod connections;
+mod events;
 mod proxy;
+mod quota;
 mod recording;
 mod server;
 mod sessions;
@@ -75,6 +77,7 @@ async fn serve(
     start_proxy(&broker).await.map_err(Failure::runtime)?;
     let (listener, bound) = listen(socket)?;
     let mut connections = tokio::task::JoinSet::new();
+    let mut drop_reports = tokio::time::interval(DROP_REPORT_CHECK);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     info!(socket = %bound.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_else(|| "systemd".into()), "broker ready");
     loop {
@@ -86,6 +89,7 @@ async fn serve(
                 Err(e) => warn!("accept failed: {e}"),
             },
             _ = hangup.recv() => reload(&broker, &source).await,
+            _ = drop_reports.tick() => broker.report_dropped_events(),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -109,6 +113,10 @@ async fn serve(
     }
     Ok(())
 }
+
+/// How often dropped session events are looked at for their report (each uid's is
+/// written a minute after its previous one at most this much later).
+const DROP_REPORT_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// SIGHUP: the new configuration in force, `[audit]` included, or — if it is invalid or
 /// its audit file cannot be opened — the old one kept whole.

@@ -21,8 +21,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::{info, warn};
 
+use super::quota::Quotas;
+use crate::config::values::human_bytes;
 use crate::protocol::{ErrorCode, MAX_LINE, RecordEnd, RecordStart, Recorded, WireError};
 use crate::record::asciicast::{self, Event, Header};
+use crate::record::redact::OutputRedactor;
 use crate::system::Account;
 
 /// Recordings one uid may have open at once.
@@ -76,6 +79,17 @@ impl Active {
     }
 }
 
+/// How a recording is written, from the broker's configuration for its user.
+pub(super) struct Options {
+    /// Whether input events are kept (the session asked, and the configuration allows).
+    pub(super) allow_input: bool,
+    /// `[session] record_redact` for the user: secret-shaped output becomes `<redacted>`.
+    pub(super) redact: bool,
+    /// The user's recordings today, and `[audit] recording_quota`.
+    pub(super) quotas: Quotas,
+    pub(super) quota: u64,
+}
+
 /// A recording file being written; ends abnormally if dropped before it was finished
 /// (e.g. the broker stopped mid-session).
 pub(super) struct Recording {
@@ -85,7 +99,12 @@ pub(super) struct Recording {
     bytes: u64,
     finished: bool,
     started: Instant,
-    allow_input: bool,
+    options: Options,
+    /// Output held back until no later chunk can complete a secret in it (with
+    /// `redact`).
+    redactor: Option<OutputRedactor>,
+    /// The user's quota was crossed by the last write: a marker and an audit event are due.
+    quota_crossed: bool,
     /// Who and which session, for the audit event of an abnormal end.
     user: String,
     uid: u32,
@@ -98,7 +117,7 @@ pub(super) fn create(
     account: &Account,
     host: &str,
     start: &RecordStart,
-    allow_input: bool,
+    options: Options,
 ) -> Result<Recording, WireError> {
     let user_dir = user_dir(dir, &account.name)?;
     let path = user_dir.join(format!("{}.cast", start.session_id));
@@ -130,35 +149,47 @@ pub(super) fn create(
     if let Some(term) = term {
         header.env.term = Some(term);
     }
-    let mut out = BufWriter::new(file);
-    writeln!(out, "{}", header.line())
-        .and_then(|()| out.flush())
-        .map_err(|e| unavailable(&path, e))?;
-    let _ = File::open(&user_dir).and_then(|d| d.sync_all());
-    Ok(Recording {
-        out,
+    let mut recording = Recording {
+        out: BufWriter::new(file),
         path,
         last_time: 0.0,
         bytes: 0,
         finished: false,
         started: Instant::now(),
-        allow_input,
+        redactor: options.redact.then(OutputRedactor::default),
+        options,
+        quota_crossed: false,
         user: account.name.clone(),
         uid: account.uid,
         session_id: start.session_id.to_string(),
-    })
+    };
+    let header = recording.write_line(&header.line());
+    if let Err(e) = header.and_then(|()| recording.out.flush()) {
+        // Nothing to end: dropping it must not add an abnormal end to a file without a
+        // header, nor an audit event about it.
+        recording.finished = true;
+        return Err(unavailable(&recording.path, e));
+    }
+    let _ = File::open(&user_dir).and_then(|d| d.sync_all());
+    Ok(recording)
 }
 
-/// `dir/USER`, made 0750 if missing; refused if it is not a directory of ours.
-fn user_dir(dir: &Path, user: &str) -> Result<PathBuf, WireError> {
+/// `dir/USER`, where USER's recordings go (not made here); refused for a name that
+/// cannot be a directory's.
+pub(super) fn user_dir_path(dir: &Path, user: &str) -> Result<PathBuf, WireError> {
     if user.is_empty() || user == "." || user == ".." || user.contains('/') {
         return Err(WireError::new(
             ErrorCode::BadRequest,
             format!("user name {user:?} cannot name a recordings directory"),
         ));
     }
+    Ok(dir.join(user))
+}
+
+/// `dir/USER`, made 0750 if missing; refused if it is not a directory of ours.
+fn user_dir(dir: &Path, user: &str) -> Result<PathBuf, WireError> {
+    let user_dir = user_dir_path(dir, user)?;
     make_dir(dir, true)?;
-    let user_dir = dir.join(user);
     make_dir(&user_dir, false)?;
     Ok(user_dir)
 }
@@ -221,24 +252,104 @@ impl Recording {
                 event.time
             ));
         }
-        if event.kind == "i" && !self.allow_input {
+        if event.kind == "i" && !self.options.allow_input {
             return Ok(());
         }
         self.last_time = event.time;
         if self.bytes > MAX_BYTES {
             return Err(format!("the recording reached {} MiB", MAX_BYTES >> 20));
         }
-        self.write(&event).map_err(|e| format!("cannot write: {e}"))
+        let time = event.time;
+        self.write_redacted(event)
+            .and_then(|()| self.note_quota_crossed(time))
+            .map_err(|e| format!("cannot write: {e}"))
+    }
+
+    /// Writes `event`, through the redactor when there is one: output may be held back
+    /// for a while; anything else first writes out what is held, and input is redacted
+    /// as it comes (a token pasted in one piece).
+    fn write_redacted(&mut self, mut event: Event) -> std::io::Result<()> {
+        let Some(redactor) = &mut self.redactor else {
+            return self.write(&event);
+        };
+        if event.kind == "o" {
+            let ready = redactor.push(event.time, event.data);
+            return self.write_output(ready);
+        }
+        let held = redactor.flush();
+        self.write_output(held)?;
+        if event.kind == "i" {
+            event.data = crate::redact::redact_shapes(&event.data).into_owned();
+        }
+        self.write(&event)
+    }
+
+    /// Output events the redactor let go of.
+    fn write_output(&mut self, ready: Vec<crate::record::redact::Piece>) -> std::io::Result<()> {
+        for (time, data) in ready {
+            self.write(&Event {
+                time,
+                kind: "o".into(),
+                data,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whatever the redactor still holds (before the end markers).
+    fn flush_redactor(&mut self) -> std::io::Result<()> {
+        match self.redactor.as_mut().map(OutputRedactor::flush) {
+            Some(held) => self.write_output(held),
+            None => Ok(()),
+        }
     }
 
     fn write(&mut self, event: &Event) -> std::io::Result<()> {
-        let line = event.line();
-        self.bytes += line.len() as u64 + 1;
-        writeln!(self.out, "{line}")
+        self.write_line(&event.line())
+    }
+
+    /// One line of the file, counted against the recording's and the user's limits.
+    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+        writeln!(self.out, "{line}")?;
+        let n = line.len() as u64 + 1;
+        self.bytes += n;
+        let (quotas, quota) = (&self.options.quotas, self.options.quota);
+        if quotas.add(&self.user, n, quota) {
+            self.quota_crossed = true;
+        }
+        Ok(())
+    }
+
+    /// When the last write took the user past `[audit] recording_quota`: a marker here,
+    /// and an `error` event in the trail. The recording goes on (cutting it would leave
+    /// the rest of the session unrecorded); the user's next one today is refused.
+    fn note_quota_crossed(&mut self, time: f64) -> std::io::Result<()> {
+        if !std::mem::take(&mut self.quota_crossed) {
+            return Ok(());
+        }
+        let quota = human_bytes(self.options.quota);
+        let note = format!(
+            "quota: {}'s recording quota ({quota} a day) is used up; this recording goes on, new ones are refused until 00:00 UTC",
+            self.user
+        );
+        info!(
+            target: "rolesh::audit",
+            event = "error",
+            user = %self.user,
+            uid = self.uid,
+            session_id = %self.session_id,
+            reason = %format!("recording quota ({quota} a day) used up during {}", self.path.display()),
+        );
+        self.write(&Event {
+            time,
+            kind: "m".into(),
+            data: note,
+        })
     }
 
     /// The end marker (`exit N`), then sync.
     fn finish_clean(&mut self, exit_code: i64) -> std::io::Result<()> {
+        self.flush_redactor()?;
         let end = self.marker(format!("end: exit {exit_code}"));
         self.write(&end)?;
         self.sync()
@@ -246,6 +357,8 @@ impl Recording {
 
     /// A visible note and an "abnormal end" marker, then sync.
     fn finish_abnormal(&mut self, reason: &str) -> std::io::Result<()> {
+        // What was held is output the session showed: it goes in, redacted.
+        let _ = self.flush_redactor();
         let mut note = self.marker(format!(
             "\r\n[rolesh: recording ended abnormally: {reason}]\r\n"
         ));

@@ -14,6 +14,8 @@ use tracing::{info, warn};
 use super::aws::{Aws, ClusterInfo, RoleCredentials};
 use super::cache::{ClusterCache, CredentialCache, RoleKey, Source, TokenCache};
 use super::connections::Connections;
+use super::events::{EventLimits, Verdict};
+use super::quota::{DiskSpace, Quotas};
 use super::recording;
 use super::sessions;
 use crate::config::{CertificateAuthority, ClusterRoute, Config, StsEndpoint};
@@ -34,6 +36,9 @@ pub(super) struct Broker {
     clusters: ClusterCache,
     connections: Connections,
     recordings: recording::Active,
+    quotas: Quotas,
+    disk: DiskSpace,
+    events: EventLimits,
     hostname: String,
     /// Where the API proxy listens and the CA it presents, once it runs.
     proxy: std::sync::OnceLock<ProxyEndpoint>,
@@ -73,6 +78,9 @@ impl Broker {
             clusters: ClusterCache::default(),
             connections: Connections::default(),
             recordings: recording::Active::default(),
+            quotas: Quotas::default(),
+            disk: DiskSpace::default(),
+            events: EventLimits::default(),
             hostname: system::hostname(),
             proxy: std::sync::OnceLock::new(),
         }
@@ -218,17 +226,47 @@ impl Broker {
         self.rate_limit(peer, &config)?;
         let grant = self.grant(&config, peer, account)?;
         let slot = self.recordings.admit(peer.uid)?;
-        let allow_input = start.record_input && grant.session.record_input;
-        // Blocking file system calls, but few and local: creating two directories at most
-        // and one file.
+        // Blocking file system calls, but few and local: statvfs, listing the user's
+        // directory once per broker and day, creating two directories at most and one file.
+        self.recording_room(&config, peer, account, start)?;
+        let options = recording::Options {
+            allow_input: start.record_input && grant.session.record_input,
+            // The broker's own configuration decides, never the session.
+            redact: grant.session.record_redact,
+            quotas: self.quotas.clone(),
+            quota: config.audit.recording_quota,
+        };
         let recording = recording::create(
             &config.audit.recordings_dir,
             account,
             &self.hostname,
             start,
-            allow_input,
+            options,
         )?;
         Ok((recording, slot, account.name.clone()))
+    }
+
+    /// Room on the recordings disk (`[audit] min_free`) and in the user's quota
+    /// (`recording_quota`); a refusal is the user's `denied` event.
+    fn recording_room(
+        &self,
+        config: &Config,
+        peer: &Peer,
+        account: &Account,
+        start: &RecordStart,
+    ) -> Result<(), WireError> {
+        let audit = &config.audit;
+        let user_dir = recording::user_dir_path(&audit.recordings_dir, &account.name)?;
+        let room = self.disk.admit(audit, account).and_then(|()| {
+            self.quotas
+                .admit(&user_dir, &account.name, audit.recording_quota)
+        });
+        room.map_err(|reason| {
+            info!(target: "rolesh::audit", event = "denied", user = %account.name,
+                uid = peer.uid, pid = peer.pid.unwrap_or(0),
+                session_id = %start.session_id, reason = %reason);
+            WireError::new(ErrorCode::Denied, reason)
+        })
     }
 
     fn rate_limit(&self, peer: &Peer, config: &Config) -> Result<(), WireError> {
@@ -273,6 +311,9 @@ impl Broker {
             Request::Event { fields, uid } => {
                 let reported_by = if uid.is_some() { "monitor" } else { "session" };
                 let (peer, account) = self.speaker(peer, account, uid).await?;
+                if uid.is_none() {
+                    self.event_rate(config, &peer, &account)?;
+                }
                 let ack = self.session_event(config, &peer, &account, *fields, reported_by)?;
                 return Ok(line(&ack));
             }
@@ -478,6 +519,32 @@ impl Broker {
             reported_by,
         );
         Ok(Ack::OK)
+    }
+
+    /// `[audit] event_rate_per_uid` for events a session reports itself: the excess is
+    /// refused and counted, and the count reported (one `error` event a minute at most).
+    fn event_rate(&self, config: &Config, peer: &Peer, account: &Account) -> Result<(), WireError> {
+        let rate = config.audit.event_rate_per_uid;
+        let Verdict::Drop { report } = self.events.admit(peer.uid, &account.name, rate) else {
+            return Ok(());
+        };
+        if let Some(count) = report {
+            report_dropped(&account.name, peer.uid, count, rate);
+        }
+        Err(WireError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "audit event rate limit: at most {rate} events per second per user; this one was dropped and counted"
+            ),
+        ))
+    }
+
+    /// Drops not yet in the trail whose minute has passed (called periodically).
+    pub(super) fn report_dropped_events(&self) {
+        let rate = self.config().audit.event_rate_per_uid;
+        for d in self.events.overdue() {
+            report_dropped(&d.user, d.uid, d.count, rate);
+        }
     }
 
     /// The mapping decision for this account; a denial is audited here.
@@ -690,6 +757,13 @@ impl Peer {
             pidfd: None,
         }
     }
+}
+
+/// The `error` event for session events dropped by the rate limit.
+fn report_dropped(user: &str, uid: u32, count: u64, rate: u32) {
+    warn!(target: "rolesh::audit", event = "error", user = %user, uid,
+        reason = %format!("dropped {count} session event{} of this user: more than {rate} per second ([audit] event_rate_per_uid); further drops are reported once a minute",
+            if count == 1 { "" } else { "s" }));
 }
 
 fn visible<'g>(grant: &'g Grant, cluster: &str) -> Result<&'g ClusterView, WireError> {

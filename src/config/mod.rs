@@ -5,6 +5,7 @@
 //! reported at once, so an administrator fixes a file in one pass.
 
 mod diag;
+mod dirs;
 mod schema;
 pub mod selector;
 pub mod template;
@@ -357,6 +358,17 @@ pub struct AuditSettings {
     pub journald: bool,
     pub file: Option<PathBuf>,
     pub recordings_dir: PathBuf,
+    /// Bytes of recordings one user may have written per day (UTC); past it, sessions
+    /// that must be recorded are refused.
+    pub recording_quota: u64,
+    /// Below this much free space on the recordings file system, new recordings are
+    /// refused (except for `exempt_groups`).
+    pub min_free: values::MinFree,
+    /// Groups whose members are recorded even below `min_free`.
+    pub exempt_groups: Vec<String>,
+    /// Session events per second one uid may report (bursts of twice that); the excess
+    /// is dropped and counted.
+    pub event_rate_per_uid: u32,
 }
 
 impl Default for AuditSettings {
@@ -366,6 +378,10 @@ impl Default for AuditSettings {
             journald: true,
             file: None,
             recordings_dir: PathBuf::from("/var/log/rolesh/sessions"),
+            recording_quota: 1 << 30,
+            min_free: values::MinFree::Percent(5),
+            exempt_groups: Vec::new(),
+            event_rate_per_uid: 10,
         }
     }
 }
@@ -392,9 +408,9 @@ impl Config {
     /// Loads, merges and validates the configuration.
     pub fn load(source: &ConfigSource) -> Result<Loaded, ConfigErrors> {
         match source {
-            ConfigSource::System => Self::load_files(config_files(&paths::sysconf_dir())?, true),
-            ConfigSource::Path(p) if p.is_dir() => Self::load_files(config_files(p)?, false),
-            ConfigSource::Path(p) => Self::load_files(vec![p.clone()], false),
+            ConfigSource::System => Self::load_dir(&paths::sysconf_dir(), true),
+            ConfigSource::Path(p) if p.is_dir() => Self::load_dir(p, false),
+            ConfigSource::Path(p) => Self::load_file(p),
         }
     }
 
@@ -403,11 +419,32 @@ impl Config {
     /// rolesh itself uses [`ConfigSource::System`].
     #[doc(hidden)]
     pub fn load_strict(dir: &Path) -> Result<Loaded, ConfigErrors> {
-        Self::load_files(config_files(dir)?, true)
+        Self::load_dir(dir, true)
     }
 
-    fn load_files(files: Vec<PathBuf>, strict: bool) -> Result<Loaded, ConfigErrors> {
+    /// `DIR/config.toml` and `DIR/config.d/*.toml`, after the directories' checks.
+    fn load_dir(dir: &Path, strict: bool) -> Result<Loaded, ConfigErrors> {
         let mut warnings = Vec::new();
+        dirs::check(dir, Some(&dir.join("config.d")), strict, &mut warnings)?;
+        Self::load_files(config_files(dir)?, strict, warnings)
+    }
+
+    /// One file (`--config FILE`), after the checks of the directories above it.
+    fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
+        let mut warnings = Vec::new();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        dirs::check(dir, None, false, &mut warnings)?;
+        Self::load_files(vec![path.to_path_buf()], false, warnings)
+    }
+
+    fn load_files(
+        files: Vec<PathBuf>,
+        strict: bool,
+        mut warnings: Vec<String>,
+    ) -> Result<Loaded, ConfigErrors> {
         let mut errors = Vec::new();
         let mut sources = Vec::new();
         for path in &files {
@@ -477,7 +514,8 @@ fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
 }
 
 /// Reads a config file after the StrictModes-style checks: the file must not be writable
-/// by group or others, and (strictly) must be owned by root, as must its directory.
+/// by group or others, and (strictly) must be owned by root. Its directories were checked
+/// before (`dirs`).
 fn read_checked(
     path: &Path,
     strict: bool,
@@ -509,9 +547,6 @@ fn read_checked(
             path.display()
         ));
     }
-    if strict {
-        check_parent_dir(path)?;
-    }
     let bytes = std::fs::read(path)
         .map_err(|e| Diagnostic::file(path, format!("cannot read config: {}", io_reason(&e))))?;
     String::from_utf8(bytes).map_err(|e| {
@@ -523,22 +558,6 @@ fn read_checked(
             ),
         )
     })
-}
-
-fn check_parent_dir(path: &Path) -> Result<(), Diagnostic> {
-    let Some(dir) = path.parent() else {
-        return Ok(());
-    };
-    let owner = system::ownership(dir).map_err(|e| {
-        Diagnostic::file(dir, format!("cannot inspect directory: {}", io_reason(&e)))
-    })?;
-    if owner.uid != 0 || owner.writable_by_group_or_others() {
-        return Err(Diagnostic::file(
-            dir,
-            "refusing config in a directory not owned by root or writable by group or others",
-        ));
-    }
-    Ok(())
 }
 
 /// `std::io::Error` without the "(os error 2)" suffix.

@@ -46,6 +46,105 @@ pub fn short(d: Duration) -> String {
     if out.is_empty() { "0s".into() } else { out }
 }
 
+/// Units of byte sizes: binary (`KiB` = 1024) and decimal (`kB` = 1000), as `du` and
+/// systemd write them.
+const BYTE_UNITS: [(&str, u64); 9] = [
+    ("B", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("TiB", 1 << 40),
+    ("kB", 1_000),
+    ("MB", 1_000_000),
+    ("GB", 1_000_000_000),
+    ("TB", 1_000_000_000_000),
+];
+
+/// `1GiB`, `500MiB`, `64KiB`, `2GB`, `4096` (bytes) within `[min, max]`.
+pub fn byte_size(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let invalid = || format!("invalid size {text:?}; write it like \"1GiB\" or \"500MiB\"");
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits_end);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let unit = unit.trim();
+    let factor = match unit {
+        "" => 1,
+        _ => BYTE_UNITS
+            .iter()
+            .find(|(name, _)| *name == unit)
+            .map(|(_, f)| *f)
+            .ok_or_else(invalid)?,
+    };
+    let bytes = number.checked_mul(factor).ok_or_else(invalid)?;
+    if !(min..=max).contains(&bytes) {
+        return Err(format!(
+            "size {text:?} is out of range: it must be between {} and {}",
+            human_bytes(min),
+            human_bytes(max)
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `1.5 GiB`, `512 KiB`, `100 B`: a byte count for people.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", units[unit])
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+/// `[audit] min_free`: the free space the recordings file system keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinFree {
+    /// A share of the file system's size (`5%`); 0 turns the check off.
+    Percent(u8),
+    Bytes(u64),
+}
+
+impl MinFree {
+    /// Whether `available` bytes free out of `total` is below this.
+    pub fn is_below(self, available: u64, total: u64) -> bool {
+        match self {
+            MinFree::Percent(p) => u128::from(available) * 100 < u128::from(total) * u128::from(p),
+            MinFree::Bytes(b) => available < b,
+        }
+    }
+}
+
+impl std::fmt::Display for MinFree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MinFree::Percent(p) => write!(f, "{p}%"),
+            MinFree::Bytes(b) => f.write_str(&human_bytes(*b)),
+        }
+    }
+}
+
+/// `5%` (0–99) or a byte size (`10GiB`).
+pub fn min_free(text: &str) -> Result<MinFree, String> {
+    if let Some(percent) = text.trim().strip_suffix('%') {
+        return match percent.trim().parse::<u8>() {
+            Ok(p) if p < 100 => Ok(MinFree::Percent(p)),
+            _ => Err(format!(
+                "invalid share {text:?}: a whole percentage from 0% to 99%"
+            )),
+        };
+    }
+    byte_size(text, 0, u64::MAX).map(MinFree::Bytes)
+}
+
 /// `"a", "b" or "c"`: the values a key takes, for messages.
 pub fn one_of<'a>(words: impl Iterator<Item = &'a str>) -> String {
     let quoted: Vec<String> = words.map(|w| format!("{w:?}")).collect();
@@ -300,6 +399,40 @@ mod tests {
                 .unwrap_err()
                 .contains("out of range")
         );
+    }
+
+    #[test]
+    fn byte_sizes_in_binary_and_decimal_units() {
+        assert_eq!(byte_size("1GiB", 0, u64::MAX), Ok(1 << 30));
+        assert_eq!(byte_size("500MiB", 0, u64::MAX), Ok(500 << 20));
+        assert_eq!(byte_size("2 GB", 0, u64::MAX), Ok(2_000_000_000));
+        assert_eq!(byte_size("4096", 0, u64::MAX), Ok(4096));
+        for bad in ["", "1.5GiB", "1gib", "GiB", "-1MiB", "99999999999TiB"] {
+            assert!(
+                byte_size(bad, 0, u64::MAX)
+                    .unwrap_err()
+                    .contains("invalid size"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            byte_size("1KiB", 1 << 20, 1 << 40).unwrap_err(),
+            "size \"1KiB\" is out of range: it must be between 1 MiB and 1 TiB"
+        );
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1 << 30), "1 GiB");
+    }
+
+    #[test]
+    fn min_free_as_a_share_or_a_size() {
+        assert_eq!(min_free("5%"), Ok(MinFree::Percent(5)));
+        assert_eq!(min_free("10GiB"), Ok(MinFree::Bytes(10 << 30)));
+        assert!(min_free("100%").is_err());
+        assert!(min_free("5.5%").is_err());
+        assert!(MinFree::Percent(5).is_below(4, 100));
+        assert!(!MinFree::Percent(5).is_below(5, 100));
+        assert!(!MinFree::Percent(0).is_below(0, 100));
+        assert!(MinFree::Bytes(10).is_below(9, 100));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! and marks the recording as ended abnormally.
 
 pub(crate) mod asciicast;
+pub(crate) mod redact;
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;

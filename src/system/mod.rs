@@ -84,6 +84,17 @@ pub(crate) fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// Bytes available to unprivileged users and the size of the file system holding `path`
+/// (statvfs: `f_bavail` and `f_blocks` in fragments).
+pub(crate) fn free_space(path: &Path) -> std::io::Result<(u64, u64)> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    let fragment = st.fragment_size();
+    Ok((
+        st.blocks_available().saturating_mul(fragment),
+        st.blocks().saturating_mul(fragment),
+    ))
+}
+
 /// Whether stderr is the journal stream systemd connected (`JOURNAL_STREAM=DEV:INODE`).
 pub(crate) fn stderr_is_journal() -> bool {
     let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {

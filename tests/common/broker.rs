@@ -75,6 +75,22 @@ impl BrokerProc {
         broker
     }
 
+    /// Like [`start`](Self::start), read as `--config DIR`: `config.toml` and the
+    /// `drop_ins` (name, text) in `config.d/` (0755).
+    pub fn start_from_dir(extra: &str, drop_ins: &[(&str, &str)]) -> BrokerProc {
+        let (aws, endpoint, key, secret) = fake_aws();
+        let mut broker = Self::prepare(aws, &endpoint, (&key, &secret), "", extra);
+        for (name, text) in drop_ins {
+            write_config(broker.dir.path(), &format!("config.d/{name}"), text);
+        }
+        let drop_in_dir = broker.dir.path().join("config.d");
+        std::fs::create_dir_all(&drop_in_dir).unwrap();
+        std::fs::set_permissions(&drop_in_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        broker.config = broker.dir.path().to_path_buf();
+        broker.spawn();
+        broker
+    }
+
     /// A broker whose STS and EKS calls go to `endpoint` (e.g. moto) with these base
     /// credentials; `aws` is still started, unused.
     pub fn start_against(

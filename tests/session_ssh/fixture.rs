@@ -98,6 +98,9 @@ max_duration = "1m"
 [audit]
 file = "{audit}/audit.jsonl"
 recordings_dir = "{audit}/sessions"
+# The recordings live on the host's disk, shared with everything else: below the default
+# 5% free, recorded logins would be refused, whatever these tests are about.
+min_free = "0%"
 "#,
         audit = audit.display()
     )
