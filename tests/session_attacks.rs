@@ -43,6 +43,7 @@ common::harness::tests!(
         the_outer_terminal_cannot_be_opened_from_the_session,
         stty_minus_echo_hides_nothing_from_the_recording,
         a_recorded_command_stays_recorded_when_its_login_shell_is_stopped,
+        a_recorded_session_ends_when_its_recording_stops,
         // Sessions side by side
         two_sessions_of_one_user_end_independently,
         a_key_one_user_adds_is_not_in_another_users_session,
@@ -455,6 +456,24 @@ fn a_recorded_command_stays_recorded_when_its_login_shell_is_stopped() {
         "the recording's end marker, with the exit code: {cast}"
     );
     assert!(!cast.contains("ended abnormally"), "{cast}");
+}
+
+/// The broker stops under a quiet recorded session (its recording's stream closes): the
+/// monitor ends the session, which does not go on unrecorded, and says why.
+fn a_recorded_session_ends_when_its_recording_stops() {
+    let mut fx = fixture();
+    let hostile = Hostile::login(&fx, REC, "sleep 300");
+    wait_for_pid(&["-u", REC, "-f", "^sleep 300"]).expect("the shell's sleep");
+    fx.stop_broker();
+    let out = wait_with_deadline(hostile.client, Duration::from_secs(30));
+    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(
+        shown.contains("rolesh: the recording of this session stopped; a recorded session does not go on unrecorded: ending it"),
+        "{shown}"
+    );
+    assert_no_processes_left(REC);
+    hostile.session.assert_gone();
+    fx.start_broker();
 }
 
 // --- Sessions side by side -------------------------------------------------------------

@@ -49,6 +49,12 @@ pub(super) fn start(
     Ok(Arc::new(Mutex::new(Recording(Some(recorder)))))
 }
 
+/// Whether the recording still reaches the broker (a finished one counts as healthy).
+pub(super) fn healthy(recording: &Arc<Mutex<Recording>>) -> bool {
+    let recording = recording.lock().unwrap_or_else(|p| p.into_inner());
+    recording.0.as_ref().is_none_or(Recorder::healthy)
+}
+
 /// Ends the recording with the session's exit code (the broker marks a clean end).
 pub(super) fn finish(recording: &Arc<Mutex<Recording>>, exit_code: u8) {
     let recorder = recording.lock().unwrap_or_else(|p| p.into_inner()).0.take();

@@ -57,6 +57,9 @@ enum Ending {
     ClientGone,
     Idle,
     MaxDuration,
+    /// The session must be recorded and its recording stopped (the broker went away, the
+    /// stream broke): it does not go on unrecorded.
+    RecordingLost,
 }
 
 impl Ending {
@@ -67,6 +70,7 @@ impl Ending {
             Ending::ClientGone => "client_gone",
             Ending::Idle => "idle_timeout",
             Ending::MaxDuration => "max_duration",
+            Ending::RecordingLost => "recording_lost",
         }
     }
 }
@@ -560,6 +564,10 @@ impl Session {
                 _ = tick.tick() => {
                     if system::is_stopped(self.login.pid) {
                         break Ending::ClientGone;
+                    }
+                    if self.recording.as_ref().is_some_and(|r| !recording::healthy(r)) {
+                        self.notice("the recording of this session stopped; a recorded session does not go on unrecorded: ending it");
+                        break Ending::RecordingLost;
                     }
                     if let Some(ending) = self.idle_check(&running, &settings, &mut warned) {
                         break ending;

@@ -123,9 +123,8 @@ impl Recorder {
     }
 
     /// False once the stream to the broker is gone (broker stopped, write timed out): the
-    /// session decides whether to go on unrecorded; the recording itself is already
-    /// marked as ended abnormally by the broker.
-    #[cfg(feature = "test-hooks")]
+    /// recording is already marked as ended abnormally by the broker, and the session's
+    /// monitor ends a session that must be recorded.
     pub(crate) fn healthy(&self) -> bool {
         self.writer.as_ref().is_some_and(|w| !w.is_finished())
     }
@@ -211,7 +210,14 @@ fn open(socket: &Path, meta: &RecordStart) -> Result<UnixStream, Failure> {
 /// still queued.
 fn write_events(stream: UnixStream, received: Receiver<Message>) {
     let mut out = std::io::BufWriter::new(&stream);
-    while let Ok(first) = received.recv() {
+    loop {
+        // A quiet session still learns within a second that the broker went away.
+        let first = match received.recv_timeout(Duration::from_secs(1)) {
+            Ok(message) => message,
+            Err(mpsc::RecvTimeoutError::Timeout) if crate::system::peer_closed(&stream) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut next = Some(first);
         while let Some(message) = next {
             match message {

@@ -569,6 +569,19 @@ pub(crate) fn process_start(pid: u32) -> Option<u64> {
 }
 
 /// The uid and pid at the other end of a Unix socket (SO_PEERCRED).
+/// Whether the other end of a stream socket has closed it (a read would return end of
+/// file), without taking anything from it or blocking.
+pub(crate) fn peer_closed(socket: &impl std::os::fd::AsFd) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    let fd = socket.as_fd().as_raw_fd();
+    matches!(
+        recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT),
+        Ok(0)
+    )
+}
+
 pub(crate) fn peer_credentials(socket: &impl std::os::fd::AsFd) -> Result<(u32, u32), String> {
     let cred = nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::PeerCredentials)
         .map_err(|e| format!("SO_PEERCRED: {e}"))?;
