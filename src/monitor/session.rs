@@ -720,7 +720,7 @@ fn confine(
                 live::dir().display()
             )
         })
-        .and_then(|()| system::private_tmp_for(ids))
+        .and_then(|()| system::private_tmp())
         .and_then(|()| {
             kubeconfig::prepare(id, &who.grant.clusters, owner)
                 .map_err(|e| format!("cannot write the session's kubeconfig: {e}"))
@@ -731,7 +731,8 @@ fn confine(
                     .map_err(|e| format!("cannot write the session's AWS config: {e}"))
             }
             false => Ok(()),
-        });
+        })
+        .and_then(|()| system::hand_tmp_to(ids));
     if let Err(e) = made {
         live::remove(id);
         let _ = cgroup.remove();

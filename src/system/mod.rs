@@ -486,9 +486,11 @@ pub(crate) fn start_on_pty_as_user(
 
 /// The session's private `/tmp`, made by the monitor (root) for itself and everything it
 /// starts: a mount namespace of its own whose mounts do not propagate back, and in it an
-/// empty tmpfs on `/tmp` owned by the user (0700, 256 MiB). Must run while the process
-/// has one thread (`unshare` of a mount namespace requires it).
-pub(crate) fn private_tmp_for(ids: &SessionIds) -> Result<(), String> {
+/// empty tmpfs on `/tmp` (256 MiB), root's until [`hand_tmp_to`] gives it to the user: the
+/// monitor writes the session's files into it first, and it has no CAP_DAC_OVERRIDE to
+/// write into a directory of the user's. Must run while the process has one thread
+/// (`unshare` of a mount namespace requires it).
+pub(crate) fn private_tmp() -> Result<(), String> {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
@@ -502,15 +504,24 @@ pub(crate) fn private_tmp_for(ids: &SessionIds) -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| format!("making mounts private: {e}"))?;
-    let options = format!("mode=0700,size=256m,uid={},gid={}", ids.uid, ids.gid);
     mount(
         Some("tmpfs"),
         "/tmp",
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(options.as_str()),
+        Some("mode=0755,size=256m,uid=0,gid=0"),
     )
     .map_err(|e| format!("mounting a private /tmp: {e}"))
+}
+
+/// The private `/tmp` becomes the user's (0700), once the monitor's files are in it.
+pub(crate) fn hand_tmp_to(ids: &SessionIds) -> Result<(), String> {
+    let tmp = std::path::Path::new("/tmp");
+    std::os::unix::fs::chown(tmp, Some(ids.uid), Some(ids.gid))
+        .and_then(|()| {
+            std::fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        })
+        .map_err(|e| format!("giving the private /tmp to the user: {e}"))
 }
 
 /// The pty's terminal belongs to the user (as sshd does it: owner the user, group `tty`,

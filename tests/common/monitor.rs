@@ -40,8 +40,9 @@ impl MonitorProc {
     /// Starts (or restarts) the monitor and waits until it answers. With a session keyring
     /// of its own, as systemd starts a service (`KeyringMode=private`).
     pub fn spawn(&mut self) {
-        let mut cmd = super::daemon::command("keyctl");
-        cmd.args(["session", "-"])
+        let mut cmd = super::daemon::command("setpriv");
+        cmd.arg(format!("--bounding-set=-all,{}", unit_capabilities()))
+            .args(["--", "keyctl", "session", "-"])
             .arg(&self.binary)
             .arg("monitor")
             .arg("--socket")
@@ -110,6 +111,23 @@ impl MonitorProc {
             let _ = child.wait();
         }
     }
+}
+
+/// The capabilities the packaged unit leaves the monitor (its `CapabilityBoundingSet=`), as
+/// setpriv takes them (`+setuid,+sys_admin,…`): the tests' monitor has no more than the
+/// installed one.
+fn unit_capabilities() -> String {
+    let unit =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/rolesh-monitor.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the monitor unit names its capabilities");
+    line.split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Drop for MonitorProc {
