@@ -5,12 +5,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use rolesh_token_core::args::{Parsed, StandaloneArgs, TokenArgs as TokenRequest};
+use rolesh_token_core::plugin;
+
 use crate::config::ConfigSource;
 use crate::error::{EXIT_OK, Failure};
-use crate::protocol::{ProcessCredentials, Request, Token};
-use crate::standalone::TokenRequest;
+use crate::protocol::{ProcessCredentials, Request};
 use crate::token::StsEndpoints;
-use crate::{broker, check, client, exec, explain, monitor, rbac, session, standalone, token};
+use crate::{broker, check, client, exec, explain, monitor, rbac, session, standalone};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -265,18 +267,13 @@ pub(crate) enum EndpointsArg {
     Regional,
 }
 
-/// What `rolesh token` is asked to do, as plain values (clap's ArgGroup guarantees one of
-/// `--cluster` and `--cluster-name`).
-enum TokenCommand {
-    Broker { cluster: String },
-    Standalone(TokenRequest),
-}
-
 impl TokenArgs {
-    fn into_plain(self) -> TokenCommand {
+    /// The token path's plain request (clap's ArgGroup guarantees one of `--cluster` and
+    /// `--cluster-name`).
+    fn into_plain(self) -> TokenRequest {
         match (self.cluster, self.cluster_name) {
-            (Some(cluster), _) => TokenCommand::Broker { cluster },
-            (None, cluster_name) => TokenCommand::Standalone(TokenRequest {
+            (Some(cluster), _) => TokenRequest::Broker { cluster },
+            (None, cluster_name) => TokenRequest::Standalone(StandaloneArgs {
                 cluster_name: cluster_name.unwrap_or_default(),
                 region: self.region,
                 role_arn: self.role_arn,
@@ -298,6 +295,9 @@ pub(crate) fn is_login(argv0: &OsString, cli: &Cli) -> bool {
 /// Parses the command line, runs the command and returns the exit code.
 pub(crate) fn main() -> u8 {
     let argv: Vec<OsString> = std::env::args_os().collect();
+    if let Some(code) = token_fast_path(&argv) {
+        return code;
+    }
     let argv0 = argv.first().cloned().unwrap_or_default();
     // A login shell is started with no arguments but a leading '-' in argv[0].
     let cli = if argv0.to_string_lossy().starts_with('-') && argv.len() == 1 {
@@ -344,8 +344,8 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
     };
     match command {
         Command::Token(args) => match args.into_plain() {
-            TokenCommand::Broker { cluster } => broker_token(cluster).map(|()| EXIT_OK),
-            TokenCommand::Standalone(request) => standalone::run_token(&request).map(|()| EXIT_OK),
+            TokenRequest::Broker { cluster } => broker_token(&cluster).map(|()| EXIT_OK),
+            TokenRequest::Standalone(request) => standalone::run_token(&request).map(|()| EXIT_OK),
         },
         Command::Check {
             config,
@@ -439,14 +439,34 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
 
 /// `rolesh token --cluster NAME`: the broker signs with the user's own role; this prints
 /// the ExecCredential kubectl reads.
-fn broker_token(cluster: String) -> Result<(), Failure> {
-    // The broker links the token event to the session this process is in (its cgroup).
-    let request = Request::Token { cluster };
-    let answer: Token = client::call(&client::socket_path(false), &request)?;
-    let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
-    let api_version = token::api_version(exec_info.as_deref());
-    println!("{}", token::exec_credential(&answer, &api_version));
-    Ok(())
+fn broker_token(cluster: &str) -> Result<(), Failure> {
+    plugin::print_exec_credential(&plugin::broker_token(cluster)?)
+}
+
+/// `rolesh token …` as the token path serves it (the broker's token, or one signed with
+/// environment credentials), before clap builds the whole command line and before
+/// anything else starts: what `rolesh-token` does, in this binary. `None`: not such a
+/// request (another command, login mode, help, a usage error, a request that needs the
+/// AWS SDK); the command line then takes its usual course.
+fn token_fast_path(argv: &[OsString]) -> Option<u8> {
+    let argv0 = argv.first()?.to_string_lossy();
+    if argv0.starts_with('-') || argv.get(1)?.as_os_str() != "token" {
+        return None;
+    }
+    let Ok(Parsed::Token(request)) = rolesh_token_core::args::parse(&argv[2..]) else {
+        return None;
+    };
+    let token = plugin::token(&plugin::plan(&request).ok()?)?;
+    crate::system::default_sigpipe();
+    Some(
+        match token.and_then(|token| plugin::print_exec_credential(&token)) {
+            Ok(()) => EXIT_OK,
+            Err(failure) => {
+                eprintln!("{failure}");
+                failure.code
+            }
+        },
+    )
 }
 
 #[cfg(test)]

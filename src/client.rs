@@ -1,30 +1,19 @@
 //! The client side of the broker protocol, for every rolesh process that asks the broker:
 //! `rolesh token --cluster`, `credentials`, the login session, `rolesh exec`, the audit
-//! layer and the recorder. Synchronous and small: kubectl runs it on every API call.
+//! layer and the recorder. A thin layer over the token path's client (shared with
+//! `rolesh-token`), which knows the connection and the answers; this one knows every
+//! request.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{EXIT_DENIED, EXIT_RUNTIME, EXIT_USAGE, Failure};
-use crate::paths;
-use crate::protocol::{ErrorCode, Request, WireError, parse_answer};
+use crate::error::Failure;
+use crate::protocol::Request;
 
-/// How long to wait for an answer: the broker may be retrying a throttled STS.
-pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The broker socket: the compiled-in path, or `ROLESH_BROKER_SOCKET` outside login mode
-/// (tests, development). The client holds no secret, so pointing it elsewhere can only
-/// mislead the user who does it.
-pub(crate) fn socket_path(login: bool) -> PathBuf {
-    match std::env::var_os("ROLESH_BROKER_SOCKET") {
-        Some(p) if !login && !p.is_empty() => PathBuf::from(p),
-        _ => paths::broker_socket(),
-    }
-}
+pub(crate) use rolesh_token_core::client::{ANSWER_TIMEOUT, socket_path};
 
 /// One request, one answer of type `T` (or the broker's error as a failure with the exit
 /// code it maps to).
@@ -33,75 +22,21 @@ pub(crate) fn call<T: DeserializeOwned>(socket: &Path, request: &Request) -> Res
 }
 
 /// A connection to the broker.
-pub(crate) struct Connection {
-    stream: UnixStream,
-}
+pub(crate) struct Connection(rolesh_token_core::client::Connection);
 
 impl Connection {
     /// Connects; reads and writes give up after `timeout`.
     pub(crate) fn open(socket: &Path, timeout: Duration) -> Result<Connection, Failure> {
-        let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                Failure::runtime(
-                    "the credential broker is not running (systemctl status rolesh-broker)",
-                )
-            }
-            _ => Failure::runtime(format!(
-                "cannot reach the credential broker at {}: {e}",
-                socket.display()
-            )),
-        })?;
-        stream.set_read_timeout(Some(timeout)).ok();
-        stream.set_write_timeout(Some(timeout)).ok();
-        Ok(Connection { stream })
+        rolesh_token_core::client::Connection::open(socket, timeout).map(Connection)
     }
 
     /// Sends `request` and reads its answer.
     pub(crate) fn ask<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, Failure> {
-        let mut line = request.to_line();
-        line.push('\n');
-        self.stream
-            .write_all(line.as_bytes())
-            .map_err(|e| Failure::runtime(format!("lost the credential broker: {e}")))?;
-        self.answer(request.op())
-    }
-
-    /// Reads one answer line (the broker sends nothing unasked, so nothing past it is
-    /// buffered and lost).
-    pub(crate) fn answer<T: DeserializeOwned>(&mut self, op: &str) -> Result<T, Failure> {
-        let mut answer = String::new();
-        BufReader::new(&self.stream)
-            .read_line(&mut answer)
-            .map_err(|e| Failure::runtime(format!("no answer from the credential broker: {e}")))?;
-        if answer.is_empty() {
-            return Err(Failure::runtime(
-                "the credential broker closed the connection without answering",
-            ));
-        }
-        match parse_answer::<T>(&answer) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(failure_from(error)),
-            Err(why) => Err(Failure::runtime(format!(
-                "the credential broker sent a malformed answer to `{op}` ({why}); is it the same version as this rolesh?"
-            ))),
-        }
+        self.0.ask_line(&request.to_line(), request.op())
     }
 
     /// The stream, for a request whose connection carries more than answers (`record`).
     pub(crate) fn into_stream(self) -> UnixStream {
-        self.stream
-    }
-}
-
-/// The broker's error as the failure rolesh exits with (SPEC §4's exit codes).
-pub(crate) fn failure_from(error: WireError) -> Failure {
-    let code = match error.code {
-        ErrorCode::Unmapped | ErrorCode::Denied => EXIT_DENIED,
-        ErrorCode::Config | ErrorCode::BadRequest => EXIT_USAGE,
-        ErrorCode::Sts | ErrorCode::Unavailable => EXIT_RUNTIME,
-    };
-    Failure {
-        code,
-        message: error.message,
+        self.0.into_stream()
     }
 }

@@ -9,10 +9,8 @@ const SYSCONF_DIR: &str = match option_env!("ROLESH_SYSCONFDIR") {
     None => "/etc/rolesh",
 };
 
-const RUN_DIR: &str = match option_env!("ROLESH_RUNDIR") {
-    Some(dir) => dir,
-    None => "/run/rolesh",
-};
+/// Read where `rolesh-token` reads it, so that both always agree.
+const RUN_DIR: &str = rolesh_token_core::paths::RUN_DIR;
 
 /// `/etc/rolesh`: `config.toml` and `config.d/`.
 pub(crate) fn sysconf_dir() -> PathBuf {
@@ -21,7 +19,7 @@ pub(crate) fn sysconf_dir() -> PathBuf {
 
 /// `/run/rolesh/broker.sock`.
 pub(crate) fn broker_socket() -> PathBuf {
-    PathBuf::from(RUN_DIR).join("broker.sock")
+    rolesh_token_core::paths::broker_socket()
 }
 
 /// `/run/rolesh`: the sockets and the live sessions' records.

@@ -1,85 +1,43 @@
 //! `rolesh token --cluster-name`: a drop-in for `aws eks get-token` that needs no broker.
 //!
-//! With credentials and a region in the environment (the common CI and benchmark case)
-//! it signs at once: no async runtime, no network, no file read. Otherwise it asks
-//! aws-config's default chain (env, profile, SSO, web identity, IMDSv2), and with
-//! `--role-arn` assumes that role first, as awscli does (session name `EKSGetTokenAuth`).
-
-use std::env;
-use std::time::SystemTime;
+//! With credentials and a region in the environment it signs at once (the token path's
+//! `standalone`, shared with `rolesh-token`): no async runtime, no network, no file read.
+//! Otherwise it asks aws-config's default chain (env, profile, SSO, web identity, IMDSv2),
+//! and with `--role-arn` assumes that role first, as awscli does (session name
+//! `EKSGetTokenAuth`).
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
+use rolesh_token_core::args::StandaloneArgs;
+use rolesh_token_core::plugin::{self, Plan};
+use rolesh_token_core::standalone::{endpoints, region_from_env, sign_now};
 
 use crate::error::{Failure, error_chain};
-use crate::token::{self, StsEndpoints};
 
 /// awscli's session name when `--role-arn` is given.
 const ASSUME_ROLE_SESSION_NAME: &str = "EKSGetTokenAuth";
 
-/// What `rolesh token --cluster-name` asks for, as plain values.
-pub(crate) struct TokenRequest {
-    pub(crate) cluster_name: String,
-    pub(crate) region: Option<String>,
-    pub(crate) role_arn: Option<String>,
-    /// `--sts-regional-endpoints`; absent: `AWS_STS_REGIONAL_ENDPOINTS`, else regional.
-    pub(crate) endpoints: Option<StsEndpoints>,
-}
-
-pub(crate) fn run_token(request: &TokenRequest) -> Result<(), Failure> {
-    let cluster = &request.cluster_name;
-    let endpoints = endpoints(request.endpoints)?;
-    let region = request.region.clone().or_else(region_from_env);
-    let (credentials, region) = match (env_credentials(), &request.role_arn, region) {
-        (Some(creds), None, Some(region)) => (creds, Some(region)),
-        (_, role_arn, region) => credentials_from_chain(region, role_arn.as_deref())?,
+pub(crate) fn run_token(request: &StandaloneArgs) -> Result<(), Failure> {
+    let plan = plugin::plan(&rolesh_token_core::args::TokenArgs::Standalone(
+        request.clone(),
+    ))?;
+    let token = match plugin::token(&plan) {
+        Some(signed) => signed?,
+        None => {
+            debug_assert!(matches!(plan, Plan::Sdk));
+            let endpoints = endpoints(request.endpoints)?;
+            let region = request.region.clone().or_else(region_from_env);
+            let (credentials, region) =
+                credentials_from_chain(region, request.role_arn.as_deref())?;
+            sign_now(
+                &credentials,
+                &request.cluster_name,
+                region.as_deref(),
+                endpoints,
+            )?
+        }
     };
-    let (host, signing_region) = token::sts_host(region.as_deref(), endpoints);
-    let token = token::presign(
-        &credentials,
-        cluster,
-        &host,
-        &signing_region,
-        SystemTime::now(),
-    )
-    .map_err(|e| Failure::runtime(e.to_string()))?;
-    let exec_info = env::var("KUBERNETES_EXEC_INFO").ok();
-    let api_version = token::api_version(exec_info.as_deref());
-    println!(
-        "{}",
-        token::exec_credential(&token::wire(&token), &api_version)
-    );
-    Ok(())
-}
-
-fn endpoints(flag: Option<StsEndpoints>) -> Result<StsEndpoints, Failure> {
-    match flag {
-        Some(chosen) => Ok(chosen),
-        None => match non_empty_env("AWS_STS_REGIONAL_ENDPOINTS").as_deref() {
-            None | Some("regional") => Ok(StsEndpoints::Regional),
-            Some("legacy") => Ok(StsEndpoints::Legacy),
-            Some(other) => Err(Failure::usage(format!(
-                "AWS_STS_REGIONAL_ENDPOINTS must be \"legacy\" or \"regional\", not {other:?}"
-            ))),
-        },
-    }
-}
-
-fn non_empty_env(name: &str) -> Option<String> {
-    env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn region_from_env() -> Option<String> {
-    non_empty_env("AWS_REGION").or_else(|| non_empty_env("AWS_DEFAULT_REGION"))
-}
-
-/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`[/`AWS_SESSION_TOKEN`]: the first link of
-/// every AWS credential chain, read without starting one.
-fn env_credentials() -> Option<Credentials> {
-    let key = non_empty_env("AWS_ACCESS_KEY_ID")?;
-    let secret = non_empty_env("AWS_SECRET_ACCESS_KEY")?;
-    let session = non_empty_env("AWS_SESSION_TOKEN");
-    Some(Credentials::new(key, secret, session, None, "Environment"))
+    plugin::print_exec_credential(&token)
 }
 
 fn credentials_from_chain(

@@ -28,6 +28,7 @@ common::harness::tests!(
         hostile_clients_are_bounded_and_others_are_unaffected,
         sigterm_drains_and_removes_the_socket,
         a_session_cannot_report_a_denial,
+        the_exec_plugin_answers_exactly_as_rolesh_token_does,
         // Root too: rolesh warns about a config file not owned by root, on stderr, which
         // it compares whole.
         check_describe_lists_clusters_it_cannot_describe,
@@ -538,4 +539,120 @@ fn check_describe_lists_clusters_it_cannot_describe() {
     );
     assert!(r.stdout.contains("cluster ghost (us-east-1): cannot describe: EKS DescribeCluster ghost failed: ResourceNotFoundException"), "{}", r.stdout);
     assert_eq!(r.stderr, "rolesh: 1 cluster cannot be described\n");
+}
+
+/// Issue 22: the session kubeconfig runs `rolesh-token`, a small binary, where it ran
+/// `rolesh token`. It answers exactly as `rolesh token` does: the same ExecCredential
+/// (byte for byte: the broker reuses a token for 30 s) in the apiVersion kubectl asks
+/// for, and the same exit code and message when the broker refuses, is not running, or
+/// answers with something it does not understand.
+fn the_exec_plugin_answers_exactly_as_rolesh_token_does() {
+    let grace = TestUser::create("rbkgrace", &[]);
+    let stranger = TestUser::create("rbkpstranger", &[]);
+    let mapping = MAPPING.replace(
+        "rbkfrank = \"arn:aws:iam::123456789012:role/frank\"",
+        "rbkgrace = \"arn:aws:iam::123456789012:role/grace\"",
+    );
+    let b = BrokerProc::start("", &mapping);
+    let both = |uid: u32, socket: &std::path::Path, args: &[&str], env: &[(&str, &str)]| {
+        [(rolesh(), &["token"][..]), (rolesh_token(), &[][..])].map(|(mut cmd, first)| {
+            cmd.args(first)
+                .args(args)
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("ROLESH_BROKER_SOCKET", socket)
+                .envs(env.iter().copied())
+                .uid(uid);
+            run(&mut cmd)
+        })
+    };
+    let same = |[ours, plugin]: [Run; 2], code: i32, what: &str| {
+        assert_eq!(ours.code, code, "rolesh token, {what}: {}", ours.stderr);
+        assert_eq!(
+            (plugin.code, &plugin.stdout, &plugin.stderr),
+            (ours.code, &ours.stdout, &ours.stderr),
+            "rolesh-token vs rolesh token, {what}"
+        );
+        ours
+    };
+    let v1 = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#;
+    let ok = same(
+        both(
+            grace.uid(),
+            &b.socket(),
+            &["--cluster", "demo"],
+            &[("KUBERNETES_EXEC_INFO", v1)],
+        ),
+        0,
+        "a token",
+    );
+    let credential: Value = serde_json::from_str(&ok.stdout).unwrap();
+    assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(
+        identity(&b, credential["status"]["token"].as_str().unwrap(), "demo"),
+        "arn:aws:sts::123456789012:assumed-role/grace/rbkgrace"
+    );
+    same(
+        both(grace.uid(), &b.socket(), &["--cluster", "demo"], &[]),
+        0,
+        "the default apiVersion",
+    );
+    same(
+        both(grace.uid(), &b.socket(), &["--cluster", "secret"], &[]),
+        77,
+        "a cluster outside the user's groups",
+    );
+    same(
+        both(stranger.uid(), &b.socket(), &["--cluster", "demo"], &[]),
+        77,
+        "an unmapped user",
+    );
+    let nowhere = b.socket().with_file_name("nowhere.sock");
+    let down = same(
+        both(grace.uid(), &nowhere, &["--cluster", "demo"], &[]),
+        1,
+        "no broker",
+    );
+    assert!(
+        down.stderr.contains("the credential broker is not running"),
+        "{}",
+        down.stderr
+    );
+    // A stand-in broker that answers every line with something that is not an answer.
+    let stand_in = b.socket().with_file_name("stand-in.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&stand_in).unwrap();
+    std::fs::set_permissions(
+        &stand_in,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let server = std::thread::spawn(move || {
+        for conn in listener.incoming().take(2) {
+            let mut conn = conn.unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(&conn), &mut line).unwrap();
+            conn.write_all(b"{\"token\":\"k8s-aws-v1.x\"}\n").unwrap();
+        }
+    });
+    let garbled = same(
+        both(grace.uid(), &stand_in, &["--cluster", "demo"], &[]),
+        1,
+        "a malformed answer",
+    );
+    server.join().unwrap();
+    assert!(
+        garbled
+            .stderr
+            .starts_with("rolesh: the credential broker sent a malformed answer to `token`"),
+        "{}",
+        garbled.stderr
+    );
+    // Usage errors are usage errors (the wording is clap's in rolesh, its own here).
+    let r = run(rolesh_token().args(["--cluster"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("rolesh: --cluster needs a value"),
+        "{}",
+        r.stderr
+    );
 }

@@ -23,6 +23,7 @@ common::harness::tests!(
         targets_outside_the_allowlist_are_refused_before_any_api_call,
         selectors_are_ored_and_set_based_ones_work,
         without_a_terminal_the_picker_lists_choices_and_refuses_to_wait,
+        without_a_terminal_a_pod_with_several_containers_defaults_as_kubectl_exec_does,
         ten_mebibytes_of_stdout_are_byte_identical_to_kubectl_exec,
         window_resizes_reach_the_remote_terminal,
         the_picker_in_a_terminal_filters_as_you_type_and_passes_ctrl_c_through,
@@ -295,26 +296,70 @@ fn without_a_terminal_the_picker_lists_choices_and_refuses_to_wait() {
             )
         )
     );
-    // Containers: init and ephemeral ones too.
-    let r = env.exec(&["demo/web/frontend-6d8f7c9b5-q9m4z"]);
-    let pod = "demo/web/frontend-6d8f7c9b5-q9m4z";
-    assert_eq!(
-        r.stderr,
-        format!(
-            "{pod}/nginx\n{pod}/log-shipper\n{pod}/migrate\n{pod}/debugger\n{}",
-            refusal("container", "CLUSTER/NS/POD/CONTAINER")
-        )
-    );
-    // A level with one choice is skipped: demo/jobs has one running pod and a finished
-    // one, so it still asks; -n narrows the cluster to the first allowing it.
+    // (Containers are not asked for: see the next test.) -n narrows the cluster to the
+    // first allowing the namespace; running pods first.
     let r = env.exec(&["-n", "jobs", "--", "true"]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr
-            .starts_with("demo/jobs/backfill-2h7x9\ndemo/jobs/nightly-report"),
+        r.stderr.starts_with(
+            "demo/jobs/backfill-2h7x9\ndemo/jobs/ingest-5b8d7c6f4-r7t2m\ndemo/jobs/nightly-report"
+        ),
         "{}",
         r.stderr
     );
+}
+
+/// Issue 22: scripts written for `kubectl exec` name no container. Without a terminal,
+/// `rolesh exec` takes the one kubectl takes — the `kubectl.kubernetes.io/default-container`
+/// annotation's, else the first — and prints kubectl's notice when it had to choose.
+fn without_a_terminal_a_pod_with_several_containers_defaults_as_kubectl_exec_does() {
+    let env = setup("rexdefault", "");
+    let script = "echo in:$ROLESH_FAKE_CONTAINER; exit 7";
+    let cases = [
+        (
+            "web",
+            WEB_FRONTEND,
+            "nginx",
+            "Defaulted container \"nginx\" out of: nginx, log-shipper, migrate (init)\n",
+        ),
+        (
+            "web",
+            "frontend-6d8f7c9b5-q9m4z",
+            "nginx",
+            "Defaulted container \"nginx\" out of: nginx, log-shipper, debugger (ephem), migrate (init)\n",
+        ),
+        // The annotation names the second container: taken without a word.
+        ("jobs", "ingest-5b8d7c6f4-r7t2m", "ingest", ""),
+    ];
+    for (namespace, pod, container, notice) in cases {
+        let target = format!("demo/{namespace}/{pod}");
+        let r = env.exec(&[&target, "--", "sh", "-c", script]);
+        assert_eq!(
+            (r.code, r.stdout.as_str(), r.stderr.as_str()),
+            (7, format!("in:{container}\n").as_str(), notice),
+            "{target}"
+        );
+        // What kubectl itself does with the same pod (it adds its own line for the exit
+        // code).
+        let k = run(&mut env.kubectl(&["exec", "-n", namespace, pod, "--", "sh", "-c", script]));
+        assert_eq!(
+            (k.code, k.stdout.as_str()),
+            (7, format!("in:{container}\n").as_str()),
+            "kubectl exec {pod}: {}",
+            k.stderr
+        );
+        assert!(
+            k.stderr.starts_with(notice),
+            "kubectl exec {pod}: {}",
+            k.stderr
+        );
+        assert_eq!(
+            k.stderr.contains("Defaulted container"),
+            !notice.is_empty(),
+            "kubectl exec {pod}: {}",
+            k.stderr
+        );
+    }
 }
 
 fn ten_mebibytes_of_stdout_are_byte_identical_to_kubectl_exec() {

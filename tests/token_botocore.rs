@@ -13,13 +13,34 @@ struct Case<'a> {
     exec_info: Option<&'a str>,
 }
 
-fn compare(case: &Case<'_>) {
+/// Which of the two commands signs: `rolesh token`, or the exec plugin `rolesh-token`
+/// (the same command line in a small binary).
+#[derive(Clone, Copy, Debug)]
+enum Signer {
+    Rolesh,
+    Plugin,
+}
+
+impl Signer {
+    fn command(self) -> std::process::Command {
+        match self {
+            Signer::Rolesh => {
+                let mut cmd = rolesh();
+                cmd.arg("token");
+                cmd
+            }
+            Signer::Plugin => rolesh_token(),
+        }
+    }
+}
+
+fn compare(case: &Case<'_>, signer: Signer) {
     let mut extra: Vec<(&str, &str)> = vec![];
     if let Some(info) = case.exec_info {
         extra.push(("KUBERNETES_EXEC_INFO", info));
     }
-    let mut ours = rolesh();
-    ours.args(["token", "--cluster-name", "demo", "--region", case.region]);
+    let mut ours = signer.command();
+    ours.args(["--cluster-name", "demo", "--region", case.region]);
     if case.legacy {
         ours.args(["--sts-regional-endpoints", "legacy"]);
     }
@@ -40,7 +61,7 @@ fn compare(case: &Case<'_>) {
     let theirs: Value = serde_json::from_str(&theirs.stdout).unwrap();
 
     let label = format!(
-        "region {} legacy {} session token {}",
+        "{signer:?}: region {} legacy {} session token {}",
         case.region,
         case.legacy,
         case.session_token.is_some()
@@ -62,6 +83,21 @@ fn compare(case: &Case<'_>) {
 
 #[test]
 fn tokens_match_botocore_byte_for_byte() {
+    for case in &cases() {
+        compare(case, Signer::Rolesh);
+    }
+}
+
+/// Issue 22: the exec plugin signs what `rolesh token` signs, from the environment's
+/// credentials, in a binary of its own.
+#[test]
+fn the_exec_plugin_rolesh_token_matches_botocore_byte_for_byte() {
+    for case in &cases() {
+        compare(case, Signer::Plugin);
+    }
+}
+
+fn cases() -> Vec<Case<'static>> {
     require(
         "awscli + botocore (pip install awscli)",
         botocore_available(),
@@ -120,9 +156,7 @@ fn tokens_match_botocore_byte_for_byte() {
             ),
         },
     ];
-    for case in &cases {
-        compare(case);
-    }
+    cases.into()
 }
 
 /// `aws eks get-token` signs for AWS_ENDPOINT_URL_STS when it is set, and EKS rejects such
@@ -193,20 +227,31 @@ fn missing_cluster_name_is_a_usage_error() {
 
 #[test]
 fn no_credentials_anywhere_is_a_clear_runtime_error() {
-    let mut cmd = rolesh();
-    cmd.args(["token", "--cluster-name", "demo", "--region", "us-east-1"])
+    no_credentials_anywhere(Signer::Rolesh);
+}
+
+/// Issue 22: without credentials in the environment the exec plugin hands the request to
+/// `rolesh token` (the AWS SDK's credential chain), whose answer it gives.
+#[test]
+fn the_exec_plugin_without_credentials_gives_rolesh_tokens_error() {
+    no_credentials_anywhere(Signer::Plugin);
+}
+
+fn no_credentials_anywhere(signer: Signer) {
+    let mut cmd = signer.command();
+    cmd.args(["--cluster-name", "demo", "--region", "us-east-1"])
         .env_clear()
         .env("HOME", "/nonexistent")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true");
     let r = run(&mut cmd);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 1, "{signer:?}: {}", r.stderr);
     assert!(
         r.stderr.starts_with(
             "rolesh: no usable AWS credentials (environment, profile, SSO, web identity, IMDS)"
         ),
-        "{}",
+        "{signer:?}: {}",
         r.stderr
     );
     assert_eq!(r.stdout, "");

@@ -11,15 +11,26 @@ use std::net::TcpListener;
 
 #[test]
 fn role_arn_assumes_the_role_through_sts_and_signs_with_its_credentials() {
+    let mut cmd = rolesh();
+    cmd.arg("token");
+    role_arn_assumes_the_role(cmd);
+}
+
+/// Issue 22: the exec plugin hands `--role-arn` (the AWS SDK's work) to `rolesh token`,
+/// with the same result.
+#[test]
+fn the_exec_plugin_with_role_arn_assumes_the_role_as_rolesh_token_does() {
+    role_arn_assumes_the_role(rolesh_token());
+}
+
+fn role_arn_assumes_the_role(mut cmd: std::process::Command) {
     require(
         "moto[server] (pip install 'moto[server]')",
         moto_available() && botocore_available(),
     );
     let moto = Moto::start();
     let role = "arn:aws:iam::123456789012:role/eks-admin";
-    let mut cmd = rolesh();
     cmd.args([
-        "token",
         "--cluster-name",
         "demo",
         "--region",

@@ -118,6 +118,9 @@ pub(super) struct ContainerInfo {
     pub kind: ContainerKind,
 }
 
+/// The annotation that names the container `kubectl exec` and `kubectl logs` default to.
+const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
 /// What the picker shows of a pod, and what the allowlist check needs (its labels).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PodInfo {
@@ -128,6 +131,17 @@ pub(super) struct PodInfo {
     pub node: String,
     pub labels: BTreeMap<String, String>,
     pub containers: Vec<ContainerInfo>,
+    /// The container [`DEFAULT_CONTAINER_ANNOTATION`] names, if any.
+    pub annotated_default: Option<String>,
+}
+
+/// The container to exec into when none is named and there is no terminal to ask on,
+/// and kubectl's notice when it had to choose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DefaultContainer {
+    pub name: String,
+    /// `Defaulted container "nginx" out of: nginx, log-shipper, migrate (init)`.
+    pub notice: Option<String>,
 }
 
 impl PodInfo {
@@ -176,7 +190,65 @@ impl PodInfo {
                 .unwrap_or_else(|| "-".into()),
             labels: pod.metadata.labels.clone().unwrap_or_default(),
             containers,
+            annotated_default: pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+                .filter(|name| !name.is_empty())
+                .cloned(),
         }
+    }
+
+    /// The container `kubectl exec` takes when none is named (kubectl's
+    /// `podcmd.FindOrDefaultContainerByName`): the one the annotation names, silently;
+    /// else the first container, with kubectl's notice when the pod has any other (init
+    /// and ephemeral ones included, listed as kubectl lists them). Unlike kubectl, an
+    /// annotation naming an init container is passed over: in a running pod those have
+    /// finished, and exec'ing into one fails.
+    pub(super) fn default_container(&self) -> Option<DefaultContainer> {
+        let annotated = self.annotated_default.as_ref().and_then(|name| {
+            self.containers
+                .iter()
+                .find(|c| &c.name == name && c.kind != ContainerKind::Init)
+        });
+        if let Some(c) = annotated {
+            return Some(DefaultContainer {
+                name: c.name.clone(),
+                notice: None,
+            });
+        }
+        let first = self
+            .containers
+            .iter()
+            .find(|c| c.kind == ContainerKind::Regular)?;
+        let notice = (self.containers.len() > 1).then(|| {
+            format!(
+                "Defaulted container {:?} out of: {}",
+                first.name,
+                self.all_container_names()
+            )
+        });
+        Some(DefaultContainer {
+            name: first.name.clone(),
+            notice,
+        })
+    }
+
+    /// kubectl's `AllContainerNames`: containers, then ephemeral ones `(ephem)`, then init
+    /// ones `(init)`.
+    fn all_container_names(&self) -> String {
+        let of = |kind: ContainerKind, mark: &'static str| {
+            self.containers
+                .iter()
+                .filter(move |c| c.kind == kind)
+                .map(move |c| format!("{}{mark}", c.name))
+        };
+        of(ContainerKind::Regular, "")
+            .chain(of(ContainerKind::Ephemeral, " (ephem)"))
+            .chain(of(ContainerKind::Init, " (init)"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub(super) fn is_running(&self) -> bool {
@@ -288,6 +360,77 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             containers: vec![],
+            annotated_default: None,
+        }
+    }
+
+    fn containers(pod: &mut PodInfo, kind: ContainerKind, names: &[&str]) {
+        pod.containers.extend(names.iter().map(|n| ContainerInfo {
+            name: n.to_string(),
+            kind,
+        }));
+    }
+
+    /// The pod of issue 22: two containers and an init container.
+    fn frontend() -> PodInfo {
+        let mut p = pod(&[]);
+        containers(&mut p, ContainerKind::Regular, &["nginx", "log-shipper"]);
+        containers(&mut p, ContainerKind::Init, &["migrate"]);
+        p
+    }
+
+    #[test]
+    fn without_an_annotation_the_first_container_is_the_default_with_kubectls_notice() {
+        let chosen = frontend().default_container().unwrap();
+        assert_eq!(chosen.name, "nginx");
+        assert_eq!(
+            chosen.notice.as_deref(),
+            Some(r#"Defaulted container "nginx" out of: nginx, log-shipper, migrate (init)"#)
+        );
+        let mut p = frontend();
+        containers(&mut p, ContainerKind::Ephemeral, &["debugger"]);
+        assert_eq!(
+            p.default_container().unwrap().notice.as_deref(),
+            Some(
+                r#"Defaulted container "nginx" out of: nginx, log-shipper, debugger (ephem), migrate (init)"#
+            )
+        );
+    }
+
+    #[test]
+    fn a_single_container_is_the_default_without_a_notice() {
+        let mut p = pod(&[]);
+        containers(&mut p, ContainerKind::Regular, &["app"]);
+        assert_eq!(
+            p.default_container(),
+            Some(DefaultContainer {
+                name: "app".into(),
+                notice: None
+            })
+        );
+    }
+
+    #[test]
+    fn the_annotation_names_the_default_silently() {
+        let mut p = frontend();
+        p.annotated_default = Some("log-shipper".into());
+        assert_eq!(
+            p.default_container(),
+            Some(DefaultContainer {
+                name: "log-shipper".into(),
+                notice: None
+            })
+        );
+    }
+
+    #[test]
+    fn an_annotation_naming_an_init_or_missing_container_falls_back_to_the_first() {
+        for named in ["migrate", "no-such-container"] {
+            let mut p = frontend();
+            p.annotated_default = Some(named.into());
+            let chosen = p.default_container().unwrap();
+            assert_eq!(chosen.name, "nginx", "{named}");
+            assert!(chosen.notice.is_some(), "{named}");
         }
     }
 

@@ -306,6 +306,17 @@ impl Rounds<'_> {
                 names.join(", ")
             )));
         }
+        if !self.picker.interactive {
+            // No terminal to ask on: the container `kubectl exec` would take, with its
+            // notice, so that scripts written for kubectl work unchanged.
+            let chosen = pod.default_container().ok_or_else(|| {
+                Failure::runtime(format!("pod {namespace}/{} has no containers", pod.name))
+            })?;
+            if let Some(notice) = &chosen.notice {
+                eprintln!("{notice}");
+            }
+            return Ok(Some(chosen.name));
+        }
         let choices: Vec<Choice<String>> = pod
             .containers
             .iter()

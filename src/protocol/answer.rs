@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use rolesh_token_core::wire::{ExecCredential, Token};
+
 use crate::config::values::required;
 use crate::config::{AccessLevel, ClusterRoute, NamespaceSettings, SessionSettings};
 
@@ -65,49 +67,6 @@ pub struct ClusterView {
 impl ClusterView {
     pub fn allows_namespace(&self, namespace: &str) -> bool {
         self.namespaces.is_empty() || self.namespaces.iter().any(|n| n.name == namespace)
-    }
-}
-
-/// `token`: an EKS bearer token and when kubectl should consider it expired.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Token {
-    #[serde(rename = "expirationTimestamp")]
-    pub expiration_timestamp: String,
-    pub token: String,
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A bearer token is a secret: never printed, not even in debug output.
-        f.debug_struct("Token")
-            .field("token", &crate::redact::REDACTED)
-            .field("expiration_timestamp", &self.expiration_timestamp)
-            .finish()
-    }
-}
-
-/// What an exec plugin prints for kubectl (client.authentication.k8s.io).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecCredential<'a> {
-    pub kind: &'static str,
-    pub api_version: &'a str,
-    pub spec: Empty,
-    pub status: &'a Token,
-}
-
-/// `{}`.
-#[derive(Serialize)]
-pub struct Empty {}
-
-impl<'a> ExecCredential<'a> {
-    pub fn new(token: &'a Token, api_version: &'a str) -> Self {
-        ExecCredential {
-            kind: "ExecCredential",
-            api_version,
-            spec: Empty {},
-            status: token,
-        }
     }
 }
 

@@ -11,6 +11,7 @@ mod answer;
 mod event;
 pub mod monitor;
 
+use rolesh_token_core::wire::ErrorBody;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -20,11 +21,10 @@ pub use answer::{
 };
 pub use event::{RESERVED, SessionEvent, SessionEventKind};
 
-use crate::config::word_enum;
 use crate::session_id::SessionId;
 
-/// The protocol version every request carries as `"v"`.
-pub const VERSION: u64 = 1;
+/// What the token path reads and writes (shared with `rolesh-token`): one definition.
+pub use rolesh_token_core::wire::{ErrorCode, VERSION};
 
 /// The longest request line accepted, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -163,21 +163,10 @@ fn terminal_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error
     }
 }
 
-word_enum! {
-    /// The error codes of SPEC §2.
-    pub enum ErrorCode {
-        Unmapped = "unmapped",
-        Denied = "denied",
-        Sts = "sts",
-        Config = "config",
-        BadRequest = "bad_request",
-        Unavailable = "unavailable",
-    }
-}
-
-/// An error answer's body. Messages never contain a secret: the broker redacts them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An error answer's body as the broker sends it. Messages never contain a secret: the
+/// broker redacts them ([`WireError::to_line`]). Clients read it as the token path's
+/// `ErrorBody`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WireError {
     pub code: ErrorCode,
     pub message: String,
@@ -199,26 +188,24 @@ impl WireError {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Serialize)]
 struct ErrorAnswer {
     error: WireError,
 }
 
+impl From<ErrorBody> for WireError {
+    fn from(body: ErrorBody) -> WireError {
+        WireError::new(body.code, body.message)
+    }
+}
+
 /// An answer line read by a client: the broker's error, or the answer `T`. `Err` when the
-/// line is neither (the broker is not one this client understands: fail closed).
+/// line is neither (the broker is not one this client understands: fail closed). The
+/// token path's reader, which every client uses.
 pub fn parse_answer<T: serde::de::DeserializeOwned>(
     line: &str,
 ) -> Result<Result<T, WireError>, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    if value.get("error").is_some() {
-        let answer: ErrorAnswer =
-            serde_json::from_value(value).map_err(|e| format!("a malformed error: {e}"))?;
-        return Ok(Err(answer.error));
-    }
-    serde_json::from_value(value)
-        .map(Ok)
-        .map_err(|e| e.to_string())
+    rolesh_token_core::wire::parse_answer(line).map(|answer| answer.map_err(WireError::from))
 }
 
 #[cfg(test)]

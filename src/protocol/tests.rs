@@ -169,3 +169,20 @@ fn errors_read_back_and_redact() {
     assert_eq!(answer.unwrap_err().code, ErrorCode::Sts);
     assert!(parse_answer::<Ack>(r#"{"error":{"code":"nope","message":"x"}}"#).is_err());
 }
+
+/// `rolesh-token` writes its `token` request with the token path's own writer: it must be
+/// the line `Request::Token` is.
+#[test]
+fn the_exec_plugins_token_request_is_the_protocols() {
+    for cluster in ["prod", "a\"b\\c"] {
+        let request = Request::Token {
+            cluster: cluster.into(),
+        };
+        assert_eq!(
+            rolesh_token_core::wire::token_request_line(cluster),
+            request.to_line()
+        );
+        assert_eq!(Request::parse(request.to_line().as_bytes()), Ok(request));
+    }
+    assert_eq!(rolesh_token_core::wire::REDACTED, crate::redact::REDACTED);
+}

@@ -141,6 +141,18 @@ fn kubeconfig() -> Kubeconfig {
     }
 }
 
+/// The exec plugin kubectl runs for a token, and the arguments before `--cluster NAME`:
+/// `rolesh-token` next to `rolesh` (the same command line as `rolesh token`, at a fraction
+/// of the start-up cost; kubectl runs it on every call), else `rolesh token`.
+fn plugin_command(rolesh: &Path) -> (String, Vec<String>) {
+    let plugin = rolesh.with_file_name("rolesh-token");
+    if plugin.is_file() {
+        (plugin.display().to_string(), vec![])
+    } else {
+        (rolesh.display().to_string(), vec!["token".into()])
+    }
+}
+
 /// What a proxied cluster's user holds instead of a credential.
 pub(crate) const PROXY_PLACEHOLDER: &str = "rolesh-proxy-no-credential";
 
@@ -149,6 +161,7 @@ pub(crate) const PROXY_PLACEHOLDER: &str = "rolesh-proxy-no-credential";
 /// in the broker. Its user has the placeholder token [`PROXY_PLACEHOLDER`], since kubectl
 /// asks for a user name and password when a user has nothing at all; the proxy drops it.
 pub(crate) fn sealed(clusters: &[SessionCluster], rolesh: &Path) -> Kubeconfig {
+    let (command, first_args) = plugin_command(rolesh);
     let cluster = |c: &SessionCluster| NamedCluster {
         name: c.name().to_string(),
         cluster: Some(Cluster {
@@ -165,8 +178,14 @@ pub(crate) fn sealed(clusters: &[SessionCluster], rolesh: &Path) -> Kubeconfig {
                 .then(|| secrecy::SecretString::from(PROXY_PLACEHOLDER)),
             exec: (c.view.access == crate::config::ClusterRoute::Direct).then(|| ExecConfig {
                 api_version: Some(crate::token::DEFAULT_API_VERSION.into()),
-                command: Some(rolesh.display().to_string()),
-                args: Some(vec!["token".into(), "--cluster".into(), c.name().into()]),
+                command: Some(command.clone()),
+                args: Some(
+                    first_args
+                        .iter()
+                        .cloned()
+                        .chain(["--cluster".into(), c.name().into()])
+                        .collect(),
+                ),
                 interactive_mode: Some(ExecInteractiveMode::Never),
                 provide_cluster_info: false,
                 ..ExecConfig::default()
@@ -243,7 +262,8 @@ mod tests {
 
     #[test]
     fn contexts_for_the_cluster_and_each_namespace() {
-        let k = merged(&[prod()], Path::new("/usr/bin/rolesh"));
+        // No rolesh-token beside this one: the plugin is `rolesh token`.
+        let k = merged(&[prod()], Path::new("/nonexistent/bin/rolesh"));
         let names: Vec<&str> = k.contexts.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["prod", "prod/web", "prod/jobs"]);
         assert_eq!(k.current_context.as_deref(), Some("prod"));
@@ -251,7 +271,7 @@ mod tests {
         let v: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
         assert_eq!(v["contexts"][0]["context"]["namespace"], "web");
         let exec = &v["users"][0]["user"]["exec"];
-        assert_eq!(exec["command"], "/usr/bin/rolesh");
+        assert_eq!(exec["command"], "/nonexistent/bin/rolesh");
         assert_eq!(
             exec["args"],
             serde_json::json!(["token", "--cluster", "prod"])
@@ -260,6 +280,28 @@ mod tests {
         assert_eq!(exec["apiVersion"], crate::token::DEFAULT_API_VERSION);
         assert_eq!(v["clusters"][0]["cluster"]["server"], "https://k8s.example");
         assert!(!yaml.contains("token:"), "no secret in a kubeconfig");
+    }
+
+    #[test]
+    fn the_plugin_is_rolesh_token_next_to_rolesh_when_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let rolesh = dir.path().join("rolesh");
+        std::fs::write(&rolesh, "").unwrap();
+        let exec = |k: &Kubeconfig| {
+            let yaml = to_yaml(k);
+            let v: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+            v["users"][0]["user"]["exec"].clone()
+        };
+        // Only rolesh: `rolesh token --cluster prod`.
+        let e = exec(&sealed(&[prod()], &rolesh));
+        assert_eq!(e["command"], rolesh.display().to_string());
+        assert_eq!(e["args"], serde_json::json!(["token", "--cluster", "prod"]));
+        // rolesh-token beside it: `rolesh-token --cluster prod`.
+        let plugin = dir.path().join("rolesh-token");
+        std::fs::write(&plugin, "").unwrap();
+        let e = exec(&sealed(&[prod()], &rolesh));
+        assert_eq!(e["command"], plugin.display().to_string());
+        assert_eq!(e["args"], serde_json::json!(["--cluster", "prod"]));
     }
 
     #[test]

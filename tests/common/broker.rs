@@ -13,7 +13,7 @@ use rolesh_testkit::fake_aws::{FakeAws, FakeAwsOptions};
 use rolesh_testkit::stack::Stack;
 use serde_json::Value;
 
-use super::{Run, rolesh, run, write_config};
+use super::{Run, rolesh, rolesh_token, run, write_config};
 
 pub struct BrokerProc {
     pub dir: tempfile::TempDir,
@@ -309,7 +309,15 @@ impl BrokerProc {
 
     /// `rolesh ARGS` as `uid`, talking to this broker.
     pub fn client(&self, uid: u32, args: &[&str]) -> Run {
-        let mut cmd = rolesh();
+        self.run_as(rolesh(), uid, args)
+    }
+
+    /// `rolesh-token ARGS` (the exec plugin) as `uid`, talking to this broker.
+    pub fn plugin(&self, uid: u32, args: &[&str]) -> Run {
+        self.run_as(rolesh_token(), uid, args)
+    }
+
+    fn run_as(&self, mut cmd: Command, uid: u32, args: &[&str]) -> Run {
         cmd.args(args)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")

@@ -16,6 +16,12 @@ pub fn rolesh() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rolesh"))
 }
 
+/// `rolesh-token`, the exec plugin of the session kubeconfig (`rolesh token` in a small
+/// binary).
+pub fn rolesh_token() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rolesh-token"))
+}
+
 /// Writes a config file with mode 0644 (what `rolesh check` accepts).
 pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

@@ -96,6 +96,7 @@ default['rolesh']['users_data_bag'] = nil # e.g. 'rolesh_users'
 default['rolesh']['groups'] = {}
 # users: { 'alice' => { 'uid' => 2001, 'groups' => ['sre'],
 #   'role_arn' => 'arn:aws:iam::123456789012:role/platform-admin',
+#   'access' => 'admin', 'namespaces' => ['web'],   # optional, need role_arn
 #   'mode' => 'shell', 'record' => 'all', 'ssh_keys' => ['ssh-ed25519 AAAA...'],
 #   'action' => 'create' } }   # action 'remove' deletes the user and drop-in
 default['rolesh']['users'] = {}
@@ -126,7 +127,8 @@ default['rolesh']['config']['aws']['tags'] = {
 # [mapping]  deny_users > users > groups (in order) > default_role > deny
 default['rolesh']['config']['mapping']['deny_users'] = %w(root)
 default['rolesh']['config']['mapping']['default_role'] = nil # nil: unmapped users are denied
-# [mapping.users]  user => role ARN
+# [mapping.users]  user => role ARN, or user => { 'role' => ARN,
+# 'access' => 'admin' | 'poweruser' | 'user', 'namespaces' => [...] }
 default['rolesh']['config']['mapping']['users'] = {}
 # [[mapping.groups]]  [{ 'group' => 'sre', 'role' => 'arn:...' }] or { 'sre' => { 'role' => 'arn:...' } }
 default['rolesh']['config']['mapping']['groups'] = []

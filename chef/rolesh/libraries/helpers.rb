@@ -166,13 +166,35 @@ module RoleshCookbook
     # Session keys a rolesh_user (or a users attribute entry) may override.
     OVERRIDE_KEYS = %w(mode shell path allowed_commands file_transfer idle_timeout max_duration banner record exec_command).freeze
 
+    # Kubernetes access levels of a mapping rule (what `rolesh rbac` binds).
+    ACCESS_LEVELS = %w(admin poweruser user).freeze
+
     # Variables of templates/config.d-user.toml.erb, the config.d drop-in
-    # 50-user-NAME.toml. attrs: role_arn and any OVERRIDE_KEYS.
+    # 50-user-NAME.toml. attrs: role_arn, access, namespaces and any
+    # OVERRIDE_KEYS. :mapping is the user's [mapping.users] value: the role
+    # ARN alone, or { role, access, namespaces } when either of the others is
+    # set (rolesh's table form needs the role, so they cannot go without it).
     def user_dropin_variables(username, attrs)
       attrs = plain(attrs || {})
       override = {}
       OVERRIDE_KEYS.each { |k| override[k] = attrs[k] unless attrs[k].nil? }
-      { user: username.to_s, role_arn: attrs['role_arn'], override: override }
+      { user: username.to_s, role_arn: attrs['role_arn'], mapping: user_mapping(username, attrs), override: override }
+    end
+
+    def user_mapping(username, attrs)
+      role, access, namespaces = attrs.values_at('role_arn', 'access', 'namespaces')
+      return role if access.nil? && namespaces.nil?
+      if role.nil?
+        raise ArgumentError, "rolesh: user #{username}: access and namespaces need a role_arn " \
+                             '([mapping.users] NAME = { role, access, namespaces })'
+      end
+      unless access.nil? || ACCESS_LEVELS.include?(access.to_s)
+        raise ArgumentError, "rolesh: user #{username}: access must be one of #{ACCESS_LEVELS.join(', ')}, not #{access.inspect}"
+      end
+      unless namespaces.nil? || namespaces.is_a?(Array)
+        raise ArgumentError, "rolesh: user #{username}: namespaces must be an Array, not #{namespaces.inspect}"
+      end
+      plain('role' => role, 'access' => access, 'namespaces' => namespaces)
     end
 
     def user_dropin_name(username)

@@ -11,7 +11,8 @@
 #     "ssh_keys": ["ssh-ed25519 AAAA... alice@laptop"], "record": "all" }
 #
 # Every user gets the login shell /usr/bin/rolesh and joins rolesh-users;
-# role_arn and session keys (mode, record, shell, ...) go to the user's
+# role_arn (with access and namespaces: `[mapping.users] NAME = { role,
+# access, namespaces }`) and session keys (mode, record, shell, ...) go to the user's
 # drop-in /etc/rolesh/config.d/50-user-NAME.toml (resource rolesh_user).
 # "action": "remove" removes the user and the drop-in.
 #
@@ -40,6 +41,8 @@ end
 RoleshCookbook::Config.users(rolesh, items).each do |name, u|
   rolesh_user name do
     role_arn u['role_arn'] if u['role_arn']
+    access u['access'] if u['access']
+    namespaces Array(u['namespaces']) unless u['namespaces'].nil?
     group(Array(u['groups']) + Array(u['group']))
     uid u['uid'] if u['uid']
     comment u['comment'] if u['comment']

@@ -13,6 +13,12 @@
 #     record 'all'
 #   end
 #
+#   rolesh_user 'frank' do
+#     role_arn 'arn:aws:iam::123456789012:role/web-developer'
+#     access 'poweruser'      # [mapping.users] frank = { role, access, namespaces }
+#     namespaces %w(web)
+#   end
+#
 #   rolesh_user 'bob' do
 #     group 'web-devs'        # mapped through [[mapping.groups]]
 #     mode 'picker'
@@ -35,6 +41,11 @@ property :username, String,
 property :role_arn, String,
          regex: %r{\Aarn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/{}-]+\z},
          description: 'IAM role for this user ([mapping.users]); without it the user maps through groups or default_role'
+property :access, String,
+         equal_to: %w(admin poweruser user),
+         description: 'Kubernetes access level of role_arn (what `rolesh rbac` binds); needs role_arn'
+property :namespaces, Array,
+         description: 'namespaces the access applies in (default: cluster-wide); needs role_arn'
 property :group, [String, Array],
          coerce: proc { |v| Array(v).map(&:to_s) },
          default: [],
@@ -77,7 +88,7 @@ action_class do
   end
 
   def dropin_variables
-    attrs = { 'role_arn' => new_resource.role_arn }
+    attrs = { 'role_arn' => new_resource.role_arn, 'access' => new_resource.access, 'namespaces' => new_resource.namespaces }
     RoleshCookbook::Config::OVERRIDE_KEYS.each do |key|
       attrs[key] = new_resource.send(key)
     end

@@ -828,6 +828,7 @@ async fn pods(state: &Arc<State>, info: &RequestInfo, headers: &HeaderMap) -> Re
                 name: String::new(),
                 namespace: String::new(),
                 labels: Default::default(),
+                annotations: Default::default(),
                 containers: Vec::new(),
                 init_containers: Vec::new(),
                 ephemeral_containers: Vec::new(),

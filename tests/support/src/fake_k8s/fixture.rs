@@ -8,6 +8,7 @@
 //!   - name: frontend-6d8f7c9b5-x7k2p
 //!     namespace: web
 //!     labels: {app: frontend, tier: web}
+//!     annotations: {kubectl.kubernetes.io/default-container: sidecar}
 //!     containers: [nginx, {name: sidecar, image: "envoyproxy/envoy:v1.31"}]
 //!     initContainers: [migrate]
 //!     ephemeralContainers: [debugger]
@@ -99,6 +100,9 @@ pub struct Pod {
     /// Labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Annotations (e.g. `kubectl.kubernetes.io/default-container`).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// Containers (at least one).
     pub containers: Vec<Container>,
     /// Init containers (completed in a running pod).
@@ -459,17 +463,21 @@ impl Rendered {
         if pod.node.is_some() {
             status["hostIP"] = json!("10.0.0.10");
         }
+        let mut metadata = json!({
+            "name": pod.name,
+            "namespace": pod.namespace,
+            "uid": uid("Pod", &pod.namespace, &pod.name),
+            "resourceVersion": "1",
+            "creationTimestamp": created,
+            "labels": pod.labels,
+        });
+        if !pod.annotations.is_empty() {
+            metadata["annotations"] = json!(pod.annotations);
+        }
         json!({
             "kind": "Pod",
             "apiVersion": "v1",
-            "metadata": {
-                "name": pod.name,
-                "namespace": pod.namespace,
-                "uid": uid("Pod", &pod.namespace, &pod.name),
-                "resourceVersion": "1",
-                "creationTimestamp": created,
-                "labels": pod.labels,
-            },
+            "metadata": metadata,
             "spec": spec,
             "status": status,
         })
@@ -512,6 +520,21 @@ mod tests {
             assert!(fixture.namespace(ns).is_some(), "{ns}");
         }
         assert!(fixture.pod("kube-system", "etcd-0").is_some());
+    }
+
+    #[test]
+    fn annotations_are_in_the_pods_metadata_only_when_set() {
+        let fixture = Fixture::default_cluster();
+        let rendered = Rendered {
+            started: SystemTime::now(),
+        };
+        let ingest = rendered.pod(fixture.pod("jobs", "ingest-5b8d7c6f4-r7t2m").unwrap());
+        assert_eq!(
+            ingest["metadata"]["annotations"],
+            json!({"kubectl.kubernetes.io/default-container": "ingest"})
+        );
+        let backfill = rendered.pod(fixture.pod("jobs", "backfill-2h7x9").unwrap());
+        assert!(backfill["metadata"].get("annotations").is_none());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 # InSpec tests for rolesh::users (kitchen verify, suite users).
 
-%w(alice bob carol).each do |name|
+%w(alice bob carol dave).each do |name|
   describe user(name) do
     it { should exist }
     its('shell') { should eq '/usr/bin/rolesh' }
@@ -39,4 +39,13 @@ end
 
 describe command('rolesh explain carol --config /etc/rolesh --json') do
   its('stdout') { should match(/"mode": "picker"/) }
+end
+
+describe file('/etc/rolesh/config.d/50-user-dave.toml') do
+  its('content') { should match(%r{^dave = \{ role = "arn:aws:iam::123456789012:role/web-developer", access = "poweruser", namespaces = \["web"\] \}$}) }
+end
+
+describe command('rolesh explain dave --config /etc/rolesh --json') do
+  its('stdout') { should match(/"access": "poweruser"/) }
+  its('stdout') { should match(/"access_namespaces": \[\s*"web"\s*\]/) }
 end
