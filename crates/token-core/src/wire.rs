@@ -64,13 +64,23 @@ struct Probe {
 pub fn parse_answer<T: DeserializeOwned>(line: &str) -> Result<Result<T, ErrorBody>, String> {
     let probe: Probe = serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
     if probe.error.is_some() {
-        let answer: ErrorAnswer =
-            serde_json::from_str(line).map_err(|e| format!("a malformed error: {e}"))?;
+        let answer: ErrorAnswer = serde_json::from_str(line)
+            .map_err(|e| format!("a malformed error: {}", without_position(&e)))?;
         return Ok(Err(answer.error));
     }
     serde_json::from_str(line)
         .map(Ok)
-        .map_err(|e| e.to_string())
+        .map_err(|e| without_position(&e))
+}
+
+/// serde_json's message without " at line 1 column N": an answer is one line, and the
+/// column of a byte in it tells the user nothing.
+fn without_position(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    message
+        .strip_suffix(&position)
+        .map_or(message.clone(), str::to_string)
 }
 
 /// The `token` request for `cluster`, as one line without the newline:
@@ -151,6 +161,14 @@ mod tests {
             token_request_line("a\"b"),
             r#"{"v":1,"op":"token","cluster":"a\"b"}"#
         );
+    }
+
+    #[test]
+    fn a_malformed_answer_names_the_field_not_a_column() {
+        let why = parse_answer::<Token>(r#"{"token":"k8s-aws-v1.x"}"#)
+            .err()
+            .expect("a missing field is an error");
+        assert_eq!(why, "missing field `expirationTimestamp`");
     }
 
     #[test]
