@@ -165,9 +165,9 @@ mod tests {
 
     #[test]
     fn a_malformed_answer_names_the_field_not_a_column() {
-        let why = parse_answer::<Token>(r#"{"token":"k8s-aws-v1.x"}"#)
-            .err()
-            .expect("a missing field is an error");
+        let Err(why) = parse_answer::<Token>(r#"{"token":"k8s-aws-v1.x"}"#) else {
+            panic!("a missing field is an error");
+        };
         assert_eq!(why, "missing field `expirationTimestamp`");
     }
 
