@@ -57,6 +57,14 @@ fn to_text(d: &Decision) -> String {
     out
 }
 
+/// How a session reaches a cluster, in `explain`'s words.
+fn route_text(route: crate::config::ClusterRoute) -> &'static str {
+    match route {
+        crate::config::ClusterRoute::Direct => "direct",
+        crate::config::ClusterRoute::Proxy => "through the API proxy",
+    }
+}
+
 fn grant_text(g: &Grant) -> String {
     let tags: Vec<String> = g.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut out = format!(
@@ -88,7 +96,12 @@ fn grant_text(g: &Grant) -> String {
             .as_deref()
             .map(|n| format!(", default namespace {n}"))
             .unwrap_or_default();
-        out.push_str(&format!("  {} ({}){default_ns}\n", c.name, c.region));
+        out.push_str(&format!(
+            "  {} ({}, {}){default_ns}\n",
+            c.name,
+            c.region,
+            route_text(c.access)
+        ));
         if c.namespaces.is_empty() {
             out.push_str("    all namespaces (RBAC decides)\n");
         }

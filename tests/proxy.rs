@@ -29,6 +29,11 @@ common::harness::tests!(
         rolesh_token_for_a_proxied_cluster_is_refused,
         each_user_acts_as_themself,
         requests_are_audited_as_api_events,
+        a_process_outside_a_live_session_is_refused_and_audited,
+        the_kubeconfigs_placeholder_is_refused_by_the_cluster_itself,
+        an_upstream_broken_mid_watch_ends_it_with_a_clear_error_and_no_leaked_connection,
+        two_hundred_watches_keep_the_brokers_memory_bounded,
+        check_explain_and_rbac_name_each_clusters_route,
     ],
 );
 
@@ -50,8 +55,21 @@ fn setup(user: &str) -> Env {
     setup_proxying(user, &["demo"])
 }
 
+/// Like [`setup`], but the broker answers live sessions only (the default).
+fn setup_for_sessions(user: &str) -> Env {
+    setup_with(
+        user,
+        &["demo"],
+        BrokerProc::start_stack_proxied_for_sessions,
+    )
+}
+
 /// A broker whose `proxied` clusters go through the proxy.
 fn setup_proxying(user: &str, proxied: &[&str]) -> Env {
+    setup_with(user, proxied, BrokerProc::start_stack_proxied)
+}
+
+fn setup_with(user: &str, proxied: &[&str], start: fn(&str, &[&str]) -> BrokerProc) -> Env {
     require(
         "kubectl 1.33 (google-cloud-sdk)",
         std::path::Path::new(KUBECTL).exists(),
@@ -61,7 +79,7 @@ fn setup_proxying(user: &str, proxied: &[&str]) -> Env {
         "[audit]\nfile = \"{}/audit.jsonl\"\n",
         audit.path().display()
     );
-    let broker = BrokerProc::start_stack_proxied(&drop_in, proxied);
+    let broker = start(&drop_in, proxied);
     let user = TestUser::create(user, &[]);
     let scratch = session_visible_tempdir("rolesh-proxy-home");
     std::os::unix::fs::chown(scratch.path(), Some(user.uid()), None).unwrap();
@@ -109,6 +127,36 @@ impl Env {
             .uid(self.user.uid())
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// The proxy's URL for `demo` and a file with its CA, as the session kubeconfig has them.
+    fn proxy_endpoint(&self) -> (String, PathBuf) {
+        use base64::Engine;
+        let yaml = std::fs::read_to_string(self.kubeconfig()).unwrap();
+        let config = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
+        let demo = config
+            .clusters
+            .into_iter()
+            .find(|c| c.name == "demo")
+            .and_then(|c| c.cluster)
+            .expect("demo in the kubeconfig");
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(demo.certificate_authority_data.unwrap())
+            .unwrap();
+        let path = self.scratch.path().join("proxy-ca.pem");
+        std::fs::write(&path, ca).unwrap();
+        (demo.server.unwrap(), path)
+    }
+
+    /// The proxy's address, as the broker logs it when the proxy is ready.
+    fn proxy_address(&self) -> String {
+        let log = self.broker.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("API proxy ready"))
+            .unwrap_or_else(|| panic!("no proxy in the broker's log: {log}"));
+        let address = line.split("address=").nth(1).expect("address=");
+        address.split_whitespace().next().unwrap().to_string()
     }
 
     fn demo(&self) -> &rolesh_testkit::fake_k8s::FakeK8s {
@@ -360,6 +408,8 @@ fn requests_are_audited_as_api_events() {
     let env = setup("rpxaudit");
     let r = run(&mut env.kubectl(&["exec", FRONTEND, "-c", "nginx", "--", "sh", "-c", "exit 0"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&mut env.kubectl(&["exec", FRONTEND, "-c", "nginx", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(r.code, 7, "{}", r.stderr);
     let _ = run(&mut env.kubectl(&["get", "pod", REDIS]));
     let audit = env.audit();
     let api: Vec<&Value> = audit.iter().filter(|e| e["event"] == "api").collect();
@@ -373,6 +423,12 @@ fn requests_are_audited_as_api_events() {
     assert_eq!(exec["name"], FRONTEND, "{exec}");
     assert_eq!(exec["command"], "sh -c exit 0", "{exec}");
     assert_eq!(exec["status"], 101, "{exec}");
+    assert_eq!(exec["exit_code"], 0, "{exec}");
+    let failed = api
+        .iter()
+        .find(|e| e["command"] == "sh -c exit 7")
+        .unwrap_or_else(|| panic!("{api:?}"));
+    assert_eq!(failed["exit_code"], 7, "{failed}");
     let refused = api
         .iter()
         .find(|e| e["name"] == REDIS)
@@ -382,4 +438,263 @@ fn requests_are_audited_as_api_events() {
         api.iter().all(|e| e["verb"] != "list"),
         "reads are not audited by default"
     );
+}
+
+/// A process of the user outside any session (here: started by root, not by a login) is
+/// refused before the cluster, and the refusal is audited.
+fn a_process_outside_a_live_session_is_refused_and_audited() {
+    let env = setup_for_sessions("rpxnosess");
+    env.demo().handle().clear_events();
+    // Outside a session the broker gives no cluster, so kubectl is pointed at the proxy by
+    // hand (its address from the broker's log; the refusal comes before TLS matters).
+    let server = format!("https://{}/clusters/demo", env.proxy_address());
+    let mut cmd = Command::new(KUBECTL);
+    cmd.args([
+        "--server",
+        &server,
+        "--insecure-skip-tls-verify",
+        "--token",
+        "x",
+    ])
+    .args(["get", "pods", "-n", "web"])
+    .env_clear()
+    .env("HOME", env.scratch.path())
+    .uid(env.user.uid())
+    .stdin(Stdio::null());
+    let r = run(&mut cmd);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    // kubectl shows a refused discovery as "Forbidden: unknown"; the answer says why.
+    assert!(
+        r.stderr.contains("Error from server (Forbidden)"),
+        "{}",
+        r.stderr
+    );
+    let mut curl = Command::new("curl");
+    curl.args(["-sk", "-w", "\n%{http_code}"])
+        .arg(format!("{server}/api/v1/namespaces/web/pods"))
+        .env_clear()
+        .uid(env.user.uid())
+        .stdin(Stdio::null());
+    let r = run(&mut curl);
+    assert!(
+        r.stdout
+            .contains("no live rolesh session for this connection")
+            && r.stdout.ends_with("\n403"),
+        "{}",
+        r.stdout
+    );
+    assert!(env.demo().handle().events().is_empty());
+    let denied = env
+        .audit()
+        .into_iter()
+        .find(|e| e["event"] == "denied" && e["reason"] == "not_in_session")
+        .expect("a denied event");
+    assert_eq!(denied["user"], "rpxnosess", "{denied}");
+}
+
+/// What the kubeconfig holds for a proxied cluster is no credential: the cluster itself
+/// refuses it.
+fn the_kubeconfigs_placeholder_is_refused_by_the_cluster_itself() {
+    let env = setup("rpxplace");
+    let kubeconfig = std::fs::read_to_string(env.kubeconfig()).unwrap();
+    let placeholder = "rolesh-proxy-no-credential";
+    assert!(kubeconfig.contains(placeholder), "{kubeconfig}");
+    let direct = env.demo().kubeconfig(
+        "direct",
+        &rolesh_testkit::fake_k8s::KubeUser::Token(placeholder.into()),
+    );
+    let path = env.scratch.path().join("direct.yaml");
+    std::fs::write(&path, direct).unwrap();
+    env.demo().handle().clear_events();
+    let mut cmd = Command::new(KUBECTL);
+    cmd.args(["--kubeconfig", path.to_str().unwrap()])
+        .args(["get", "pods", "-n", "web"])
+        .env_clear()
+        .env("HOME", env.scratch.path())
+        .stdin(Stdio::null());
+    let r = run(&mut cmd);
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("the server has asked for the client to provide credentials"),
+        "{}",
+        r.stderr
+    );
+    let statuses: Vec<u16> = env
+        .demo()
+        .handle()
+        .events()
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 401),
+        "{statuses:?}"
+    );
+}
+
+/// The cluster drops every connection while kubectl watches through the proxy: the watch
+/// ends with an `ERROR` event whose `Status` kubectl prints (its table shows the reason;
+/// `-o name` would print nothing of it), and the broker keeps no socket of it.
+fn an_upstream_broken_mid_watch_ends_it_with_a_clear_error_and_no_leaked_connection() {
+    let env = setup("rpxbreak");
+    env.kubeconfig();
+    let sockets = broker_sockets(env.broker.pid());
+    env.demo().handle().clear_events();
+    let mut child = env
+        .kubectl(&["get", "pods", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watching = wait_for(10, || {
+        env.demo()
+            .handle()
+            .events()
+            .iter()
+            .any(|e| e.verb == "watch")
+    });
+    assert!(watching, "the watch never reached the cluster");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    env.demo().handle().cut_connections();
+    let ended = wait_for(10, || matches!(child.try_wait(), Ok(Some(_))));
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(ended, "kubectl still watching: {stdout} {stderr}");
+    assert!(stdout.contains(FRONTEND), "{stdout}");
+    assert!(
+        format!("{stdout}{stderr}")
+            .contains("the connection to cluster demo broke during the watch"),
+        "exit {:?}: {stdout} {stderr}",
+        out.status.code()
+    );
+    let released = wait_for(10, || broker_sockets(env.broker.pid()) <= sockets + 2);
+    assert!(
+        released,
+        "the broker holds {} sockets, {sockets} before the watch",
+        broker_sockets(env.broker.pid())
+    );
+}
+
+/// 200 watches at once through the proxy (curl, one connection each, as the user): the
+/// broker's resident memory grows by less than 64 MiB, and every socket goes at the end.
+fn two_hundred_watches_keep_the_brokers_memory_bounded() {
+    const WATCHES: usize = 200;
+    let env = setup("rpxmany");
+    let (server, ca) = env.proxy_endpoint();
+    let pid = env.broker.pid();
+    let (rss_before, sockets) = (resident_kib(pid), broker_sockets(pid));
+    let url = format!("{server}/api/v1/namespaces/web/pods?watch=true");
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "--http1.1", "--parallel", "--parallel-immediate"])
+        .args(["--parallel-max", &WATCHES.to_string(), "--max-time", "60"])
+        .arg("--cacert")
+        .arg(&ca);
+    for _ in 0..WATCHES {
+        curl.args(["-o", "/dev/null", &url]);
+    }
+    let mut curl = curl
+        .env_clear()
+        .uid(env.user.uid())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Each watch is a connection from curl and one to the cluster.
+    let all_open = wait_for(30, || broker_sockets(pid) >= sockets + 2 * WATCHES);
+    let open = broker_sockets(pid) - sockets;
+    let rss_during = (0..5)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            resident_kib(pid)
+        })
+        .max()
+        .unwrap();
+    let _ = curl.kill();
+    let _ = curl.wait();
+    assert!(all_open, "only {open} sockets opened for {WATCHES} watches");
+    let grown = rss_during.saturating_sub(rss_before);
+    println!(
+        "{WATCHES} watches: broker RSS {rss_before} KiB -> {rss_during} KiB (+{grown} KiB, {} KiB a watch)",
+        grown / WATCHES as u64
+    );
+    assert!(grown < 64 * 1024, "the broker grew by {grown} KiB");
+    // (The upstream pool may keep an idle connection or two for reuse.)
+    let released = wait_for(15, || broker_sockets(pid) <= sockets + 2);
+    assert!(
+        released,
+        "the broker holds {} sockets, {sockets} before the watches",
+        broker_sockets(pid)
+    );
+}
+
+/// `rolesh check`, `explain` and `rbac` say which clusters go through the proxy and what
+/// that means for their selectors (`demo` proxied; `staging`, with selectors, direct).
+fn check_explain_and_rbac_name_each_clusters_route() {
+    let env = setup("rpxroute");
+    let config = env.broker.config_path();
+    let r = run(rolesh().args(["check", "--config"]).arg(&config));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("cluster demo: through the API proxy (https://127.0.0.1:0/clusters/demo): the allowlist and selectors bind every kubectl call; the token stays in the broker\n"), "{}", r.stdout);
+    assert!(r.stdout.contains("cluster staging: direct: the selectors of web bind only the picker and rolesh exec; kubectl reaches every pod RBAC allows there (access = \"proxy\" binds it too)\n"), "{}", r.stdout);
+    let r = run(rolesh()
+        .args(["explain", "rpxroute", "--config"])
+        .arg(&config));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("  demo (us-east-1, through the API proxy)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("  staging (eu-west-1, direct)"),
+        "{}",
+        r.stdout
+    );
+    let r = run(rolesh().args(["rbac", "--config"]).arg(&config));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("rolesh: demo reached through the API proxy: the same objects apply"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// How many sockets the process `pid` has open.
+fn broker_sockets(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// The resident memory of `pid` (VmRSS), KiB.
+fn resident_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Whether `done` holds within `seconds` (asked every 50 ms).
+fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    done()
 }

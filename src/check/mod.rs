@@ -40,6 +40,9 @@ pub(crate) fn run(
         socket_status("monitor", &paths::monitor_socket(), "rolesh-monitor")
     );
     println!("{}", session_policy(&loaded.config));
+    for line in cluster_routes(&loaded.config) {
+        println!("{line}");
+    }
     if !sshd_passes_nothing_dangerous(sshd_config) {
         return Ok(EXIT_USAGE);
     }
@@ -164,4 +167,39 @@ fn session_policy(config: &Config) -> String {
     } else {
         "sessions: require_session = false: any process of a mapped user gets credentials, in a session or not (for hosts that are not bastions)".into()
     }
+}
+
+/// How sessions reach each cluster (`[[cluster]] access`), and what that means for its
+/// selectors: through the proxy they bind every kubectl call; direct, only the picker and
+/// `rolesh exec`.
+fn cluster_routes(config: &Config) -> Vec<String> {
+    use crate::config::ClusterRoute;
+    let listen = config.broker.proxy_listen;
+    config
+        .clusters
+        .iter()
+        .map(|c| {
+            let selected: Vec<&str> = c
+                .namespaces
+                .iter()
+                .filter(|n| !n.selectors.is_empty())
+                .map(|n| n.name.as_str())
+                .collect();
+            match c.access {
+                ClusterRoute::Proxy => format!(
+                    "cluster {}: through the API proxy (https://{listen}/clusters/{}): the allowlist and selectors bind every kubectl call; the token stays in the broker",
+                    c.name, c.name
+                ),
+                ClusterRoute::Direct if selected.is_empty() => format!(
+                    "cluster {}: direct: sessions hold tokens (each valid 15 minutes at EKS)",
+                    c.name
+                ),
+                ClusterRoute::Direct => format!(
+                    "cluster {}: direct: the selectors of {} bind only the picker and rolesh exec; kubectl reaches every pod RBAC allows there (access = \"proxy\" binds it too)",
+                    c.name,
+                    selected.join(", ")
+                ),
+            }
+        })
+        .collect()
 }

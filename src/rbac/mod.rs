@@ -60,6 +60,9 @@ pub(crate) fn run(request: &Request) -> Result<u8, Failure> {
     for w in &generated.warnings {
         eprintln!("rolesh: warning: {w}");
     }
+    if let Some(note) = proxied_note(&loaded.config) {
+        eprintln!("rolesh: {note}");
+    }
     if let Some(dir) = &request.out {
         return write_files(&generated, dir);
     }
@@ -79,6 +82,23 @@ pub(crate) fn run(request: &Request) -> Result<u8, Failure> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Clusters behind the API proxy need nothing else: the broker signs each user's own token,
+/// so the cluster sees the same identities, groups and bindings as in direct mode.
+fn proxied_note(config: &Config) -> Option<String> {
+    let proxied: Vec<&str> = config
+        .clusters
+        .iter()
+        .filter(|c| c.access == crate::config::ClusterRoute::Proxy)
+        .map(|c| c.name.as_str())
+        .collect();
+    (!proxied.is_empty()).then(|| {
+        format!(
+            "{} reached through the API proxy: the same objects apply (the proxy signs each user's own token, so the cluster sees the same users and groups)",
+            proxied.join(", ")
+        )
+    })
 }
 
 /// What the default stdout leaves out, and how to get it.

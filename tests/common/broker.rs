@@ -47,6 +47,18 @@ fn outside_sessions(extra: &str) -> String {
     }
 }
 
+/// `broker` (a `[broker]` table) with `drop_in`, whose own `[broker]` table, if any, joins it.
+fn merge_broker_table(broker: &str, drop_in: &str) -> String {
+    match drop_in.find("[broker]\n") {
+        Some(at) => {
+            let end = at + "[broker]\n".len();
+            let rest = &broker["[broker]\n".len()..];
+            format!("{}{rest}{}", &drop_in[..end], &drop_in[end..])
+        }
+        None => format!("{broker}{drop_in}"),
+    }
+}
+
 /// A fake AWS with default options: it, its endpoint and its base access key and secret.
 fn fake_aws() -> (FakeAws, String, String, String) {
     let aws = FakeAws::start_in_background(FakeAwsOptions::default()).expect("fake aws");
@@ -155,13 +167,23 @@ impl BrokerProc {
     /// through the broker's API proxy (`access = "proxy"`), which listens on a port of the
     /// kernel's choosing and keeps its CA in the broker's directory.
     pub fn start_stack_proxied(drop_in: &str, proxied: &[&str]) -> BrokerProc {
+        Self::start_stack_proxying(&outside_sessions(drop_in), proxied)
+    }
+
+    /// Like [`BrokerProc::start_stack_proxied`], but answering live sessions only (the
+    /// default, `require_session = true`).
+    pub fn start_stack_proxied_for_sessions(drop_in: &str, proxied: &[&str]) -> BrokerProc {
+        Self::start_stack_proxying(drop_in, proxied)
+    }
+
+    fn start_stack_proxying(drop_in: &str, proxied: &[&str]) -> BrokerProc {
         let dir = super::session_visible_tempdir("rolesh-broker");
         let ca_dir = dir.path().join("proxy-ca");
         let broker = format!(
             "[broker]\nproxy_listen = \"127.0.0.1:0\"\nproxy_ca_dir = \"{}\"\n",
             ca_dir.display()
         );
-        let drop_in = outside_sessions(&format!("{broker}{drop_in}"));
+        let drop_in = merge_broker_table(&broker, drop_in);
         let proxied: Vec<String> = proxied.iter().map(|c| c.to_string()).collect();
         Self::start_stack_edited(dir, &drop_in, move |config| {
             proxied.iter().fold(config, |config, cluster| {

@@ -16,9 +16,10 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
+use super::exit_status::ExitStatus;
 use super::identity::Caller;
 use super::upstream::{BoxError, ProxyBody, Upstream};
-use super::{MAX_LIST, Proxy, Routed, filter, full, status};
+use super::{MAX_LIST, Proxy, Routed, filter, full, status, status_object};
 use crate::config::{ApiAudit, Config};
 use crate::policy::{self, Decision, Verb};
 
@@ -118,6 +119,7 @@ impl Proxy {
         };
         event.status = answer.status().as_u16();
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, answer.status()) {
+            event.websocket_exec = event.is_exec_or_attach() && channel_protocol(&answer);
             let server = hyper::upgrade::on(&mut answer);
             tokio::spawn(splice(client, server, event, config.audit.api));
             let (parts, _) = answer.into_parts();
@@ -133,9 +135,11 @@ impl Proxy {
             .unwrap_or_default();
         let allowed =
             move |labels: &BTreeMap<String, String>| policy::pod_allowed(&view, &namespace, labels);
+        let watch = routed.api.as_ref().is_some_and(|a| a.verb == Verb::Watch);
         let body: ProxyBody = match filter {
+            None if watch => WatchEnd::new(body, &routed.cluster).boxed(),
             None => body.map_err(BoxError::from).boxed(),
-            Some(true) => filtered_watch(body, allowed),
+            Some(true) => filtered_watch(body, allowed, routed.cluster.clone()),
             Some(false) if parts.status.is_success() => {
                 parts.headers.remove(header::CONTENT_LENGTH);
                 match http_body_util::Limited::new(body, MAX_LIST).collect().await {
@@ -171,6 +175,16 @@ impl Proxy {
             .await?;
         self.upstreams.get(&routed.cluster, &endpoint, &ca_data)
     }
+}
+
+/// Whether the server switched to a WebSocket channel protocol whose channel 3 carries the
+/// exit status (`v4.channel.k8s.io`, `v5.channel.k8s.io`).
+fn channel_protocol<B>(answer: &Response<B>) -> bool {
+    answer
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|p| p.to_str().ok())
+        .is_some_and(|p| matches!(p.trim(), "v4.channel.k8s.io" | "v5.channel.k8s.io"))
 }
 
 /// Whether a request asks to switch protocols (exec, attach, port-forward).
@@ -376,23 +390,32 @@ impl Discovery {
 }
 
 /// A watch's body with only the allowed pods' events: complete lines are judged as they
-/// come; a partial line waits for its end (at most [`MAX_LIST`] bytes).
+/// come; a partial line waits for its end (at most [`MAX_LIST`] bytes). A broken upstream
+/// ends it with [`watch_broke`]'s event.
 fn filtered_watch(
     body: Incoming,
     allowed: impl Fn(&BTreeMap<String, String>) -> bool + Send + Sync + 'static,
+    cluster: String,
 ) -> ProxyBody {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(16);
     tokio::spawn(async move {
         let mut body = body;
         let mut pending: Vec<u8> = Vec::new();
-        while let Some(frame) = body.frame().await {
+        loop {
+            // A client that has gone (the proxy dropped its answer) ends the watch at once,
+            // not at the cluster's next event: its connection to the cluster is let go.
+            let frame = tokio::select! {
+                frame = body.frame() => frame,
+                () = sender.closed() => return,
+            };
+            let Some(frame) = frame else { return };
             let data = match frame {
                 Ok(f) => match f.into_data() {
                     Ok(d) => d,
                     Err(_) => continue,
                 },
                 Err(e) => {
-                    let _ = sender.send(Err(e.into())).await;
+                    let _ = sender.send(Ok(watch_broke(&cluster, &e))).await;
                     return;
                 }
             };
@@ -416,6 +439,85 @@ fn filtered_watch(
     ChannelBody(receiver).boxed()
 }
 
+/// The last line of a watch whose connection to the cluster broke: a watch `ERROR` event
+/// with a `Status`, as the API server ends a watch it cannot go on with. kubectl then says
+/// why, instead of seeing a reset stream; the client's connection to the proxy stays usable.
+fn watch_broke(cluster: &str, why: &dyn std::fmt::Display) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct WatchError {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        object: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status,
+    }
+    let message = format!("the connection to cluster {cluster} broke during the watch: {why}");
+    let event = WatchError {
+        kind: "ERROR",
+        object: status_object(StatusCode::BAD_GATEWAY, &message),
+    };
+    let mut line = serde_json::to_vec(&event).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// A watch passed on as it comes; if the cluster's side breaks, it ends with
+/// [`watch_broke`]'s event (on a line of its own) instead of an error.
+struct WatchEnd {
+    inner: Incoming,
+    cluster: String,
+    /// Whether the last byte passed on ended a line.
+    at_line_start: bool,
+    ended: bool,
+}
+
+impl WatchEnd {
+    fn new(inner: Incoming, cluster: &str) -> WatchEnd {
+        WatchEnd {
+            inner,
+            cluster: cluster.to_string(),
+            at_line_start: true,
+            ended: false,
+        }
+    }
+}
+
+impl Body for WatchEnd {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                this.ended = true;
+                let event = watch_broke(&this.cluster, &e);
+                let line = match this.at_line_start {
+                    true => event,
+                    false => Bytes::from([b"\n".as_slice(), &event].concat()),
+                };
+                Poll::Ready(Some(Ok(Frame::data(line))))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref()
+                    && let Some(last) = data.last()
+                {
+                    this.at_line_start = *last == b'\n';
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other.map_err(BoxError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+}
+
 /// A body fed by a channel.
 struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>);
 
@@ -431,21 +533,47 @@ impl Body for ChannelBody {
 }
 
 /// Exec, attach or port-forward after `101 Switching Protocols`: bytes both ways until
-/// either side closes; then the audit event, with the bytes.
+/// both sides have closed; then the audit event, with the bytes and, for a WebSocket exec
+/// or attach, the command's exit code (read from the server's side as it passes).
 async fn splice(
     client: hyper::upgrade::OnUpgrade,
     server: hyper::upgrade::OnUpgrade,
     mut event: ApiEvent,
     policy: ApiAudit,
 ) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (Ok(client), Ok(server)) = (client.await, server.await) else {
         return event.emit(policy, 0);
     };
-    let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
-    let moved = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-    let bytes = moved.map(|(up, down)| up + down).unwrap_or(0);
+    let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(client));
+    let (mut server_read, mut server_write) = tokio::io::split(TokioIo::new(server));
+    let mut tap = event.websocket_exec.then(ExitStatus::default);
+    let up = async {
+        let n = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let _ = server_write.shutdown().await;
+        n.unwrap_or(0)
+    };
+    let down = async {
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut moved = 0u64;
+        while let Ok(n) = server_read.read(&mut buffer).await
+            && n > 0
+        {
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
+            if let Some(tap) = tap.as_mut() {
+                tap.feed(&buffer[..n]);
+            }
+            moved += n as u64;
+        }
+        let _ = client_write.shutdown().await;
+        moved
+    };
+    let (up, down) = tokio::join!(up, down);
     event.status = 101;
-    event.emit(policy, bytes);
+    event.exit_code = tap.and_then(|t| t.code());
+    event.emit(policy, up + down);
 }
 
 /// A body passed on, counted; its request's audit event is written when it ends.
@@ -504,6 +632,10 @@ pub(super) struct ApiEvent {
     path: Option<String>,
     /// Exec's command, as the query gives it.
     command: Option<String>,
+    /// Whether this is an exec or attach over WebSocket (`v4`/`v5.channel.k8s.io`), whose
+    /// exit code the proxy can read.
+    websocket_exec: bool,
+    exit_code: Option<i32>,
     status: u16,
     refused: bool,
     started: Instant,
@@ -531,10 +663,16 @@ impl ApiEvent {
             name: api.and_then(|a| a.name.clone()),
             path: api.is_none().then(|| request.uri().path().to_string()),
             command: command.filter(|c| !c.is_empty()),
+            websocket_exec: false,
+            exit_code: None,
             status: 0,
             refused: false,
             started: Instant::now(),
         }
+    }
+
+    fn is_exec_or_attach(&self) -> bool {
+        matches!(self.subresource.as_deref(), Some("exec" | "attach"))
     }
 
     /// The proxy's own answer (a refusal, an upstream failure), audited now.
@@ -571,6 +709,7 @@ impl ApiEvent {
             verb = self.verb.map(Verb::as_str), resource = self.resource.as_deref(),
             subresource = self.subresource.as_deref(), namespace = self.namespace.as_deref(),
             name = self.name.as_deref(), path = self.path.as_deref(),
-            command = self.command.as_deref(), status = self.status, duration_ms, bytes);
+            command = self.command.as_deref(), exit_code = self.exit_code,
+            status = self.status, duration_ms, bytes);
     }
 }

@@ -19,8 +19,19 @@ pub(super) struct Caller {
 
 impl Caller {
     /// Whether the session (if any) is still live, now: checked for every request, since a
-    /// connection may outlive its session.
+    /// connection may outlive its session. A request after the end is audited (`denied`,
+    /// reason `session_ended`), as the broker's socket does.
     pub(super) fn still_live(&self) -> bool {
+        let live = self.session_live();
+        if !live && let Some(s) = &self.session {
+            tracing::info!(target: "rolesh::audit", event = "denied", user = %self.account.name,
+                uid = self.account.uid, reason = "session_ended",
+                session_id = %s.session_id);
+        }
+        live
+    }
+
+    fn session_live(&self) -> bool {
         match &self.session {
             None => true,
             Some(s) => live::read(&s.session_id).is_some_and(|now| {
@@ -58,6 +69,8 @@ fn identify_now(
         .cgroup_id
         .and_then(|id| live::session_with_cgroup_id(socket.uid, id));
     if session.is_none() && require_session {
+        tracing::info!(target: "rolesh::audit", event = "denied", user = %account.name,
+            uid = socket.uid, reason = "not_in_session");
         return Err("no live rolesh session for this connection".into());
     }
     Ok(Caller { account, session })

@@ -9,6 +9,7 @@
 //! both ways. Every request is an `api` audit event (`[audit] api`).
 
 mod ca;
+mod exit_status;
 mod filter;
 mod forward;
 mod identity;
@@ -127,8 +128,9 @@ impl Proxy {
         let started = Instant::now();
         let caller = match caller {
             Ok(c) if c.still_live() => c,
-            Ok(_) => return status(StatusCode::UNAUTHORIZED, "your rolesh session has ended"),
-            Err(why) => return status(StatusCode::UNAUTHORIZED, why),
+            // 403, not 401: there is no credential to fix, and kubectl shows a 403's reason.
+            Ok(_) => return status(StatusCode::FORBIDDEN, "your rolesh session has ended"),
+            Err(why) => return status(StatusCode::FORBIDDEN, why),
         };
         let config = self.broker.config();
         match self.route(&config, caller, &request) {
@@ -230,28 +232,35 @@ fn audit_refusal(
 
 /// A Kubernetes `Status` answer, as the API server writes its refusals.
 fn status(code: StatusCode, message: &str) -> Response<ProxyBody> {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-    let reason = match code {
-        StatusCode::FORBIDDEN => "Forbidden",
-        StatusCode::UNAUTHORIZED => "Unauthorized",
-        StatusCode::NOT_FOUND => "NotFound",
-        _ => "ServiceUnavailable",
-    };
-    let body = Status {
-        status: Some("Failure".into()),
-        message: Some(message.to_string()),
-        reason: Some(reason.into()),
-        code: Some(i32::from(code.as_u16())),
-        ..Status::default()
-    };
     // (k8s-openapi writes `kind` and `apiVersion` itself.)
-    let mut response = Response::new(full(serde_json::to_vec(&body).unwrap_or_default()));
+    let body = serde_json::to_vec(&status_object(code, message)).unwrap_or_default();
+    let mut response = Response::new(full(body));
     *response.status_mut() = code;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// A Kubernetes `Status` of failure: what kubectl prints as "Error from server (REASON)".
+fn status_object(
+    code: StatusCode,
+    message: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Status {
+    let reason = match code {
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::NOT_FOUND => "NotFound",
+        _ => "ServiceUnavailable",
+    };
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Status {
+        status: Some("Failure".into()),
+        message: Some(message.to_string()),
+        reason: Some(reason.into()),
+        code: Some(i32::from(code.as_u16())),
+        ..Default::default()
+    }
 }
 
 fn full(bytes: impl Into<Bytes>) -> ProxyBody {

@@ -186,6 +186,8 @@ pub(crate) struct State {
     pub(crate) version: Value,
     pub(crate) addr: SocketAddr,
     events: Mutex<Vec<AuditEvent>>,
+    /// Bumped to drop every open connection (the server keeps listening).
+    cut: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
@@ -223,6 +225,13 @@ impl FakeK8sHandle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+    }
+
+    /// Drops every open connection, as a broken network or a restarted API server does
+    /// (watches included; a stream already upgraded for exec runs on); new connections
+    /// are served as before.
+    pub fn cut_connections(&self) {
+        self.state.cut.send_modify(|n| *n += 1);
     }
 
     /// The authorizer the server uses (bootstrap policy included).
@@ -403,6 +412,7 @@ fn bind(options: FakeK8sOptions) -> io::Result<(StdTcpListener, Arc<State>, TlsA
         version,
         addr,
         events: Mutex::default(),
+        cut: tokio::sync::watch::Sender::new(0),
     });
     Ok((listener, state, TlsAcceptor::from(tls.config), tls.ca_pem))
 }
@@ -429,6 +439,14 @@ async fn serve(
 }
 
 async fn serve_connection(stream: TcpStream, acceptor: TlsAcceptor, state: Arc<State>) {
+    let mut cut = state.cut.subscribe();
+    tokio::select! {
+        _ = serve_tls(stream, acceptor, state) => {}
+        _ = cut.changed() => {}
+    }
+}
+
+async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, state: Arc<State>) {
     let Ok(Ok(tls)) =
         tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await
     else {
