@@ -23,6 +23,15 @@ pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 type Https = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
+/// TCP to an API server, with Nagle's algorithm off: a proxy's small writes (a request,
+/// an exec's keystrokes and frames) must not wait for the peer's delayed ACK (40 ms).
+fn tcp() -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http
+}
+
 /// One cluster's API server.
 pub(super) struct Upstream {
     /// `https://HOST[:PORT][/PREFIX]`, no trailing slash.
@@ -58,12 +67,12 @@ impl Upstream {
             .with_tls_config(tls()?)
             .https_only()
             .enable_all_versions()
-            .build();
+            .wrap_connector(tcp());
         let upgrades = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls()?)
             .https_only()
             .enable_http1()
-            .build();
+            .wrap_connector(tcp());
         let client = |connector| {
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
