@@ -355,3 +355,17 @@ fn audit_limits_name_what_is_wrong() {
         ],
     );
 }
+
+#[test]
+fn a_proxied_cluster_refuses_exposed_credentials() {
+    let text = MINIMAL.replace(
+        "region = \"us-east-1\"\n",
+        "region = \"us-east-1\"\nexpose_credentials = true\n",
+    ) + "\n[[cluster]]\nname = \"prod\"\naccess = \"proxy\"\n";
+    assert_errors(
+        &text,
+        &[
+            "config.toml:10:10: `access = \"proxy\"` cannot go with `[aws] expose_credentials = true`: sessions would hold the role's credentials, and `aws eks get-token` reaches the cluster around the proxy",
+        ],
+    );
+}

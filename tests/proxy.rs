@@ -34,6 +34,7 @@ common::harness::tests!(
         an_upstream_broken_mid_watch_ends_it_with_a_clear_error_and_no_leaked_connection,
         two_hundred_watches_keep_the_brokers_memory_bounded,
         check_explain_and_rbac_name_each_clusters_route,
+        requests_shaped_to_get_around_the_policy_are_refused_before_the_cluster,
     ],
 );
 
@@ -666,6 +667,115 @@ fn check_explain_and_rbac_name_each_clusters_route() {
         "{}",
         r.stderr
     );
+}
+
+/// What a hostile user tried with curl, each refused before it reached the cluster (or,
+/// for a watch the server would read otherwise, answered with the allowed pods only).
+fn requests_shaped_to_get_around_the_policy_are_refused_before_the_cluster() {
+    let env = setup("rpxcurl");
+    let (server, ca) = env.proxy_endpoint();
+    let curl = |path: &str, extra: &[&str]| -> (String, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "--path-as-is",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cacert")
+        .arg(&ca)
+        .args(extra)
+        .arg(format!("{server}{path}"))
+        .env_clear()
+        .uid(env.user.uid())
+        .stdin(Stdio::null());
+        let r = run(&mut cmd);
+        let (body, code) = r.stdout.rsplit_once('\n').unwrap_or(("", &r.stdout));
+        (code.to_string(), body.to_string())
+    };
+    env.demo().handle().clear_events();
+    let refused = [
+        (
+            "/%61pi/v1/namespaces/kube-system/secrets",
+            "400",
+            "percent-encoding",
+        ),
+        (
+            "/api/v1/namespaces/web/%70ods/redis-0",
+            "400",
+            "percent-encoding",
+        ),
+        (
+            "/api/v1/namespaces/web/../kube-system/pods",
+            "400",
+            "dot segments",
+        ),
+        (
+            "/api/v1/namespaces/web/pods/redis-0:6379/proxy",
+            "403",
+            "is not a pod name",
+        ),
+        (
+            "/api/v1/namespaces/web/services/redis:6379/proxy",
+            "403",
+            "a service's proxy",
+        ),
+        (
+            "/api/v1/nodes/ip-10-0-1-23/proxy/pods",
+            "403",
+            "a node's proxy",
+        ),
+        (
+            "/api/v1/namespaces/web/pods?watch=0&watch=true",
+            "403",
+            "more than once",
+        ),
+        (
+            "/metrics",
+            "403",
+            "is not allowed through this bastion's proxy",
+        ),
+    ];
+    for (path, code, why) in refused {
+        let (got, body) = curl(path, &[]);
+        assert_eq!(got, code, "{path}: {body}");
+        assert!(body.contains(why), "{path}: {body}");
+    }
+    // (HTTP/1.1: an HTTP/2 request has no Upgrade.)
+    let websocket = [
+        "--http1.1",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ];
+    let (got, body) = curl("/api/v1/namespaces/web/pods?watch=true", &websocket);
+    assert_eq!(got, "403", "{body}");
+    assert!(
+        body.contains("only exec, attach and port-forward may switch protocols"),
+        "{body}"
+    );
+    // (The proxy may ask discovery, `/api/v1`, whether nodes are cluster-scoped.)
+    let reached: Vec<String> = env
+        .cluster_saw("/")
+        .into_iter()
+        .filter(|e| !e.starts_with("/api/v1 "))
+        .collect();
+    assert!(reached.is_empty(), "the cluster saw {reached:?}");
+    // What the server takes for a watch (`watch=yes`) is filtered as one.
+    let (got, body) = curl(
+        "/api/v1/namespaces/web/pods?watch=yes&timeoutSeconds=1",
+        &[],
+    );
+    assert_eq!(got, "200", "{body}");
+    assert!(body.contains(FRONTEND), "{body}");
+    assert!(!body.contains(REDIS), "{body}");
 }
 
 /// How many sockets the process `pid` has open.

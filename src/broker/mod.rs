@@ -155,17 +155,54 @@ async fn start_proxy(broker: &Arc<Broker>) -> Result<(), String> {
     if !wanted || broker.proxy_running() {
         return Ok(());
     }
-    let tls = proxy::load_tls(&config.broker.proxy_ca_dir, broker.hostname())
-        .map_err(|e| format!("the API proxy cannot start: {e}"))?;
-    let (proxy, listener) =
-        proxy::Proxy::bind(Arc::clone(broker), tls, config.broker.proxy_listen).await?;
+    if PROXY_BINDING.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
+    let tls = proxy::load_tls(&config.broker.proxy_ca_dir, broker.hostname()).map_err(|e| {
+        PROXY_BINDING.store(false, std::sync::atomic::Ordering::SeqCst);
+        format!("the API proxy cannot start: {e}")
+    })?;
+    let listen = config.broker.proxy_listen;
+    match proxy::Proxy::bind(Arc::clone(broker), tls.clone(), listen).await {
+        Ok(bound) => serve_proxy(broker, bound),
+        // Something holds the address (a user's process may squat it while the broker
+        // restarts): the broker serves everything else, and takes the address when free.
+        Err(e) => {
+            error!(
+                "{e}; the API proxy starts when the address is free (ss -ltnp 'sport = :{}')",
+                listen.port()
+            );
+            let broker = Arc::clone(broker);
+            tokio::spawn(async move {
+                let mut attempts = 0u32;
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    attempts += 1;
+                    match proxy::Proxy::bind(Arc::clone(&broker), tls.clone(), listen).await {
+                        Ok(bound) => return serve_proxy(&broker, bound),
+                        Err(e) if attempts.is_multiple_of(30) => error!("{e}"),
+                        Err(_) => {}
+                    }
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether the proxy is bound or being bound (a reload must not start a second one).
+static PROXY_BINDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn serve_proxy(
+    broker: &Arc<Broker>,
+    (proxy, listener): (Arc<proxy::Proxy>, tokio::net::TcpListener),
+) {
     broker.set_proxy(server::ProxyEndpoint {
         address: proxy.address,
         ca_data: proxy.ca_data.clone(),
     });
     info!(address = %proxy.address, "API proxy ready");
     tokio::spawn(proxy.serve(listener));
-    Ok(())
 }
 
 /// The socket systemd passed, else `path` bound here (mode 0666: every user must be able

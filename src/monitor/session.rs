@@ -534,12 +534,26 @@ impl Session {
         let deadline = tokio::time::sleep(settings.max_duration);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(TICK);
+        // The program's end, as soon as it comes (a pidfd turns readable); polled every
+        // 50 ms where the kernel has no pidfds.
+        let exit = system::ChildExit::of(&running.child).ok();
+        let mut poll = tokio::time::interval(Duration::from_millis(50));
         let mut warned = false;
         let mut line = String::new();
         let ending = loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(50)), if running.exited() => {
+                () = async {
+                    match &exit {
+                        Some(exit) => exit.wait().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     break Ending::Exited;
+                }
+                _ = poll.tick(), if exit.is_none() => {
+                    if running.exited() {
+                        break Ending::Exited;
+                    }
                 }
                 _ = &mut running.outer_gone => break Ending::Hangup,
                 read = login.read_line(&mut line) => {

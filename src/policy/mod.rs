@@ -3,6 +3,10 @@
 //! RBAC cannot express, bind every call, not only the picker's.
 //!
 //! The rules, in order:
+//! - a path the proxy would read differently from the API server is refused
+//!   ([`check_path`]: percent-encoding, empty, `.` or `..` segments), so that what is judged
+//!   is what the server serves; a path that is no API object (`/version`, discovery,
+//!   `/openapi/…`, health) passes for reading only ([`non_resource`]);
 //! - `Impersonate-*` headers are refused (the proxy acts as the session's user only);
 //! - a request in a namespace outside the allowlist is refused, and so is one on the
 //!   namespace object itself; a cluster with no allowlist leaves namespaces to RBAC;
@@ -12,8 +16,16 @@
 //!   log, ephemeral containers, delete, patch, update, its status) is allowed only for a pod
 //!   whose labels match one of them, which the proxy looks up first ([`Decision::PodLabels`]);
 //!   a list or watch of pods is answered with the matching pods alone
-//!   ([`Decision::FilterPods`]); a delete of the whole collection is refused;
-//! - everything else (other resources, cluster-scoped requests) passes: RBAC decides.
+//!   ([`Decision::FilterPods`]); a delete of the whole collection is refused; a pod name
+//!   that is not a pod name (`redis-0:6379`, which the server's pod proxy reads as a pod
+//!   and a port) is refused; a query that names `watch` twice is refused;
+//! - the ways around the selectors and the allowlist that go through another object are
+//!   refused: a service's proxy in a namespace with selectors, a node's proxy (the kubelet
+//!   reaches every pod) on a cluster with an allowlist, and deleting a namespace that has
+//!   selectors;
+//! - everything else (other resources, cluster-scoped requests) passes: RBAC decides. A
+//!   user whom RBAC lets change a workload's pod template can still make pods that match:
+//!   the selectors narrow what RBAC grants, they do not replace it.
 
 #[cfg(test)]
 mod tests;
@@ -34,6 +46,9 @@ pub(crate) struct ApiRequest {
     pub(crate) resource: String,
     pub(crate) name: Option<String>,
     pub(crate) subresource: Option<String>,
+    /// The query names `watch` more than once: the server reads the first, a proxy might
+    /// read another, so the request is refused.
+    pub(crate) conflicting_watch: bool,
 }
 
 /// The Kubernetes verb of a request.
@@ -93,6 +108,11 @@ pub(crate) fn parse(method: &http::Method, path: &str, query: Option<&str>) -> O
         ["apis", group, version, rest @ ..] => (Some(group.to_string()), version.to_string(), rest),
         _ => return None,
     };
+    // The old watch paths: `/api/v1/watch/namespaces/NS/pods` is a watch of those pods.
+    let (legacy_watch, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        rest => (false, rest),
+    };
     let (namespace, rest) = match rest {
         ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
         // The namespace object itself: its own namespace, as RequestInfo has it.
@@ -109,10 +129,9 @@ pub(crate) fn parse(method: &http::Method, path: &str, query: Option<&str>) -> O
             Some(sub.to_string()),
         ),
     };
-    let watch = query.is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "watch")
-    });
+    let watches = watch_values(query);
+    let conflicting_watch = watches.len() > 1;
+    let watch = legacy_watch || watches.iter().any(|v| is_true(v));
     let verb = match (method.as_str(), name.is_some()) {
         ("GET" | "HEAD", _) if watch => Verb::Watch,
         ("GET" | "HEAD", true) => Verb::Get,
@@ -132,7 +151,73 @@ pub(crate) fn parse(method: &http::Method, path: &str, query: Option<&str>) -> O
         resource,
         name,
         subresource,
+        conflicting_watch,
     })
+}
+
+/// Every value of `watch` in `query`, decoded as the server decodes it.
+fn watch_values(query: Option<&str>) -> Vec<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "watch")
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// A query flag as the API server reads it: anything but `0`, `f` and `false` is true.
+fn is_true(value: &str) -> bool {
+    !matches!(value.to_ascii_lowercase().as_str(), "0" | "f" | "false")
+}
+
+/// Whether the proxy reads `path` as the API server does: no percent-encoding (the server
+/// decodes it; a proxy judging the raw path would see another request), no empty, `.` or
+/// `..` segment, printable ASCII only. kubectl and client-go send such paths.
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
+    let odd = |segment: &str| segment.is_empty() || segment == "." || segment == "..";
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\');
+    if !path.starts_with('/') || !plain || (path != "/" && path[1..].split('/').any(odd)) {
+        return Err(format!(
+            "the path {:?} is not one this bastion's proxy reads as the API server would              (percent-encoding, empty or dot segments)",
+            path.chars().take(200).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
+/// A request for no API object (`parse` gave `None`): discovery, `/version`, the OpenAPI
+/// documents and health checks may be read; nothing else passes.
+pub(crate) fn non_resource(method: &http::Method, path: &str) -> Decision {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let readable = matches!(
+        parts.as_slice(),
+        [""] | ["version"]
+            | ["api"]
+            | ["api", _]
+            | ["apis"]
+            | ["apis", _]
+            | ["apis", _, _]
+            | ["openapi", ..]
+            | ["healthz" | "livez" | "readyz", ..]
+    );
+    if readable && matches!(*method, http::Method::GET | http::Method::HEAD) {
+        Decision::Allow
+    } else {
+        Decision::Deny(format!(
+            "{method} {} is not allowed through this bastion's proxy",
+            path.chars().take(200).collect::<String>()
+        ))
+    }
+}
+
+/// Whether `name` can be a pod's name (a DNS-1123 subdomain): what the server's pod proxy
+/// would split (`redis-0:6379`, `https:redis-0:443`) cannot.
+fn pod_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 /// Whether a resource is namespaced, as the cluster's discovery says; `None` when it is not
@@ -146,6 +231,9 @@ pub(crate) fn decide(
     cluster: &ClusterView,
     namespaced: Namespaced<'_>,
 ) -> Decision {
+    if request.conflicting_watch {
+        return Decision::Deny("a query naming `watch` more than once is ambiguous".into());
+    }
     let Some(namespace) = &request.namespace else {
         return spanning(request, cluster, namespaced);
     };
@@ -157,10 +245,23 @@ pub(crate) fn decide(
         ));
     }
     let selectors = selectors_of(cluster, namespace);
-    if selectors.is_empty() || request.group.is_some() || request.resource != "pods" {
+    if selectors.is_empty() {
+        return Decision::Allow;
+    }
+    if let Some(why) = around_the_selectors(request, namespace) {
+        return Decision::Deny(format!(
+            "{why}: namespace {namespace} allows only pods matching {}",
+            describe_selectors(selectors)
+        ));
+    }
+    if request.group.is_some() || request.resource != "pods" {
         return Decision::Allow;
     }
     match (&request.name, request.verb) {
+        (Some(name), _) if !pod_name(name) => Decision::Deny(format!(
+            "{:?} is not a pod name",
+            name.chars().take(200).collect::<String>()
+        )),
         (Some(name), _) => Decision::PodLabels {
             namespace: namespace.clone(),
             name: name.clone(),
@@ -176,11 +277,37 @@ pub(crate) fn decide(
     }
 }
 
+/// Requests in a namespace with selectors that reach its pods through another object.
+fn around_the_selectors(request: &ApiRequest, namespace: &str) -> Option<String> {
+    let core = request.group.is_none();
+    let sub = request.subresource.as_deref();
+    match (core, request.resource.as_str(), sub, request.verb) {
+        (true, "services", Some("proxy"), _) => {
+            Some("a service's proxy reaches pods whatever their labels".into())
+        }
+        (true, "namespaces", _, Verb::Delete) => Some(format!(
+            "deleting namespace {namespace} deletes every pod in it"
+        )),
+        _ => None,
+    }
+}
+
 /// A request with no namespace: cluster-scoped resources pass (RBAC decides); a namespaced
-/// resource across every namespace is refused where there is an allowlist.
+/// resource across every namespace is refused where there is an allowlist, and so is a
+/// node's proxy (through the kubelet it reaches every pod on the node).
 fn spanning(request: &ApiRequest, cluster: &ClusterView, namespaced: Namespaced<'_>) -> Decision {
     if cluster.namespaces.is_empty() {
         return Decision::Allow;
+    }
+    if request.group.is_none()
+        && request.resource == "nodes"
+        && request.subresource.as_deref() == Some("proxy")
+    {
+        return Decision::Deny(format!(
+            "a node's proxy reaches every pod on the node; cluster {} allows only {}",
+            cluster.name,
+            allowlist(cluster)
+        ));
     }
     match namespaced(request.group.as_deref(), &request.resource) {
         Some(false) => Decision::Allow,

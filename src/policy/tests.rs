@@ -307,3 +307,138 @@ fn a_pod_is_allowed_by_any_selector_of_its_namespace() {
         "{message}"
     );
 }
+
+/// The ways around the allowlist and the selectors a hostile user tried.
+#[test]
+fn requests_that_go_around_the_selectors_are_refused() {
+    use Want::*;
+    let rows: [(&str, &str, Want); 12] = [
+        // A pod name the server's pod proxy reads as a pod and a port.
+        (
+            "GET",
+            "/api/v1/namespaces/web/pods/redis-0:6379/proxy/",
+            Deny("\"redis-0:6379\" is not a pod name"),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/web/pods/https:redis-0:443/proxy/",
+            Deny("is not a pod name"),
+        ),
+        // Pods reached through a service's or a node's proxy.
+        (
+            "GET",
+            "/api/v1/namespaces/web/services/redis:6379/proxy/",
+            Deny("a service's proxy reaches pods whatever their labels"),
+        ),
+        (
+            "GET",
+            "/api/v1/nodes/ip-10-0-1-23/proxy/run/web/redis-0/redis",
+            Deny("a node's proxy reaches every pod on the node"),
+        ),
+        // Deleting the namespace deletes its pods.
+        (
+            "DELETE",
+            "/api/v1/namespaces/web",
+            Deny("deleting namespace web deletes every pod in it"),
+        ),
+        // What the server takes for a watch is filtered as one.
+        ("GET", "/api/v1/namespaces/web/pods?watch=yes", Filter),
+        ("GET", "/api/v1/namespaces/web/pods?watch=t", Filter),
+        ("GET", "/api/v1/namespaces/web/pods?watch=", Filter),
+        ("GET", "/api/v1/namespaces/web/pods?wat%63h=true", Filter),
+        ("GET", "/api/v1/watch/namespaces/web/pods", Filter),
+        // Two answers to "is this a watch": refused.
+        (
+            "GET",
+            "/api/v1/namespaces/web/pods?watch=0&watch=true",
+            Deny("naming `watch` more than once"),
+        ),
+        // Elsewhere, services and nodes are RBAC's (jobs has no selectors).
+        ("GET", "/api/v1/namespaces/jobs/services/x/proxy/", Allow),
+    ];
+    for (method, path, want) in rows {
+        let got = decision_for(&demo(), method, path);
+        match (&want, &got) {
+            (Allow, Decision::Allow) | (Filter, Decision::FilterPods) => {}
+            (Deny(part), Decision::Deny(message)) => {
+                assert!(message.contains(part), "{method} {path}: {message}");
+            }
+            _ => panic!("{method} {path}: {got:?}"),
+        }
+    }
+    // A watch that is not one: a list.
+    let list = decision_for(&demo(), "GET", "/api/v1/namespaces/web/pods?watch=false");
+    assert_eq!(list, Decision::FilterPods);
+    let method = http::Method::GET;
+    let request = parse(&method, "/api/v1/namespaces/web/pods", Some("watch=0")).unwrap();
+    assert_eq!(request.verb, Verb::List);
+    let request = parse(&method, "/api/v1/namespaces/web/pods", Some("watch=1")).unwrap();
+    assert_eq!(request.verb, Verb::Watch);
+    // On an open cluster (no allowlist), a node's proxy is RBAC's.
+    let open = decision_for(&open(), "GET", "/api/v1/nodes/n/proxy/");
+    assert_eq!(open, Decision::Allow);
+}
+
+#[test]
+fn paths_the_server_would_read_otherwise_are_refused() {
+    for path in [
+        "/clusters/demo/%61pi/v1/namespaces/kube-system/secrets",
+        "/clusters/demo/api/v1/namespaces/web/%70ods/redis-0/exec",
+        "/clusters/demo/api/v1/namespaces/web/pods%2Fredis-0%2Fexec",
+        "/clusters/demo/api/v1/namespaces/web/../kube-system/pods",
+        "/clusters/demo/api/v1/namespaces/web/./pods",
+        "/clusters/demo//api/v1/pods",
+        "/clusters/demo/api/v1/namespaces/web/pods/",
+        "/clusters/demo/api/v1/namespaces/web\\pods",
+        "clusters/demo/api",
+    ] {
+        let why = check_path(path).expect_err(path);
+        assert!(
+            why.contains("is not one this bastion's proxy reads"),
+            "{why}"
+        );
+    }
+    for path in [
+        "/",
+        "/clusters/demo/api",
+        "/clusters/demo/api/v1/namespaces/web/pods/frontend-6d8f7c9b5-x7k2p/exec",
+        "/clusters/demo/apis/apps/v1/namespaces/web/deployments",
+        "/clusters/demo/openapi/v3/apis/apps/v1",
+    ] {
+        assert_eq!(check_path(path), Ok(()), "{path}");
+    }
+}
+
+#[test]
+fn non_resource_paths_may_be_read_and_nothing_else() {
+    let get = http::Method::GET;
+    for path in [
+        "/version",
+        "/api",
+        "/api/v1",
+        "/apis",
+        "/apis/apps",
+        "/apis/apps/v1",
+        "/openapi/v2",
+        "/openapi/v3/api/v1",
+        "/healthz",
+        "/readyz/etcd",
+    ] {
+        assert_eq!(non_resource(&get, path), Decision::Allow, "{path}");
+    }
+    for (method, path) in [
+        (http::Method::GET, "/metrics"),
+        (http::Method::GET, "/logs/kube-apiserver.log"),
+        (http::Method::GET, "/debug/pprof/"),
+        (http::Method::POST, "/version"),
+        (http::Method::GET, "/%61pi/v1/secrets"),
+    ] {
+        let Decision::Deny(why) = non_resource(&method, path) else {
+            panic!("{method} {path} allowed");
+        };
+        assert!(
+            why.contains("is not allowed through this bastion's proxy"),
+            "{why}"
+        );
+    }
+}

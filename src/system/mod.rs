@@ -6,7 +6,7 @@
 //! `UnixStream::peer_cred`.
 
 mod sock_diag;
-pub(crate) use sock_diag::tcp_peer;
+pub(crate) use sock_diag::{TcpPeer, tcp_peer};
 
 use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
@@ -162,6 +162,28 @@ pub(crate) fn pidfd_alive(pidfd: &impl std::os::fd::AsFd) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+}
+
+/// A child's end, awaitable: a pidfd (opened before the child is waited for, so the pid
+/// is still its own) registered with tokio's reactor; it turns readable at the exit.
+pub(crate) struct ChildExit(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>);
+
+impl ChildExit {
+    /// Must be called on a tokio runtime.
+    pub(crate) fn of(child: &std::process::Child) -> std::io::Result<ChildExit> {
+        let pid = rustix::process::Pid::from_child(child);
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the descriptor stays open
+        // and is the same one for as long as it is registered (it is closed only when the
+        // AsyncFd, having deregistered it, drops it).
+        let registered = unsafe { tokio::io::unix::AsyncFd::register(pidfd) };
+        registered.map(ChildExit).map_err(std::io::Error::from)
+    }
+
+    /// Returns once the child has exited.
+    pub(crate) async fn wait(&self) {
+        let _ = self.0.readable().await;
+    }
 }
 
 /// SIGKILL to the process behind `pidfd` (not to whatever now has its pid).

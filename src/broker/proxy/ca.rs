@@ -18,6 +18,7 @@ const KEY: &str = "ca.key";
 const CERT: &str = "ca.crt";
 
 /// The proxy's TLS identity.
+#[derive(Clone)]
 pub(crate) struct ProxyTls {
     /// What a session's kubeconfig trusts: the CA certificate, base64 PEM.
     pub(crate) ca_data: String,

@@ -36,23 +36,27 @@ fn keep(
     }
 }
 
-/// A list answer with only the allowed pods: a `PodList` or a `Table`; anything else (a
-/// `Status`, an error) as it came.
-pub(super) fn list(body: &[u8], allowed: &dyn Fn(&BTreeMap<String, String>) -> bool) -> Vec<u8> {
-    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
-        return body.to_vec();
-    };
+/// A list answer with only the allowed pods: a `PodList` or a `Table`; a `Status` (an
+/// error) as it came. Anything else is refused: it is not what a pod list is, and cannot
+/// be filtered (fail closed).
+pub(super) fn list(
+    body: &[u8],
+    allowed: &dyn Fn(&BTreeMap<String, String>) -> bool,
+) -> Result<Vec<u8>, String> {
+    let unfilterable = || "the cluster's answer is not a pod list the proxy can filter".to_string();
+    let mut value = serde_json::from_slice::<Value>(body).map_err(|_| unfilterable())?;
     match value.get("kind").and_then(Value::as_str) {
         Some("PodList") => keep(&mut value, "items", |item| Some(item), allowed),
         Some("Table") => keep(&mut value, "rows", |row| row.get("object"), allowed),
-        _ => return body.to_vec(),
+        Some("Status") => return Ok(body.to_vec()),
+        _ => return Err(unfilterable()),
     }
-    serde_json::to_vec(&value).unwrap_or_default()
+    serde_json::to_vec(&value).map_err(|_| unfilterable())
 }
 
 /// One watch event, to pass on (the line, newline included) or to drop. A pod event passes
 /// if the pod is allowed; a Table event keeps its allowed rows and is dropped if none is
-/// left; bookmarks, errors and anything that is not a pod pass as they are.
+/// left; a bookmark and an error pass; anything else is dropped (fail closed).
 pub(super) fn event(
     line: &[u8],
     allowed: &dyn Fn(&BTreeMap<String, String>) -> bool,
@@ -61,13 +65,13 @@ pub(super) fn event(
         // Not JSON (a partial line cannot reach here): nothing to judge it by.
         return None;
     };
-    // A bookmark carries a resource version and nothing of a pod.
-    if value.get("type").and_then(Value::as_str) == Some("BOOKMARK") {
-        return Some(line.to_vec());
+    match value.get("type").and_then(Value::as_str) {
+        // A bookmark carries a resource version and nothing of a pod; an error, a Status.
+        Some("BOOKMARK" | "ERROR") => return Some(line.to_vec()),
+        Some("ADDED" | "MODIFIED" | "DELETED") => {}
+        _ => return None,
     }
-    let Some(object) = value.get_mut("object") else {
-        return Some(line.to_vec());
-    };
+    let object = value.get_mut("object")?;
     match object.get("kind").and_then(Value::as_str) {
         Some("Pod") => labels(object).filter(|l| allowed(l)).map(|_| line.to_vec()),
         Some("Table") => {
@@ -83,7 +87,7 @@ pub(super) fn event(
             out.push(b'\n');
             Some(out)
         }
-        _ => Some(line.to_vec()),
+        _ => None,
     }
 }
 
@@ -112,7 +116,7 @@ mod tests {
             {"metadata":{"name":"redis-0","labels":{"app":"redis"}}},
             {"metadata":{"name":"bare"}},
             {"metadata":{"name":"odd","labels":{"app":7}}}]}"#;
-        let out = list(body, &frontend_only);
+        let out = list(body, &frontend_only).unwrap();
         assert_eq!(names(&out, "items", |i| &i["metadata"]["name"]), ["web-1"]);
     }
 
@@ -122,15 +126,43 @@ mod tests {
             {"cells":["web-1"],"object":{"kind":"PartialObjectMetadata","metadata":{"name":"web-1","labels":{"app":"frontend"}}}},
             {"cells":["redis-0"],"object":{"metadata":{"name":"redis-0","labels":{"app":"redis"}}}},
             {"cells":["no-object"]}]}"#;
-        let out = list(body, &frontend_only);
+        let out = list(body, &frontend_only).unwrap();
         assert_eq!(names(&out, "rows", |r| &r["cells"][0]), ["web-1"]);
     }
 
     #[test]
-    fn other_answers_pass_unchanged() {
+    fn a_status_passes_and_anything_else_is_refused() {
         let status = br#"{"kind":"Status","code":403,"message":"forbidden"}"#;
-        assert_eq!(list(status, &frontend_only), status.to_vec());
-        assert_eq!(list(b"not json", &frontend_only), b"not json".to_vec());
+        assert_eq!(list(status, &frontend_only), Ok(status.to_vec()));
+        // A watch stream served for what the proxy took for a list (a `watch` value it
+        // read otherwise), a lone event, a single pod: none is a list to filter.
+        let stream = b"{\"type\":\"ADDED\",\"object\":{\"kind\":\"Pod\",\"metadata\":{\"name\":\"redis-0\"}}}\n{\"type\":\"ADDED\",\"object\":{}}\n";
+        let event = br#"{"type":"ADDED","object":{"kind":"Pod","metadata":{"name":"redis-0"}}}"#;
+        let pod = br#"{"kind":"Pod","metadata":{"name":"redis-0"}}"#;
+        for body in [&stream[..], &event[..], &pod[..], b"not json"] {
+            assert!(
+                list(body, &frontend_only).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn watch_lines_that_are_not_pod_events_are_dropped() {
+        // A whole PodList on one line (the server read `watch` otherwise), an event with no
+        // object, an unknown type.
+        let list = br#"{"kind":"PodList","items":[{"metadata":{"name":"redis-0","labels":{"app":"redis"}}}]}"#;
+        let bare = br#"{"type":"ADDED"}"#;
+        let odd = br#"{"type":"SURPRISE","object":{"kind":"Pod","metadata":{"labels":{"app":"frontend"}}}}"#;
+        for line in [&list[..], &bare[..], &odd[..]] {
+            assert_eq!(
+                event(line, &frontend_only),
+                None,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! through, filtered to the allowed pods, or — for an upgrade — spliced both ways.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -64,7 +65,7 @@ impl Proxy {
             Err(e) => return event.answered(config, status(StatusCode::SERVICE_UNAVAILABLE, &e)),
         };
         let decision = match &routed.api {
-            None => Decision::Allow,
+            None => policy::non_resource(request.method(), routed.api_path()),
             Some(api) => {
                 if api.namespace.is_none() && !routed.view.namespaces.is_empty() {
                     self.discovery.learn(&upstream, &token, routed, api).await;
@@ -87,6 +88,11 @@ impl Proxy {
             }
             Decision::PodLabels { namespace, name } => {
                 match pod_labels(&upstream, &token, &namespace, &name).await {
+                    Ok(None) if event.subresource.is_some() => {
+                        event.refused = true;
+                        let why = format!("pod {namespace}/{name} not found");
+                        return event.answered(config, status(StatusCode::NOT_FOUND, &why));
+                    }
                     Ok(None) => None,
                     Ok(Some(labels)) if policy::pod_allowed(&routed.view, &namespace, &labels) => {
                         None
@@ -104,6 +110,14 @@ impl Proxy {
             }
         };
         let upgrade = is_upgrade(request.headers());
+        if upgrade && !event.is_connect() {
+            // A watch over WebSocket would pass unfiltered: only exec, attach and
+            // port-forward switch protocols.
+            event.refused = true;
+            let why =
+                "only exec, attach and port-forward may switch protocols through this bastion";
+            return event.answered(config, status(StatusCode::FORBIDDEN, why));
+        }
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let outgoing = match upstream_request(&upstream, routed, &token, filter.is_some(), request)
         {
@@ -121,7 +135,8 @@ impl Proxy {
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, answer.status()) {
             event.websocket_exec = event.is_exec_or_attach() && channel_protocol(&answer);
             let server = hyper::upgrade::on(&mut answer);
-            tokio::spawn(splice(client, server, event, config.audit.api));
+            let session = caller.session.is_some().then(|| caller.clone());
+            tokio::spawn(splice(client, server, event, config.audit.api, session));
             let (parts, _) = answer.into_parts();
             return Response::from_parts(parts, Empty::new().map_err(|n| match n {}).boxed());
         }
@@ -143,7 +158,12 @@ impl Proxy {
             Some(false) if parts.status.is_success() => {
                 parts.headers.remove(header::CONTENT_LENGTH);
                 match http_body_util::Limited::new(body, MAX_LIST).collect().await {
-                    Ok(whole) => full(filter::list(&whole.to_bytes(), &allowed)),
+                    Ok(whole) => match filter::list(&whole.to_bytes(), &allowed) {
+                        Ok(filtered) => full(filtered),
+                        Err(why) => {
+                            return event.answered(config, status(StatusCode::BAD_GATEWAY, &why));
+                        }
+                    },
                     Err(e) => {
                         return event.answered(
                             config,
@@ -540,6 +560,7 @@ async fn splice(
     server: hyper::upgrade::OnUpgrade,
     mut event: ApiEvent,
     policy: ApiAudit,
+    session: Option<Caller>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (Ok(client), Ok(server)) = (client.await, server.await) else {
@@ -570,10 +591,71 @@ async fn splice(
         let _ = client_write.shutdown().await;
         moved
     };
-    let (up, down) = tokio::join!(up, down);
+    // An exec or port-forward does not outlive its session: both sides are closed when it
+    // ends (even if the client's socket is held by a process outside it).
+    let session_ended = async {
+        match &session {
+            Some(caller) => caller.ended().await,
+            None => std::future::pending().await,
+        }
+    };
+    let moved = tokio::select! {
+        (up, down) = async { tokio::join!(up, down) } => up + down,
+        () = session_ended => 0,
+    };
     event.status = 101;
     event.exit_code = tap.and_then(|t| t.code());
-    event.emit(policy, up + down);
+    event.emit(policy, moved);
+}
+
+/// A response whose body (a watch, `logs -f`) ends when the caller's session does.
+pub(super) fn bound_to_session(
+    response: Response<ProxyBody>,
+    caller: &Caller,
+) -> Response<ProxyBody> {
+    if caller.session.is_none() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bound = SessionBound {
+        inner: body,
+        caller: caller.clone(),
+        next_check: Box::pin(tokio::time::sleep(SESSION_RECHECK)),
+    };
+    Response::from_parts(parts, bound.boxed())
+}
+
+/// How often a long answer checks that its session is still live.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+struct SessionBound {
+    inner: ProxyBody,
+    caller: Caller,
+    next_check: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for SessionBound {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        // (Polling the timer again after a reset registers the wake-up of a quiet stream.)
+        while this.next_check.as_mut().poll(cx).is_ready() {
+            if !this.caller.still_live() {
+                return Poll::Ready(Some(Err("the rolesh session has ended".into())));
+            }
+            let next = tokio::time::Instant::now() + SESSION_RECHECK;
+            this.next_check.as_mut().reset(next);
+        }
+        Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
 }
 
 /// A body passed on, counted; its request's audit event is written when it ends.
@@ -661,7 +743,9 @@ impl ApiEvent {
             subresource: api.and_then(|a| a.subresource.clone()),
             namespace: api.and_then(|a| a.namespace.clone()),
             name: api.and_then(|a| a.name.clone()),
-            path: api.is_none().then(|| request.uri().path().to_string()),
+            path: api
+                .is_none()
+                .then(|| super::shortened(request.uri().path())),
             command: command.filter(|c| !c.is_empty()),
             websocket_exec: false,
             exit_code: None,
@@ -669,6 +753,14 @@ impl ApiEvent {
             refused: false,
             started: Instant::now(),
         }
+    }
+
+    /// Exec, attach or port-forward: the requests that switch protocols.
+    fn is_connect(&self) -> bool {
+        matches!(
+            self.subresource.as_deref(),
+            Some("exec" | "attach" | "portforward")
+        )
     }
 
     fn is_exec_or_attach(&self) -> bool {

@@ -31,6 +31,17 @@ impl Caller {
         live
     }
 
+    /// Returns when the session is no longer live (checked every 2 s).
+    pub(super) async fn ended(&self) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if !self.still_live() {
+                return;
+            }
+        }
+    }
+
     fn session_live(&self) -> bool {
         match &self.session {
             None => true,
@@ -43,25 +54,26 @@ impl Caller {
     }
 }
 
-/// The caller at `peer` of the connection accepted on `local`, or why there is none (a
-/// message for the client's Status).
+/// The uid at `peer` of the connection accepted on `local` (`None` if the kernel cannot
+/// say), and the caller, or why there is none (a message for the client's Status).
 pub(super) async fn identify(
     local: SocketAddr,
     peer: SocketAddr,
     require_session: bool,
-) -> Result<Caller, String> {
-    tokio::task::spawn_blocking(move || identify_now(local, peer, require_session))
-        .await
-        .unwrap_or_else(|_| Err("cannot tell who connected".into()))
+) -> (Option<u32>, Result<Caller, String>) {
+    tokio::task::spawn_blocking(move || {
+        let socket = system::tcp_peer(local, peer);
+        let uid = socket.as_ref().ok().map(|s| s.uid);
+        let caller = socket
+            .map_err(|e| format!("cannot tell who connected: {e}"))
+            .and_then(|s| caller_of(s, require_session));
+        (uid, caller)
+    })
+    .await
+    .unwrap_or_else(|_| (None, Err("cannot tell who connected".into())))
 }
 
-fn identify_now(
-    local: SocketAddr,
-    peer: SocketAddr,
-    require_session: bool,
-) -> Result<Caller, String> {
-    let socket =
-        system::tcp_peer(local, peer).map_err(|e| format!("cannot tell who connected: {e}"))?;
+fn caller_of(socket: system::TcpPeer, require_session: bool) -> Result<Caller, String> {
     let account = system::account_by_uid(socket.uid)
         .map_err(|e| format!("cannot look up uid {}: {e}", socket.uid))?
         .ok_or_else(|| format!("uid {} has no account on this bastion", socket.uid))?;

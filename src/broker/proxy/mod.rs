@@ -38,6 +38,52 @@ use upstream::{ProxyBody, Upstreams};
 
 pub(super) use ca::{ProxyTls, load_or_create as load_tls};
 
+/// How long a client has for TLS and for each request's headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections one uid may hold open at once (each kubectl call is one; a watch holds one).
+const MAX_CONNECTIONS_PER_UID: usize = 512;
+
+/// Open connections by uid.
+#[derive(Default)]
+struct Connections(std::sync::Mutex<std::collections::HashMap<u32, usize>>);
+
+impl Connections {
+    /// One more connection of `uid`, released when the guard drops; `None` past the cap.
+    fn hold(self: &Arc<Self>, uid: u32) -> Option<HeldConnection> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(uid).or_default();
+        if *count >= MAX_CONNECTIONS_PER_UID {
+            warn!(
+                uid,
+                "API proxy: uid {uid} has {MAX_CONNECTIONS_PER_UID} connections open; refusing more"
+            );
+            return None;
+        }
+        *count += 1;
+        Some(HeldConnection {
+            connections: Arc::clone(self),
+            uid,
+        })
+    }
+}
+
+struct HeldConnection {
+    connections: Arc<Connections>,
+    uid: u32,
+}
+
+impl Drop for HeldConnection {
+    fn drop(&mut self) {
+        let mut open = self.connections.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.uid);
+            }
+        }
+    }
+}
+
 /// The path prefix of a cluster on the proxy's one listener.
 const CLUSTERS: &str = "/clusters/";
 /// How much of a pod list the proxy holds to filter it.
@@ -53,6 +99,7 @@ pub(super) struct Proxy {
     pub(super) address: SocketAddr,
     upstreams: Upstreams,
     discovery: Discovery,
+    connections: Arc<Connections>,
 }
 
 /// The local endpoint of `cluster` on a proxy listening at `address`.
@@ -80,6 +127,7 @@ impl Proxy {
             address,
             upstreams: Upstreams::default(),
             discovery: Discovery::default(),
+            connections: Arc::default(),
         };
         Ok((Arc::new(proxy), listener))
     }
@@ -102,14 +150,27 @@ impl Proxy {
     }
 
     /// One client connection: who it is (before TLS, from the kernel), then HTTP/1.1 or
-    /// HTTP/2 with upgrades.
+    /// HTTP/2 with upgrades. A uid holds at most [`MAX_CONNECTIONS_PER_UID`] at once, and
+    /// a connection that does not get through TLS and its first request's headers in time
+    /// is dropped: no local user can use up the broker's descriptors.
     async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let Ok(local) = stream.local_addr() else {
             return;
         };
         let require_session = self.broker.config().broker.require_session;
-        let caller = Arc::new(identity::identify(local, peer, require_session).await);
-        let Ok(tls) = self.tls.accept(stream).await else {
+        let identified = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            identity::identify(local, peer, require_session),
+        );
+        let Ok((uid, caller)) = identified.await else {
+            return;
+        };
+        let Some(_held) = uid.and_then(|uid| self.connections.hold(uid)) else {
+            return;
+        };
+        let caller = Arc::new(caller);
+        let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.accept(stream)).await
+        else {
             return;
         };
         let service = hyper::service::service_fn(move |request| {
@@ -117,7 +178,16 @@ impl Proxy {
             let caller = Arc::clone(&caller);
             async move { Ok::<_, Infallible>(proxy.handle(&caller, request).await) }
         });
-        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        let mut server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        server
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HANDSHAKE_TIMEOUT);
+        server
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        let _ = server
             .serve_connection_with_upgrades(TokioIo::new(tls), service)
             .await;
     }
@@ -136,7 +206,10 @@ impl Proxy {
         };
         let config = self.broker.config();
         match self.route(&config, caller, &request) {
-            Ok(routed) => self.forward(&config, caller, &routed, request).await,
+            Ok(routed) => {
+                let response = self.forward(&config, caller, &routed, request).await;
+                forward::bound_to_session(response, caller)
+            }
             Err((code, why)) => {
                 let refusal = status(code, &why);
                 audit_refusal(&config, caller, &request, &refusal, started);
@@ -153,6 +226,7 @@ impl Proxy {
         request: &Request<Incoming>,
     ) -> Result<Routed, (StatusCode, String)> {
         let path = request.uri().path();
+        policy::check_path(path).map_err(|why| (StatusCode::BAD_REQUEST, why))?;
         let Some(rest) = path.strip_prefix(CLUSTERS) else {
             return Err((
                 StatusCode::NOT_FOUND,
@@ -202,6 +276,15 @@ impl Proxy {
     }
 }
 
+impl Routed {
+    /// The cluster's own path, without the query.
+    fn api_path(&self) -> &str {
+        self.path_and_query
+            .split_once('?')
+            .map_or(self.path_and_query.as_str(), |(p, _)| p)
+    }
+}
+
 /// A request on its way: where it goes and what it is.
 struct Routed {
     cluster: String,
@@ -228,8 +311,18 @@ fn audit_refusal(
     info!(target: "rolesh::audit", event = "api", user = %caller.account.name,
         uid = caller.account.uid,
         session_id = caller.session.as_ref().map(|s| s.session_id.to_string()),
-        path = request.uri().path(), status = refusal.status().as_u16(),
+        path = %shortened(request.uri().path()), status = refusal.status().as_u16(),
         duration_ms = started.elapsed().as_millis() as u64, bytes = 0u64);
+}
+
+/// A client's path as the trail keeps it: at most 256 characters (a request line may be
+/// 64 KiB; one request must not be able to flood the audit trail).
+fn shortened(path: &str) -> String {
+    const KEPT: usize = 256;
+    match path.char_indices().nth(KEPT) {
+        Some((end, _)) => format!("{}…", &path[..end]),
+        None => path.to_string(),
+    }
 }
 
 /// A Kubernetes `Status` answer, as the API server writes its refusals.

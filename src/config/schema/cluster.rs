@@ -81,6 +81,12 @@ impl Reader {
         let access = f
             .word("access", ClusterRoute::parse, ClusterRoute::choices)
             .unwrap_or(ClusterRoute::Direct);
+        if access == ClusterRoute::Proxy
+            && aws.is_some_and(|a| a.expose_credentials)
+            && let Some(at) = f.string("access")
+        {
+            self.error(&at.loc, "`access = \"proxy\"` cannot go with `[aws] expose_credentials = true`: sessions would hold the role's credentials, and `aws eks get-token` reaches the cluster around the proxy");
+        }
         Some(ClusterSettings {
             name: String::new(),
             region: region?,

@@ -83,9 +83,14 @@ pub(crate) fn request_info(method: &Method, path: &str, query: &str) -> RequestI
     let resource = rest[0];
     let name = rest.get(1).copied().unwrap_or("");
     let subresource = rest.get(2).copied().unwrap_or("");
+    // ListOptions' `watch` as the server converts it (Convert_Slice_string_To_bool): the
+    // first value decides, and anything but "0", "f" and "false" is true.
     let watch = query
         .iter()
-        .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
+        .find(|(k, _)| k == "watch")
+        .is_some_and(|(_, v)| {
+            !(v == "0" || v.eq_ignore_ascii_case("f") || v.eq_ignore_ascii_case("false"))
+        });
     let verb = if CONNECT_SUBRESOURCES.contains(&subresource) {
         "create"
     } else {
@@ -1077,6 +1082,16 @@ mod tests {
         );
         let a = info(Method::GET, "/api/v1/namespaces", "watch=true");
         assert_eq!((a.verb.as_str(), a.namespace.as_str()), ("watch", ""));
+        for (query, verb) in [
+            ("watch=yes", "watch"),
+            ("watch=", "watch"),
+            ("watch=0&watch=true", "list"),
+            ("watch=F", "list"),
+            ("watch=false", "list"),
+        ] {
+            let a = info(Method::GET, "/api/v1/namespaces/web/pods", query);
+            assert_eq!(a.verb, verb, "{query}");
+        }
         let a = info(
             Method::POST,
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
