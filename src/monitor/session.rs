@@ -826,7 +826,8 @@ impl Running {
         let deadline = Instant::now() + GRACE;
         for handle in self.output.drain(..) {
             while !handle.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
+                // (Short: every login's end waits here once.)
+                std::thread::sleep(Duration::from_millis(1));
             }
             if handle.is_finished() {
                 let _ = handle.join();
