@@ -35,6 +35,7 @@ common::harness::tests!(
         two_hundred_watches_keep_the_brokers_memory_bounded,
         check_explain_and_rbac_name_each_clusters_route,
         requests_shaped_to_get_around_the_policy_are_refused_before_the_cluster,
+        helm_through_the_proxy_reaches_the_clusters_rbac_as_the_user,
     ],
 );
 
@@ -776,6 +777,44 @@ fn requests_shaped_to_get_around_the_policy_are_refused_before_the_cluster() {
     assert_eq!(got, "200", "{body}");
     assert!(body.contains(FRONTEND), "{body}");
     assert!(!body.contains(REDIS), "{body}");
+}
+
+/// helm 3.17 (client-go) through the proxy: its discovery and its list of release secrets
+/// pass the proxy and reach the cluster, whose RBAC (pods only) refuses the secrets as the
+/// user; a helm in another namespace is refused by the proxy itself.
+fn helm_through_the_proxy_reaches_the_clusters_rbac_as_the_user() {
+    require(
+        "helm 3 on /usr/local/bin (scripts/setup installs it)",
+        std::path::Path::new("/usr/local/bin/helm").exists(),
+    );
+    let env = setup("rpxhelm");
+    let helm = |args: &[&str]| {
+        let mut cmd = Command::new("/usr/local/bin/helm");
+        cmd.args(["--kube-context", "demo/web"])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", env.scratch.path())
+            .env("KUBECONFIG", env.kubeconfig())
+            .uid(env.user.uid())
+            .stdin(Stdio::null());
+        run(&mut cmd)
+    };
+    env.demo().handle().clear_events();
+    let r = helm(&["list", "-n", "web"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("secrets is forbidden: User \"rpxhelm\" cannot list resource \"secrets\""),
+        "{}",
+        r.stderr
+    );
+    let seen = env.cluster_saw("/api/v1/namespaces/web/secrets");
+    assert!(seen.iter().any(|e| e.ends_with(" 403")), "{seen:?}");
+    let r = helm(&["list", "-n", "kube-system"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("allowed: web, jobs"), "{}", r.stderr);
+    assert!(env.cluster_saw("kube-system").is_empty());
 }
 
 /// How many sockets the process `pid` has open.
