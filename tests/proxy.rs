@@ -32,7 +32,7 @@ common::harness::tests!(
         a_process_outside_a_live_session_is_refused_and_audited,
         the_kubeconfigs_placeholder_is_refused_by_the_cluster_itself,
         an_upstream_broken_mid_watch_ends_it_with_a_clear_error_and_no_leaked_connection,
-        two_hundred_watches_keep_the_brokers_memory_bounded,
+        a_users_watches_keep_the_brokers_memory_bounded_and_stop_at_256,
         check_explain_and_rbac_name_each_clusters_route,
         requests_shaped_to_get_around_the_policy_are_refused_before_the_cluster,
         helm_through_the_proxy_reaches_the_clusters_rbac_as_the_user,
@@ -586,30 +586,35 @@ fn an_upstream_broken_mid_watch_ends_it_with_a_clear_error_and_no_leaked_connect
 
 /// 200 watches at once through the proxy (curl, one connection each, as the user): the
 /// broker's resident memory grows by less than 64 MiB, and every socket goes at the end.
-fn two_hundred_watches_keep_the_brokers_memory_bounded() {
-    const WATCHES: usize = 200;
+fn a_users_watches_keep_the_brokers_memory_bounded_and_stop_at_256() {
+    const WATCHES: usize = 260;
+    const ALLOWED: usize = 256;
     let env = setup("rpxmany");
     let (server, ca) = env.proxy_endpoint();
     let pid = env.broker.pid();
     let (rss_before, sockets) = (resident_kib(pid), broker_sockets(pid));
     let url = format!("{server}/api/v1/namespaces/web/pods?watch=true");
-    let mut curl = Command::new("curl");
-    curl.args(["-sS", "--http1.1", "--parallel", "--parallel-immediate"])
+    // (Line-buffered: curl is killed in the end, and each code must be out by then.)
+    let mut curl = Command::new("stdbuf");
+    curl.args(["-oL", "curl", "-sS", "--http1.1", "--parallel", "--parallel-immediate"])
         .args(["--parallel-max", &WATCHES.to_string(), "--max-time", "60"])
-        .arg("--cacert")
+        .args(["-w", "%{http_code}\\n", "--cacert"])
         .arg(&ca);
     for _ in 0..WATCHES {
         curl.args(["-o", "/dev/null", &url]);
     }
     let mut curl = curl
         .env_clear()
+        .env("PATH", "/usr/bin:/bin")
         .uid(env.user.uid())
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Each watch is a connection from curl and one to the cluster.
-    let all_open = wait_for(30, || broker_sockets(pid) >= sockets + 2 * WATCHES);
+    // Each watch is a connection from curl and one to the cluster; past 256, the
+    // connection from curl gets 429 and none goes to the cluster.
+    let all_open = wait_for(30, || broker_sockets(pid) >= sockets + 2 * ALLOWED);
     let open = broker_sockets(pid) - sockets;
     let rss_during = (0..5)
         .map(|_| {
@@ -619,12 +624,15 @@ fn two_hundred_watches_keep_the_brokers_memory_bounded() {
         .max()
         .unwrap();
     let _ = curl.kill();
-    let _ = curl.wait();
-    assert!(all_open, "only {open} sockets opened for {WATCHES} watches");
+    let out = curl.wait_with_output().unwrap();
+    assert!(all_open, "only {open} sockets opened for {ALLOWED} watches");
+    let codes = String::from_utf8_lossy(&out.stdout);
+    let refused = codes.lines().filter(|c| *c == "429").count();
+    assert_eq!(refused, WATCHES - ALLOWED, "{codes}");
     let grown = rss_during.saturating_sub(rss_before);
     println!(
-        "{WATCHES} watches: broker RSS {rss_before} KiB -> {rss_during} KiB (+{grown} KiB, {} KiB a watch)",
-        grown / WATCHES as u64
+        "{ALLOWED} watches: broker RSS {rss_before} KiB -> {rss_during} KiB (+{grown} KiB, {} KiB a watch)",
+        grown / ALLOWED as u64
     );
     assert!(grown < 64 * 1024, "the broker grew by {grown} KiB");
     // (The upstream pool may keep an idle connection or two for reuse.)

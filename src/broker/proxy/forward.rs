@@ -110,6 +110,20 @@ impl Proxy {
             }
         };
         let upgrade = is_upgrade(request.headers());
+        let long = upgrade || is_long(routed);
+        // A watch or stream holds a connection to the cluster for its whole life: counted
+        // per uid, and carried on its own HTTP/1.1 connection, so that one user's many
+        // cannot fill the streams of the HTTP/2 connection everyone's requests share.
+        let held = match long {
+            true => match self.streams.hold(caller.account.uid) {
+                Some(held) => Some(held),
+                None => {
+                    let why = "too many watches and streams open for this user; close some";
+                    return event.answered(config, status(StatusCode::TOO_MANY_REQUESTS, why));
+                }
+            },
+            false => None,
+        };
         if upgrade && !event.is_connect() {
             // A watch over WebSocket would pass unfiltered: only exec, attach and
             // port-forward switch protocols.
@@ -124,7 +138,7 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return event.answered(config, status(StatusCode::BAD_REQUEST, &e)),
         };
-        let mut answer = match upstream.client(upgrade).request(outgoing).await {
+        let mut answer = match upstream.client(long).request(outgoing).await {
             Ok(a) => a,
             Err(e) => {
                 let why = format!("cannot reach cluster {}: {e}", routed.cluster);
@@ -136,7 +150,14 @@ impl Proxy {
             event.websocket_exec = event.is_exec_or_attach() && channel_protocol(&answer);
             let server = hyper::upgrade::on(&mut answer);
             let session = caller.session.is_some().then(|| caller.clone());
-            tokio::spawn(splice(client, server, event, config.audit.api, session));
+            tokio::spawn(splice(
+                client,
+                server,
+                event,
+                config.audit.api,
+                session,
+                held,
+            ));
             let (parts, _) = answer.into_parts();
             return Response::from_parts(parts, Empty::new().map_err(|n| match n {}).boxed());
         }
@@ -178,6 +199,7 @@ impl Proxy {
             inner: body,
             event: Some((event, config.audit.api)),
             bytes: 0,
+            _held: held,
         };
         Response::from_parts(parts, audited.boxed())
     }
@@ -205,6 +227,24 @@ fn channel_protocol<B>(answer: &Response<B>) -> bool {
         .get("sec-websocket-protocol")
         .and_then(|p| p.to_str().ok())
         .is_some_and(|p| matches!(p.trim(), "v4.channel.k8s.io" | "v5.channel.k8s.io"))
+}
+
+/// Whether a request stays open for as long as the client wants: a watch, or a log
+/// followed (`logs -f`).
+fn is_long(routed: &Routed) -> bool {
+    let follow = || {
+        form_urlencoded::parse(
+            routed
+                .path_and_query
+                .split_once('?')
+                .map_or("", |(_, q)| q)
+                .as_bytes(),
+        )
+        .any(|(k, v)| k == "follow" && v != "false" && v != "0")
+    };
+    routed.api.as_ref().is_some_and(|a| {
+        a.verb == Verb::Watch || (a.subresource.as_deref() == Some("log") && follow())
+    })
 }
 
 /// Whether a request asks to switch protocols (exec, attach, port-forward).
@@ -561,6 +601,7 @@ async fn splice(
     mut event: ApiEvent,
     policy: ApiAudit,
     session: Option<Caller>,
+    _held: Option<super::Held>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (Ok(client), Ok(server)) = (client.await, server.await) else {
@@ -663,6 +704,8 @@ struct Audited {
     inner: ProxyBody,
     event: Option<(ApiEvent, ApiAudit)>,
     bytes: u64,
+    /// A long request's place in its uid's allowance, given back when the body ends.
+    _held: Option<super::Held>,
 }
 
 impl Body for Audited {

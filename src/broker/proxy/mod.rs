@@ -43,42 +43,58 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections one uid may hold open at once (each kubectl call is one; a watch holds one).
 const MAX_CONNECTIONS_PER_UID: usize = 512;
 
-/// Open connections by uid.
-#[derive(Default)]
-struct Connections(std::sync::Mutex<std::collections::HashMap<u32, usize>>);
+/// Long-lived requests (watches, `logs -f`, exec, attach, port-forward) one uid may hold
+/// open at once, over all its connections (one HTTP/2 connection carries many).
+const MAX_STREAMS_PER_UID: usize = 256;
 
-impl Connections {
-    /// One more connection of `uid`, released when the guard drops; `None` past the cap.
-    fn hold(self: &Arc<Self>, uid: u32) -> Option<HeldConnection> {
-        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(uid).or_default();
-        if *count >= MAX_CONNECTIONS_PER_UID {
+/// How many of something each uid holds, up to a limit.
+struct PerUid {
+    held: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
+    limit: usize,
+    what: &'static str,
+}
+
+impl PerUid {
+    fn new(limit: usize, what: &'static str) -> Arc<PerUid> {
+        Arc::new(PerUid {
+            held: std::sync::Mutex::default(),
+            limit,
+            what,
+        })
+    }
+
+    /// One more for `uid`, released when the guard drops; `None` past the limit.
+    fn hold(self: &Arc<Self>, uid: u32) -> Option<Held> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(uid).or_default();
+        if *count >= self.limit {
             warn!(
                 uid,
-                "API proxy: uid {uid} has {MAX_CONNECTIONS_PER_UID} connections open; refusing more"
+                "API proxy: uid {uid} holds {} {} already; refusing more", self.limit, self.what
             );
             return None;
         }
         *count += 1;
-        Some(HeldConnection {
-            connections: Arc::clone(self),
+        Some(Held {
+            counter: Arc::clone(self),
             uid,
         })
     }
 }
 
-struct HeldConnection {
-    connections: Arc<Connections>,
+/// One of a uid's [`PerUid`] allowance, given back on drop.
+pub(super) struct Held {
+    counter: Arc<PerUid>,
     uid: u32,
 }
 
-impl Drop for HeldConnection {
+impl Drop for Held {
     fn drop(&mut self) {
-        let mut open = self.connections.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.uid) {
+        let mut held = self.counter.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.uid) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.uid);
+                held.remove(&self.uid);
             }
         }
     }
@@ -99,7 +115,8 @@ pub(super) struct Proxy {
     pub(super) address: SocketAddr,
     upstreams: Upstreams,
     discovery: Discovery,
-    connections: Arc<Connections>,
+    connections: Arc<PerUid>,
+    streams: Arc<PerUid>,
 }
 
 /// The local endpoint of `cluster` on a proxy listening at `address`.
@@ -127,7 +144,8 @@ impl Proxy {
             address,
             upstreams: Upstreams::default(),
             discovery: Discovery::default(),
-            connections: Arc::default(),
+            connections: PerUid::new(MAX_CONNECTIONS_PER_UID, "connections"),
+            streams: PerUid::new(MAX_STREAMS_PER_UID, "watches and streams"),
         };
         Ok((Arc::new(proxy), listener))
     }
