@@ -23,6 +23,8 @@ mod loader_env;
 mod monitor;
 mod paths;
 mod policy;
+#[doc(hidden)]
+pub mod proxy_fuzz;
 mod rbac;
 mod record;
 mod redact;

@@ -596,10 +596,17 @@ fn a_users_watches_keep_the_brokers_memory_bounded_and_stop_at_256() {
     let url = format!("{server}/api/v1/namespaces/web/pods?watch=true");
     // (Line-buffered: curl is killed in the end, and each code must be out by then.)
     let mut curl = Command::new("stdbuf");
-    curl.args(["-oL", "curl", "-sS", "--http1.1", "--parallel", "--parallel-immediate"])
-        .args(["--parallel-max", &WATCHES.to_string(), "--max-time", "60"])
-        .args(["-w", "%{http_code}\\n", "--cacert"])
-        .arg(&ca);
+    curl.args([
+        "-oL",
+        "curl",
+        "-sS",
+        "--http1.1",
+        "--parallel",
+        "--parallel-immediate",
+    ])
+    .args(["--parallel-max", &WATCHES.to_string(), "--max-time", "60"])
+    .args(["-w", "%{http_code}\\n", "--cacert"])
+    .arg(&ca);
     for _ in 0..WATCHES {
         curl.args(["-o", "/dev/null", &url]);
     }

@@ -141,7 +141,9 @@ pub(crate) fn parse(method: &http::Method, path: &str, query: Option<&str>) -> O
         ("PATCH", _) => Verb::Patch,
         ("DELETE", true) => Verb::Delete,
         ("DELETE", false) => Verb::DeleteCollection,
-        _ => Verb::Get,
+        // OPTIONS, CONNECT, extension methods: not an API verb this proxy judges, so not an
+        // API request ([`non_resource`] then refuses it).
+        _ => return None,
     };
     Some(ApiRequest {
         verb,

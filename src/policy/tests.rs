@@ -442,3 +442,16 @@ fn non_resource_paths_may_be_read_and_nothing_else() {
         );
     }
 }
+
+#[test]
+fn a_method_that_is_no_api_verb_is_refused() {
+    for method in ["OPTIONS", "G9ET", "CONNECT", "TRACE"] {
+        let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+        let path = "/api/v1/namespaces/web/pods";
+        assert_eq!(parse(&method, path, None), None, "{method}");
+        assert!(
+            matches!(non_resource(&method, path), Decision::Deny(_)),
+            "{method}"
+        );
+    }
+}

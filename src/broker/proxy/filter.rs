@@ -39,7 +39,7 @@ fn keep(
 /// A list answer with only the allowed pods: a `PodList` or a `Table`; a `Status` (an
 /// error) as it came. Anything else is refused: it is not what a pod list is, and cannot
 /// be filtered (fail closed).
-pub(super) fn list(
+pub(crate) fn list(
     body: &[u8],
     allowed: &dyn Fn(&BTreeMap<String, String>) -> bool,
 ) -> Result<Vec<u8>, String> {
@@ -57,7 +57,7 @@ pub(super) fn list(
 /// One watch event, to pass on (the line, newline included) or to drop. A pod event passes
 /// if the pod is allowed; a Table event keeps its allowed rows and is dropped if none is
 /// left; a bookmark and an error pass; anything else is dropped (fail closed).
-pub(super) fn event(
+pub(crate) fn event(
     line: &[u8],
     allowed: &dyn Fn(&BTreeMap<String, String>) -> bool,
 ) -> Option<Vec<u8>> {

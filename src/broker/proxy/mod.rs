@@ -10,7 +10,7 @@
 
 mod ca;
 mod exit_status;
-mod filter;
+pub(crate) mod filter;
 mod forward;
 mod identity;
 mod upstream;
