@@ -177,6 +177,10 @@ impl Proxy {
             None => body.map_err(BoxError::from).boxed(),
             Some(true) => filtered_watch(body, allowed, routed.cluster.clone()),
             Some(false) if parts.status.is_success() => {
+                let Some(_listing) = self.lists.hold(caller.account.uid) else {
+                    let why = "too many pod lists at once for this user; try again";
+                    return event.answered(config, status(StatusCode::TOO_MANY_REQUESTS, why));
+                };
                 parts.headers.remove(header::CONTENT_LENGTH);
                 match http_body_util::Limited::new(body, MAX_LIST).collect().await {
                     Ok(whole) => match filter::list(&whole.to_bytes(), &allowed) {

@@ -47,6 +47,10 @@ const MAX_CONNECTIONS_PER_UID: usize = 512;
 /// open at once, over all its connections (one HTTP/2 connection carries many).
 const MAX_STREAMS_PER_UID: usize = 256;
 
+/// Pod lists one uid may have the proxy hold and filter at once (each up to [`MAX_LIST`]):
+/// a user's many parallel lists cannot make the broker hold gigabytes.
+const MAX_LISTS_PER_UID: usize = 8;
+
 /// How many of something each uid holds, up to a limit.
 struct PerUid {
     held: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
@@ -117,6 +121,7 @@ pub(super) struct Proxy {
     discovery: Discovery,
     connections: Arc<PerUid>,
     streams: Arc<PerUid>,
+    lists: Arc<PerUid>,
 }
 
 /// The local endpoint of `cluster` on a proxy listening at `address`.
@@ -146,6 +151,7 @@ impl Proxy {
             discovery: Discovery::default(),
             connections: PerUid::new(MAX_CONNECTIONS_PER_UID, "connections"),
             streams: PerUid::new(MAX_STREAMS_PER_UID, "watches and streams"),
+            lists: PerUid::new(MAX_LISTS_PER_UID, "pod lists being filtered"),
         };
         Ok((Arc::new(proxy), listener))
     }
@@ -380,4 +386,31 @@ fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uid_holds_up_to_the_limit_and_gets_each_back_on_drop() {
+        let counter = PerUid::new(2, "things");
+        let first = counter.hold(1000).expect("first");
+        let second = counter.hold(1000).expect("second");
+        assert!(counter.hold(1000).is_none(), "past the limit");
+        assert!(counter.hold(1001).is_some(), "another uid has its own");
+        drop(first);
+        let third = counter.hold(1000).expect("one was given back");
+        drop((second, third));
+        assert!(counter.held.lock().unwrap().get(&1000).is_none());
+    }
+
+    #[test]
+    fn a_long_path_is_shortened_for_the_trail() {
+        let long = format!("/api/{}", "x".repeat(1000));
+        let kept = shortened(&long);
+        assert_eq!(kept.chars().count(), 257);
+        assert!(kept.ends_with('…'));
+        assert_eq!(shortened("/version"), "/version");
+    }
 }
