@@ -165,6 +165,16 @@ impl Env {
         self.broker.stack().unwrap().cluster("demo").unwrap()
     }
 
+    /// Who the fake cluster saw make each request.
+    fn users_seen(&self) -> Vec<Option<String>> {
+        self.demo()
+            .handle()
+            .events()
+            .into_iter()
+            .map(|e| e.user)
+            .collect()
+    }
+
     /// The fake cluster's requests whose path contains `part`.
     fn cluster_saw(&self, part: &str) -> Vec<String> {
         self.demo()
@@ -229,13 +239,7 @@ fn the_cluster_sees_the_unix_user_and_the_kubeconfig_holds_no_credential() {
     env.demo().handle().clear_events();
     let r = run(&mut env.kubectl(&["get", "pods", "-o", "name"]));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let users: Vec<Option<String>> = env
-        .demo()
-        .handle()
-        .events()
-        .into_iter()
-        .map(|e| e.user)
-        .collect();
+    let users = env.users_seen();
     assert!(
         !users.is_empty() && users.iter().all(|u| u.as_deref() == Some("rpxwho")),
         "{users:?}"
@@ -393,13 +397,7 @@ fn each_user_acts_as_themself() {
         .stdin(Stdio::null());
     let r = run(&mut cmd);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let users: Vec<Option<String>> = env
-        .demo()
-        .handle()
-        .events()
-        .into_iter()
-        .map(|e| e.user)
-        .collect();
+    let users = env.users_seen();
     assert!(
         !users.is_empty() && users.iter().all(|u| u.as_deref() == Some("rpxother")),
         "{users:?}"

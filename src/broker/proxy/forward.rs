@@ -17,6 +17,7 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
+use super::super::connections::Admission;
 use super::exit_status::ExitStatus;
 use super::identity::Caller;
 use super::upstream::{BoxError, ProxyBody, Upstream};
@@ -605,7 +606,7 @@ async fn splice(
     mut event: ApiEvent,
     policy: ApiAudit,
     session: Option<Caller>,
-    _held: Option<super::Held>,
+    _held: Option<Admission>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (Ok(client), Ok(server)) = (client.await, server.await) else {
@@ -709,7 +710,7 @@ struct Audited {
     event: Option<(ApiEvent, ApiAudit)>,
     bytes: u64,
     /// A long request's place in its uid's allowance, given back when the body ends.
-    _held: Option<super::Held>,
+    _held: Option<Admission>,
 }
 
 impl Body for Audited {

@@ -28,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
+use super::connections::{Admission, Connections};
 use super::server::Broker;
 use crate::config::{ApiAudit, ClusterRoute, Config};
 use crate::policy::{self, ApiRequest};
@@ -51,56 +52,29 @@ const MAX_STREAMS_PER_UID: usize = 256;
 /// a user's many parallel lists cannot make the broker hold gigabytes.
 const MAX_LISTS_PER_UID: usize = 8;
 
-/// How many of something each uid holds, up to a limit.
+/// How many of something each uid holds, up to a limit: the broker's own per-uid
+/// admission ([`Connections`]), with no total but the per-uid ones.
 struct PerUid {
-    held: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
-    limit: usize,
+    held: Connections,
+    limit: u32,
     what: &'static str,
 }
 
 impl PerUid {
-    fn new(limit: usize, what: &'static str) -> Arc<PerUid> {
-        Arc::new(PerUid {
-            held: std::sync::Mutex::default(),
-            limit,
+    fn new(limit: usize, what: &'static str) -> PerUid {
+        PerUid {
+            held: Connections::default(),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
             what,
-        })
+        }
     }
 
-    /// One more for `uid`, released when the guard drops; `None` past the limit.
-    fn hold(self: &Arc<Self>, uid: u32) -> Option<Held> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let count = held.entry(uid).or_default();
-        if *count >= self.limit {
-            warn!(
-                uid,
-                "API proxy: uid {uid} holds {} {} already; refusing more", self.limit, self.what
-            );
-            return None;
-        }
-        *count += 1;
-        Some(Held {
-            counter: Arc::clone(self),
-            uid,
-        })
-    }
-}
-
-/// One of a uid's [`PerUid`] allowance, given back on drop.
-pub(super) struct Held {
-    counter: Arc<PerUid>,
-    uid: u32,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut held = self.counter.held.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = held.get_mut(&self.uid) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.uid);
-            }
-        }
+    /// One more for `uid`, given back when the guard drops; `None` past the limit.
+    fn hold(&self, uid: u32) -> Option<Admission> {
+        self.held
+            .admit(uid, u32::MAX, self.limit)
+            .inspect_err(|why| warn!(uid, "API proxy, {}: {why}", self.what))
+            .ok()
     }
 }
 
@@ -119,9 +93,9 @@ pub(super) struct Proxy {
     pub(super) address: SocketAddr,
     upstreams: Upstreams,
     discovery: Discovery,
-    connections: Arc<PerUid>,
-    streams: Arc<PerUid>,
-    lists: Arc<PerUid>,
+    connections: PerUid,
+    streams: PerUid,
+    lists: PerUid,
 }
 
 /// The local endpoint of `cluster` on a proxy listening at `address`.
@@ -391,19 +365,6 @@ fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_uid_holds_up_to_the_limit_and_gets_each_back_on_drop() {
-        let counter = PerUid::new(2, "things");
-        let first = counter.hold(1000).expect("first");
-        let second = counter.hold(1000).expect("second");
-        assert!(counter.hold(1000).is_none(), "past the limit");
-        assert!(counter.hold(1001).is_some(), "another uid has its own");
-        drop(first);
-        let third = counter.hold(1000).expect("one was given back");
-        drop((second, third));
-        assert!(counter.held.lock().unwrap().get(&1000).is_none());
-    }
 
     #[test]
     fn a_long_path_is_shortened_for_the_trail() {
