@@ -1,5 +1,5 @@
-//! The Kubernetes API proxy (`[[cluster]] access = "proxy"`) with real kubectl (1.33,
-//! WebSocket exec) as real accounts, against the testkit's fake EKS `demo`, whose
+//! The Kubernetes API proxy (`[[cluster]] access = "proxy"`) with real kubectl (1.33:
+//! WebSocket exec, port-forward tunnelled in a WebSocket; 1.27: SPDY) as real accounts, against the testkit's fake EKS `demo`, whose
 //! allowlist is `web` (selectors `app=frontend`, `tier in (web,edge)`) and `jobs`.
 //!
 //! These brokers answer processes outside sessions (`require_session = false`): the proxy
@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 
 use common::broker::BrokerProc;
 use common::*;
+use rolesh_testkit::fake_k8s::pod_port;
 use serde_json::Value;
 
 common::harness::tests!(
@@ -24,6 +25,9 @@ common::harness::tests!(
         a_namespace_outside_the_allowlist_is_refused_before_the_cluster,
         impersonation_is_refused,
         exec_through_the_proxy_gives_the_remote_exit_code,
+        exec_over_spdy_through_the_proxy_gives_the_remote_exit_code,
+        port_forward_through_the_proxy_reaches_an_allowed_pods_port,
+        kubectl_cp_through_the_proxy_copies_into_and_out_of_an_allowed_pod,
         a_watch_through_the_proxy_shows_only_allowed_pods,
         logs_of_an_allowed_pod_reach_the_clusters_rbac,
         rolesh_token_for_a_proxied_cluster_is_refused,
@@ -119,7 +123,11 @@ impl Env {
     }
 
     fn kubectl(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(KUBECTL);
+        self.kubectl_at(KUBECTL, args)
+    }
+
+    fn kubectl_at(&self, path: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(path);
         cmd.args(["--context", "demo/web"])
             .args(args)
             .env_clear()
@@ -184,6 +192,40 @@ impl Env {
             .filter(|e| e.path.contains(part))
             .map(|e| format!("{} {}", e.path, e.status))
             .collect()
+    }
+
+    /// curl as the account against the proxy's `demo`: the status code and the body.
+    fn curl(&self, path: &str, extra: &[&str]) -> (String, String) {
+        let (server, ca) = self.proxy_endpoint();
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "--path-as-is",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cacert")
+        .arg(&ca)
+        .args(extra)
+        .arg(format!("{server}{path}"))
+        .env_clear()
+        .uid(self.user.uid())
+        .stdin(Stdio::null());
+        let r = run(&mut cmd);
+        let (body, code) = r.stdout.rsplit_once('\n').unwrap_or(("", &r.stdout));
+        (code.to_string(), body.to_string())
+    }
+
+    /// google-cloud-sdk's kubectl 1.`minor`, as [`Env::kubectl`] runs 1.33.
+    fn kubectl_version(&self, minor: u32, args: &[&str]) -> Command {
+        let path = format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}");
+        require(
+            &format!("kubectl 1.{minor} (google-cloud-sdk)"),
+            std::path::Path::new(&path).exists(),
+        );
+        self.kubectl_at(&path, args)
     }
 
     fn audit(&self) -> Vec<Value> {
@@ -256,6 +298,8 @@ fn a_pod_outside_the_selectors_is_refused_for_every_verb_before_the_cluster() {
         vec!["delete", "pod", REDIS],
         vec!["label", "pod", REDIS, "app=frontend"],
         vec!["debug", REDIS, "--image=busybox", "--", "true"],
+        vec!["port-forward", REDIS, ":6379"],
+        vec!["cp", "redis-0:/etc/hostname", "/tmp/rolesh-never-copied"],
     ] {
         let r = run(&mut env.kubectl(&args));
         assert_ne!(r.code, 0, "{args:?}: {}", r.stdout);
@@ -266,6 +310,26 @@ fn a_pod_outside_the_selectors_is_refused_for_every_verb_before_the_cluster() {
             r.stderr
         );
     }
+    // A port-forward asked for directly, without kubectl's GET of the pod first.
+    let (code, body) = env.curl(
+        "/api/v1/namespaces/web/pods/redis-0/portforward",
+        &[
+            "--http1.1",
+            "-X",
+            "POST",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: SPDY/3.1",
+            "-H",
+            "X-Stream-Protocol-Version: portforward.k8s.io",
+        ],
+    );
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains("pod web/redis-0 is not allowed on cluster demo"),
+        "{body}"
+    );
     let reached: Vec<String> = env
         .cluster_saw("/pods/redis-0")
         .into_iter()
@@ -322,6 +386,120 @@ fn exec_through_the_proxy_gives_the_remote_exit_code() {
         "echo hi; exit 7",
     ]));
     assert_eq!((r.code, r.stdout.as_str()), (7, "hi\n"), "{}", r.stderr);
+}
+
+/// kubectl 1.27 execs over SPDY/3.1, which the proxy passes through both ways.
+fn exec_over_spdy_through_the_proxy_gives_the_remote_exit_code() {
+    let env = setup("rpxspdy");
+    let r = run(&mut env.kubectl_version(
+        27,
+        &[
+            "exec",
+            FRONTEND,
+            "-c",
+            "nginx",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; exit 7",
+        ],
+    ));
+    assert_eq!((r.code, r.stdout.as_str()), (7, "hi\n"), "{}", r.stderr);
+    let upgrades = env.cluster_saw("/exec");
+    assert!(
+        upgrades.len() == 1 && upgrades[0].ends_with(" 101"),
+        "{upgrades:?}"
+    );
+}
+
+/// kubectl port-forward to an allowed pod: 1.33 tunnels SPDY through a WebSocket, 1.27
+/// speaks SPDY; two connections through each reach the pod's port, and each session is an
+/// audited `api` event.
+fn port_forward_through_the_proxy_reaches_an_allowed_pods_port() {
+    let env = setup("rpxpf");
+    let port = pod_port::line_server();
+    for minor in [33, 27] {
+        let mut child = env
+            .kubectl_version(
+                minor,
+                &[
+                    "port-forward",
+                    FRONTEND,
+                    "--address",
+                    "127.0.0.1",
+                    &format!(":{port}"),
+                ],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        let _ = std::io::BufRead::read_line(&mut stdout, &mut first);
+        // kubectl prints a line for each connection: keep its stdout open.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        // "Forwarding from 127.0.0.1:41234 -> 8080"
+        let local: Option<u16> = first
+            .split_whitespace()
+            .nth(2)
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok());
+        let answers: Vec<String> = local
+            .map(|local| {
+                (0..2)
+                    .map(|n| pod_port::ask(local, &format!("hi {n}")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            answers,
+            ["pod says: hi 0\n", "pod says: hi 1\n"],
+            "kubectl 1.{minor}: {first} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let forwards = env.cluster_saw("/portforward");
+    assert!(
+        forwards.len() == 2 && forwards.iter().all(|f| f.ends_with(" 101")),
+        "{forwards:?}"
+    );
+    // Each event is written when its session's connection closes.
+    let audited = || {
+        env.audit()
+            .into_iter()
+            .filter(|e| e["event"] == "api" && e["subresource"] == "portforward")
+            .count()
+    };
+    assert!(wait_for(10, || audited() == 2), "{} events", audited());
+}
+
+/// kubectl cp (tar over exec) into an allowed pod and back: the bytes survive the proxy.
+fn kubectl_cp_through_the_proxy_copies_into_and_out_of_an_allowed_pod() {
+    let env = setup("rpxcp");
+    // The fake's pods run commands on this machine: the pod's directory is a temporary one.
+    let pod_dir = tempfile::tempdir().unwrap();
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let local = env.scratch.path().join("payload.bin");
+    std::fs::write(&local, &payload).unwrap();
+    std::os::unix::fs::chown(&local, Some(env.user.uid()), None).unwrap();
+    let in_pod = pod_dir.path().join("payload.bin");
+    let remote = format!("{FRONTEND}:{}", in_pod.display());
+    let r = run(&mut env.kubectl(&["cp", "-c", "nginx", local.to_str().unwrap(), &remote]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read(&in_pod).unwrap() == payload,
+        "the pod's copy differs"
+    );
+    let back = env.scratch.path().join("back.bin");
+    let r = run(&mut env.kubectl(&["cp", "-c", "nginx", &remote, back.to_str().unwrap()]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read(&back).unwrap() == payload,
+        "the copy back differs"
+    );
 }
 
 fn a_watch_through_the_proxy_shows_only_allowed_pods() {
@@ -687,28 +865,7 @@ fn check_explain_and_rbac_name_each_clusters_route() {
 /// for a watch the server would read otherwise, answered with the allowed pods only).
 fn requests_shaped_to_get_around_the_policy_are_refused_before_the_cluster() {
     let env = setup("rpxcurl");
-    let (server, ca) = env.proxy_endpoint();
-    let curl = |path: &str, extra: &[&str]| -> (String, String) {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "--path-as-is",
-            "--max-time",
-            "10",
-        ])
-        .arg("--cacert")
-        .arg(&ca)
-        .args(extra)
-        .arg(format!("{server}{path}"))
-        .env_clear()
-        .uid(env.user.uid())
-        .stdin(Stdio::null());
-        let r = run(&mut cmd);
-        let (body, code) = r.stdout.rsplit_once('\n').unwrap_or(("", &r.stdout));
-        (code.to_string(), body.to_string())
-    };
+    let curl = |path: &str, extra: &[&str]| env.curl(path, extra);
     env.demo().handle().clear_events();
     let refused = [
         (

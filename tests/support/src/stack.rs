@@ -203,7 +203,7 @@ pub fn rbac_yaml(specs: &[StackCluster]) -> String {
             "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\n\
              metadata: {{name: rolesh-bastion, namespace: {namespace}}}\nrules:\n\
              - {{apiGroups: [\"\"], resources: [pods], verbs: [get, list, watch]}}\n\
-             - {{apiGroups: [\"\"], resources: [pods/exec], verbs: [create]}}\n\
+             - {{apiGroups: [\"\"], resources: [pods/exec, pods/portforward], verbs: [create]}}\n\
              ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
              metadata: {{name: rolesh-bastion, namespace: {namespace}}}\n\
              roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: rolesh-bastion}}\n\

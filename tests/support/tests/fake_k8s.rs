@@ -653,4 +653,20 @@ fn exec_channels_follow_the_v5_and_v4_protocols() {
     );
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("Upgrade request required"), "{body}");
+    // Over SPDY, a client sharing no stream protocol with the server (kubectl offers v4
+    // first) gets the API server's negotiation error before any stream opens.
+    let (status, body) = kube::https_with_headers(
+        &cluster.k8s,
+        Method::POST,
+        "/api/v1/namespaces/web/pods/redis-0/exec?command=true&stdout=true",
+        Some(&token),
+        &[
+            ("connection", "Upgrade"),
+            ("upgrade", "SPDY/3.1"),
+            ("x-stream-protocol-version", "channel.k8s.io"),
+        ],
+        "",
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("unable to negotiate protocol"), "{body}");
 }

@@ -8,6 +8,7 @@
 mod kube;
 
 use kube::{ALICE_ROLE, BOB_ROLE, Cluster, Kubectl, names};
+use rolesh_testkit::fake_k8s::pod_port;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -248,7 +249,9 @@ fn exec_runs_the_command_and_returns_its_exit_code() {
     }
     let cluster = Cluster::start();
     let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
-    for kubectl in kube::all().into_iter().filter(Kubectl::websocket_exec) {
+    let mut kubectls = kube::all();
+    kubectls.extend(kube::spdy_1_27());
+    for kubectl in kubectls {
         let output = cluster.run(
             &kubectl,
             &alice,
@@ -362,17 +365,6 @@ fn exec_runs_the_command_and_returns_its_exit_code() {
         exec_events.iter().all(|e| e.verb == "create"),
         "{exec_events:?}"
     );
-}
-
-#[test]
-fn debian_kubectl_1_20_execs_over_spdy_which_the_fake_refuses() {
-    let Some(kubectl) = kube::debian_1_20() else {
-        return;
-    };
-    let cluster = Cluster::start();
-    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
-    let err = cluster.fails(&kubectl, &alice, &["exec", "-n", "web", EDGE, "--", "true"]);
-    assert!(err.contains("exec over SPDY is not supported"), "{err}");
 }
 
 /// Runs kubectl in a PTY of `rows`x`cols`; `script` drives it (reads what it printed so far,
@@ -494,4 +486,148 @@ fn exec_with_a_tty_runs_in_a_pty_and_follows_resizes() {
             "the resize reached the remote terminal: {printed}"
         );
     }
+}
+
+/// A running `kubectl port-forward POD :REMOTE` (killed on drop) and its local port.
+struct PortForward {
+    child: std::process::Child,
+    local: u16,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `kubectl port-forward -n web POD :REMOTE` until it prints its local port.
+fn port_forward(
+    cluster: &Cluster,
+    kubectl: &Kubectl,
+    kubeconfig: &std::path::Path,
+    pod: &str,
+    remote: u16,
+) -> PortForward {
+    let mut child = cluster
+        .kubectl(
+            kubectl,
+            kubeconfig,
+            &[
+                "port-forward",
+                "-n",
+                "web",
+                pod,
+                "--address",
+                "127.0.0.1",
+                &format!(":{remote}"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl port-forward");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    // "Forwarding from 127.0.0.1:41234 -> 8080"
+    let local = first
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok());
+    let Some(local) = local else {
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("kubectl port-forward");
+        panic!("{kubectl:?} did not forward: {first:?} {output:?}");
+    };
+    std::thread::spawn(move || for _ in lines {});
+    PortForward { child, local }
+}
+
+#[test]
+fn port_forward_reaches_the_pods_port_over_spdy_and_the_websocket_tunnel() {
+    let Some(newest) = kube::newest() else {
+        return;
+    };
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    let port = pod_port::line_server();
+    let mut kubectls = vec![newest];
+    kubectls.extend(kube::spdy());
+    for kubectl in kubectls {
+        let forward = port_forward(&cluster, &kubectl, &alice, EDGE, port);
+        // Two connections through one session: each is its own pair of streams.
+        for n in 0..2 {
+            let answer = pod_port::ask(forward.local, &format!("hello {n}"));
+            assert_eq!(answer, format!("pod says: hello {n}\n"), "{kubectl:?}");
+        }
+    }
+    let forwards: Vec<_> = cluster
+        .k8s
+        .handle()
+        .events()
+        .into_iter()
+        .filter(|e| e.path.ends_with("/portforward"))
+        .collect();
+    assert!(
+        forwards
+            .iter()
+            .all(|e| e.verb == "create" && e.status == 101),
+        "{forwards:?}"
+    );
+}
+
+#[test]
+fn port_forward_to_a_port_nothing_listens_on_reports_the_kubelets_error() {
+    let Some(kubectl) = kube::newest() else {
+        return;
+    };
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    // A port that was free a moment ago.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut forward = port_forward(&cluster, &kubectl, &alice, EDGE, closed);
+    let stream = std::net::TcpStream::connect(("127.0.0.1", forward.local)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    let _ = (&stream).read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{rest:?}");
+    let _ = forward.child.kill();
+    let mut stderr = String::new();
+    forward
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert!(
+        stderr.contains(&format!("error forwarding port {closed} to pod web/{EDGE}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn port_forward_needs_create_on_pods_portforward() {
+    let Some(kubectl) = kube::newest() else {
+        return;
+    };
+    let cluster = Cluster::start();
+    let alice = cluster.kubeconfig_for_role(ALICE_ROLE);
+    // Alice may read pods in jobs but not forward to them.
+    let err = cluster.fails(
+        &kubectl,
+        &alice,
+        &["port-forward", "-n", "jobs", "backfill-2h7x9", ":80"],
+    );
+    assert!(
+        err.contains("cannot create resource \"pods/portforward\" in API group \"\" in the namespace \"jobs\""),
+        "{err}"
+    );
 }

@@ -3,10 +3,14 @@
 //! stdin 0, stdout 1, stderr 2, status 3 (a v1 `Status`), resize 4 (`{"Width","Height"}`),
 //! and, in v5, close 255 (`[255, 0]`: stdin reached EOF).
 //!
-//! SPDY (what kubectl before 1.30 speaks) is not implemented: such a request gets a 400.
+//! Over SPDY/3.1 (kubectl before 1.30), with `X-Stream-Protocol-Version: v4.channel.k8s.io`,
+//! the client opens one stream for each of error, stdin, stdout, stderr and resize (by its
+//! `streamtype` header) and the same bytes flow on them; the status goes on the error
+//! stream, then every stream the server writes ends with a FIN.
 
 use super::api::{RequestInfo, bad_request, pick_container};
 use super::fixture::Pod;
+use super::spdy::{self, Frame};
 use super::{Body, State};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -28,6 +32,9 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 /// Subprotocols served, most preferred first.
 pub const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// The stream protocol served over SPDY (`X-Stream-Protocol-Version`).
+const SPDY_PROTOCOLS: [&str; 1] = ["v4.channel.k8s.io"];
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -109,14 +116,22 @@ pub(crate) fn exec(
     // The request is validated before its protocol, as the API server does: a client that
     // falls back from WebSocket to SPDY on a 400 sees the same error twice.
     let upgrade = header_values(headers, header::UPGRADE);
-    if upgrade
-        .iter()
-        .any(|u| u.to_ascii_lowercase().starts_with("spdy/"))
-    {
-        return bad_request(
-            "exec over SPDY is not supported by this fake API server: use kubectl 1.30 or \
-             newer, which execs over WebSocket",
-        );
+    let context = Context {
+        namespace: pod.namespace.clone(),
+        pod: pod.name.clone(),
+        cluster: state.cluster.clone(),
+    };
+    if upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")) {
+        let (response, on_upgrade) = spdy::upgrade(&mut req, &SPDY_PROTOCOLS);
+        let Some(on_upgrade) = on_upgrade else {
+            return response;
+        };
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                run_spdy(TokioIo::new(upgraded), options, context).await;
+            }
+        });
+        return response;
     }
     if !upgrade.iter().any(|u| u.eq_ignore_ascii_case("websocket")) {
         return bad_request("Upgrade request required");
@@ -142,11 +157,6 @@ pub(crate) fn exec(
     let accept = derive_accept_key(key.as_bytes());
     let v5 = *protocol == EXEC_PROTOCOLS[0];
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let context = Context {
-        namespace: pod.namespace.clone(),
-        pod: pod.name.clone(),
-        cluster: state.cluster.clone(),
-    };
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
@@ -154,6 +164,11 @@ pub(crate) fn exec(
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         run(ws, options, context, v5).await;
     });
+    switching_to_websocket(&accept, protocol)
+}
+
+/// The 101 that accepts a WebSocket with `protocol`.
+pub(crate) fn switching_to_websocket(accept: &str, protocol: &'static str) -> Response<Body> {
     let mut response = Response::new(Empty::<Bytes>::new().boxed_unsync());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
@@ -161,7 +176,7 @@ pub(crate) fn exec(
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(
         header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&accept).expect("base64 is a valid header"),
+        HeaderValue::from_str(accept).expect("base64 is a valid header"),
     );
     h.insert(
         header::SEC_WEBSOCKET_PROTOCOL,
@@ -500,6 +515,187 @@ async fn run(mut ws: Ws, options: ExecOptions, context: Context, v5: bool) {
         while let Some(Ok(_)) = ws.next().await {}
     })
     .await;
+}
+
+/// How long the client has to open the streams an exec needs (the kubelet's default).
+const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SPDY streams of one exec, by their `streamtype`.
+#[derive(Default)]
+struct ExecStreams {
+    error: Option<u32>,
+    stdin: Option<u32>,
+    stdout: Option<u32>,
+    stderr: Option<u32>,
+    resize: Option<u32>,
+}
+
+impl ExecStreams {
+    fn assign(&mut self, kind: Option<&str>, stream: u32) {
+        let slot = match kind {
+            Some("error") => &mut self.error,
+            Some("stdin") => &mut self.stdin,
+            Some("stdout") => &mut self.stdout,
+            Some("stderr") => &mut self.stderr,
+            Some("resize") => &mut self.resize,
+            _ => return,
+        };
+        *slot = Some(stream);
+    }
+
+    /// Whether every stream the request asked for is open (the resize stream is optional,
+    /// as for the kubelet).
+    fn complete(&self, options: &ExecOptions) -> bool {
+        self.error.is_some()
+            && (!options.stdin || self.stdin.is_some())
+            && (!options.stdout || self.stdout.is_some())
+            && (!options.stderr || self.stderr.is_some())
+    }
+
+    /// The streams the server writes, which it ends with a FIN.
+    fn written(&self) -> impl Iterator<Item = u32> + '_ {
+        [self.stdout, self.stderr, self.error].into_iter().flatten()
+    }
+}
+
+/// Resize messages: JSON objects one after another (`{"Width":80,"Height":24}`).
+fn resizes(data: &[u8]) -> Vec<Input> {
+    serde_json::Deserializer::from_slice(data)
+        .into_iter::<Value>()
+        .map_while(Result::ok)
+        .map(|size| Input::Resize {
+            cols: size["Width"]
+                .as_u64()
+                .unwrap_or(80)
+                .min(u64::from(u16::MAX)) as u16,
+            rows: size["Height"]
+                .as_u64()
+                .unwrap_or(24)
+                .min(u64::from(u16::MAX)) as u16,
+        })
+        .collect()
+}
+
+/// Serves one exec over SPDY until the command ends or the client goes away.
+async fn run_spdy<T>(io: T, options: ExecOptions, context: Context)
+where
+    T: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(io);
+    let writer = Arc::new(tokio::sync::Mutex::new(spdy::Writer::new(write)));
+    let mut frames = spdy::read_frames(spdy::Reader::new(read), Arc::clone(&writer));
+    let mut streams = ExecStreams::default();
+    let opened = tokio::time::timeout(STREAM_CREATION_TIMEOUT, async {
+        while !streams.complete(&options) {
+            match frames.recv().await {
+                Some(Frame::Open {
+                    stream, headers, ..
+                }) => {
+                    writer.lock().await.reply(stream).await.ok()?;
+                    streams.assign(spdy::header(&headers, "streamtype"), stream);
+                }
+                Some(Frame::GoAway) | None => return None,
+                Some(_) => {}
+            }
+        }
+        Some(())
+    })
+    .await;
+    if !matches!(opened, Ok(Some(()))) {
+        return;
+    }
+    let status = match spawn(&options, &context) {
+        Ok(running) => relay_spdy(running, &streams, &mut frames, &writer, &options.command).await,
+        Err(err) => Some(start_failure(&options.command, &err)),
+    };
+    let Some(status) = status else {
+        return;
+    };
+    let mut w = writer.lock().await;
+    if let Some(error) = streams.error {
+        let _ = w.data(error, status.to_string().as_bytes(), false).await;
+    }
+    for stream in streams.written() {
+        let _ = w.data(stream, &[], true).await;
+    }
+    drop(w);
+    // The client closes the connection once it has read the status (bounded).
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while !matches!(frames.recv().await, None | Some(Frame::GoAway)) {}
+    })
+    .await;
+    let _ = writer.lock().await.go_away(0).await;
+}
+
+/// Moves the command's bytes to and from its streams; its status, or `None` when the client
+/// went away (nothing will read it).
+async fn relay_spdy<W>(
+    mut running: Running,
+    streams: &ExecStreams,
+    frames: &mut mpsc::Receiver<Frame>,
+    writer: &spdy::SharedWriter<W>,
+    command: &[String],
+) -> Option<Value>
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut exited: Option<ExitStatus> = None;
+    let mut output_done = false;
+    let drain_deadline = tokio::time::sleep(Duration::from_secs(u64::MAX / 4));
+    tokio::pin!(drain_deadline);
+    while !(exited.is_some() && output_done) {
+        tokio::select! {
+            frame = frames.recv() => {
+                let inputs = match frame {
+                    Some(Frame::Data { stream, data, fin }) if Some(stream) == streams.stdin => {
+                        let mut inputs = Vec::new();
+                        if !data.is_empty() {
+                            inputs.push(Input::Data(data));
+                        }
+                        if fin {
+                            inputs.push(Input::Eof);
+                        }
+                        inputs
+                    }
+                    Some(Frame::Data { stream, data, .. }) if Some(stream) == streams.resize => {
+                        resizes(&data)
+                    }
+                    Some(Frame::Open { stream, .. }) => {
+                        // No stream is opened after the exec started: refuse it.
+                        let _ = writer.lock().await.reset(stream, spdy::REFUSED_STREAM).await;
+                        Vec::new()
+                    }
+                    Some(Frame::GoAway) | None => {
+                        let _ = running.child.start_kill();
+                        return None;
+                    }
+                    Some(_) => Vec::new(),
+                };
+                for input in inputs {
+                    let _ = running.input.send(input).await;
+                }
+            },
+            chunk = running.output.recv(), if !output_done => match chunk {
+                Some((channel, data)) => {
+                    let stream = if channel == STDERR { streams.stderr } else { streams.stdout };
+                    if let Some(stream) = stream
+                        && writer.lock().await.data(stream, &data, false).await.is_err()
+                    {
+                        let _ = running.child.start_kill();
+                        return None;
+                    }
+                }
+                None => output_done = true,
+            },
+            status = running.child.wait(), if exited.is_none() => {
+                let status = status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(1 << 8));
+                exited = Some(status);
+                drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_GRACE);
+            },
+            () = &mut drain_deadline, if exited.is_some() => output_done = true,
+        }
+    }
+    exited.map(|status| exit_status(command, status))
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@
 //!   (`kubectl auth whoami`), SelfSubjectAccessReview and SelfSubjectRulesReview
 //!   (`kubectl auth can-i [--list]`), and `pods/exec` over WebSocket (v5/v4 channel
 //!   protocols) running the command as a local process, in a PTY for `tty=true`. Exec needs
-//!   `create` on `pods/exec` whatever the method. SPDY exec (kubectl < 1.30) is refused.
+//!   `create` on `pods/exec` whatever the method; exec over SPDY/3.1 too (kubectl < 1.30);
+//!   `pods/portforward` over SPDY and over a WebSocket that tunnels it, a pod's port being
+//!   that port on 127.0.0.1.
 //! - fixtures ([`Fixture`]): namespaces and pods from YAML; the default is
 //!   `tests/support/fixtures/cluster.yaml` with `tests/support/fixtures/rbac.yaml`.
 //!
@@ -34,9 +36,12 @@ mod api;
 pub mod auth;
 mod exec;
 pub mod fixture;
+pub mod pod_port;
+mod portforward;
 mod proto;
 pub mod rbac;
 pub mod selector;
+mod spdy;
 mod tls;
 pub mod token;
 
@@ -508,13 +513,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     }
     event.reason = decision.reason;
     let a = &info.attributes;
-    let response = if a.resource_request
+    let connect = a.resource_request
         && a.api_group.is_empty()
         && a.resource == "pods"
-        && a.subresource == "exec"
-    {
+        && matches!(a.subresource.as_str(), "exec" | "portforward");
+    let response = if connect {
         match state.fixture.pod(&a.namespace, &a.name) {
-            Some(pod) => exec::exec(&state, &info, pod, req),
+            Some(pod) if a.subresource == "exec" => exec::exec(&state, &info, pod, req),
+            Some(pod) => portforward::portforward(&state, &info, pod, req),
             None => api::not_found("pods", &a.name),
         }
     } else {

@@ -155,6 +155,28 @@ pub fn debian_1_20() -> Option<Kubectl> {
     .clone()
 }
 
+/// google-cloud-sdk's kubectl 1.27, the last minor before WebSocket exec and the one the
+/// issue names for SPDY: $ROLESH_KUBECTL_SPDY, else /usr/lib/google-cloud-sdk/bin/kubectl.1.27.
+pub fn spdy_1_27() -> Option<Kubectl> {
+    static SPDY: OnceLock<Option<Kubectl>> = OnceLock::new();
+    SPDY.get_or_init(|| {
+        let path = std::env::var_os("ROLESH_KUBECTL_SPDY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.27"));
+        required(
+            "kubectl 1.27 (SPDY exec)",
+            "set ROLESH_KUBECTL_SPDY or install google-cloud-sdk's kubectl",
+            probe(&path).filter(|k| k.minor == 27),
+        )
+    })
+    .clone()
+}
+
+/// Every kubectl that execs over SPDY: Debian's 1.20 and 1.27.
+pub fn spdy() -> Vec<Kubectl> {
+    [debian_1_20(), spdy_1_27()].into_iter().flatten().collect()
+}
+
 /// /usr/bin/kubectl, whatever version it is (here often google-cloud-sdk's dispatcher).
 pub fn system() -> Option<Kubectl> {
     static SYSTEM: OnceLock<Option<Kubectl>> = OnceLock::new();
@@ -391,6 +413,18 @@ pub fn https(
     token: Option<&str>,
     body: &str,
 ) -> (StatusCode, String) {
+    https_with_headers(k8s, method, path, token, &[], body)
+}
+
+/// One HTTPS request on a new connection, with extra headers.
+pub fn https_with_headers(
+    k8s: &FakeK8s,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -408,6 +442,9 @@ pub fn https(
             .header("content-type", "application/json");
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(Bytes::from(body.to_owned())))
