@@ -20,6 +20,7 @@ use serde::Deserialize;
 use super::super::connections::Admission;
 use super::exit_status::ExitStatus;
 use super::identity::Caller;
+use super::labels;
 use super::upstream::{BoxError, ProxyBody, Upstream};
 use super::{MAX_LIST, Proxy, Routed, filter, full, status, status_object};
 use crate::config::{ApiAudit, Config};
@@ -88,7 +89,34 @@ impl Proxy {
                 return event.answered(config, status(StatusCode::FORBIDDEN, &why));
             }
             Decision::PodLabels { namespace, name } => {
-                match pod_labels(&upstream, &token, &namespace, &name).await {
+                let upgrade = is_upgrade(request.headers());
+                if !upgrade {
+                    // A request for one pod often comes just before an exec, attach or
+                    // port-forward of it (kubectl GETs the pod first).
+                    upstream.warm_upgrades();
+                }
+                if event.subresource.is_none() && reads_json(&request) {
+                    // A JSON GET of one pod carries the pod's labels itself: they are read
+                    // from the answer, before the client sees it, not with a GET of their own.
+                    let pod = (namespace.as_str(), name.as_str());
+                    let answer = self.get_pod(&upstream, &token, caller, routed, pod, request);
+                    return match answer.await {
+                        Ok(response) => event.passed_on(config, response),
+                        Err(refusal) => {
+                            event.refused = refusal.status() == StatusCode::FORBIDDEN;
+                            event.answered(config, refusal)
+                        }
+                    };
+                }
+                let labels = self.labels.of(
+                    &upstream,
+                    &token,
+                    caller.account.uid,
+                    &routed.cluster,
+                    &namespace,
+                    &name,
+                );
+                match labels.await {
                     Ok(None) if event.subresource.is_some() => {
                         event.refused = true;
                         let why = format!("pod {namespace}/{name} not found");
@@ -139,6 +167,9 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return event.answered(config, status(StatusCode::BAD_REQUEST, &e)),
         };
+        if upgrade {
+            upstream.upgrade_starts();
+        }
         let mut answer = match upstream.client(long).request(outgoing).await {
             Ok(a) => a,
             Err(e) => {
@@ -147,6 +178,9 @@ impl Proxy {
             }
         };
         event.status = answer.status().as_u16();
+        if upgrade {
+            upstream.warm_upgrades();
+        }
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, answer.status()) {
             event.websocket_exec = event.is_exec_or_attach() && channel_protocol(&answer);
             let server = hyper::upgrade::on(&mut answer);
@@ -209,6 +243,48 @@ impl Proxy {
         Response::from_parts(parts, audited.boxed())
     }
 
+    /// A JSON GET of pod `namespace/name`: the answer, whose labels decide, with the event
+    /// to write when it has been passed on; or the refusal to send instead (the body
+    /// withheld) when they match none of the selectors.
+    async fn get_pod(
+        &self,
+        upstream: &Upstream,
+        token: &str,
+        caller: &Caller,
+        routed: &Routed,
+        (namespace, name): (&str, &str),
+        request: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Response<ProxyBody>> {
+        let outgoing = upstream_request(upstream, routed, token, false, request)
+            .map_err(|e| status(StatusCode::BAD_REQUEST, &e))?;
+        let answer = upstream
+            .client(false)
+            .request(outgoing)
+            .await
+            .map_err(|e| {
+                let why = format!("cannot reach cluster {}: {e}", routed.cluster);
+                status(StatusCode::BAD_GATEWAY, &why)
+            })?;
+        let (mut parts, body) = answer.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let whole = http_body_util::Limited::new(body, labels::MAX_POD)
+            .collect()
+            .await
+            .map_err(|e| status(StatusCode::BAD_GATEWAY, &format!("the pod: {e}")))?
+            .to_bytes();
+        if parts.status.is_success() {
+            let labels = labels::of_pod(&whole, namespace, name)
+                .map_err(|why| status(StatusCode::FORBIDDEN, &why))?;
+            if !policy::pod_allowed(&routed.view, namespace, &labels) {
+                let why = policy::pod_refusal(&routed.view, namespace, name);
+                return Err(status(StatusCode::FORBIDDEN, &why));
+            }
+            let whose = (caller.account.uid, routed.cluster.as_str());
+            self.labels.remember(whose, namespace, name, labels);
+        }
+        Ok(Response::from_parts(parts, full(whole)))
+    }
+
     /// The cluster's API server (its endpoint and CA as the broker knows them).
     async fn upstream(
         &self,
@@ -232,6 +308,27 @@ fn channel_protocol<B>(answer: &Response<B>) -> bool {
         .get("sec-websocket-protocol")
         .and_then(|p| p.to_str().ok())
         .is_some_and(|p| matches!(p.trim(), "v4.channel.k8s.io" | "v5.channel.k8s.io"))
+}
+
+/// Whether a request is a GET whose answer is plain JSON (no `Table`, protobuf, CBOR or
+/// YAML asked for), from which the proxy can read an object.
+fn reads_json(request: &Request<Incoming>) -> bool {
+    if request.method() != http::Method::GET {
+        return false;
+    }
+    request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .all(|accept| {
+            accept.to_str().is_ok_and(|accept| {
+                accept.split(',').all(|range| {
+                    let range = range.trim().to_ascii_lowercase();
+                    let (media, params) = range.split_once(';').unwrap_or((&range, ""));
+                    matches!(media.trim(), "application/json" | "*/*") && params.trim().is_empty()
+                })
+            })
+        })
 }
 
 /// Whether a request stays open for as long as the client wants: a watch, or a log
@@ -321,30 +418,12 @@ fn upstream_request(
     ))
 }
 
-/// A pod's labels (`None`: there is no such pod, and the request will say so itself). A
-/// pod the user may not read is refused: its labels decide, and they are unknown.
-async fn pod_labels(
+/// `GET path` as JSON with `token`: the body, `None` for 404, an error otherwise.
+pub(super) async fn get_json(
     upstream: &Upstream,
     token: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<BTreeMap<String, String>>, String> {
-    #[derive(Deserialize)]
-    struct Pod {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    }
-    let path = format!("/api/v1/namespaces/{namespace}/pods/{name}");
-    let body = get_json(upstream, token, &path).await?;
-    match body {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice::<Pod>(&bytes)
-            .map(|p| Some(p.metadata.labels.unwrap_or_default()))
-            .map_err(|e| format!("cannot read the labels of pod {namespace}/{name}: {e}")),
-    }
-}
-
-/// `GET path` as JSON with `token`: the body, `None` for 404, an error otherwise.
-async fn get_json(upstream: &Upstream, token: &str, path: &str) -> Result<Option<Bytes>, String> {
+    path: &str,
+) -> Result<Option<Bytes>, String> {
     let mut bearer =
         HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
     bearer.set_sensitive(true);
@@ -816,6 +895,19 @@ impl ApiEvent {
     }
 
     /// The proxy's own answer (a refusal, an upstream failure), audited now.
+    /// The cluster's answer, passed on; the event is written when its body has been.
+    fn passed_on(mut self, config: &Config, response: Response<ProxyBody>) -> Response<ProxyBody> {
+        self.status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        let audited = Audited {
+            inner: body,
+            event: Some((self, config.audit.api)),
+            bytes: 0,
+            _held: None,
+        };
+        Response::from_parts(parts, audited.boxed())
+    }
+
     fn answered(mut self, config: &Config, response: Response<ProxyBody>) -> Response<ProxyBody> {
         self.status = response.status().as_u16();
         self.emit(config.audit.api, 0);

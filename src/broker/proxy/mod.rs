@@ -13,6 +13,7 @@ mod exit_status;
 pub(crate) mod filter;
 mod forward;
 mod identity;
+mod labels;
 mod upstream;
 
 use std::convert::Infallible;
@@ -35,6 +36,7 @@ use crate::policy::{self, ApiRequest};
 use crate::protocol::{ClusterView, Grant};
 use forward::Discovery;
 use identity::Caller;
+use labels::PodLabels;
 use upstream::{ProxyBody, Upstreams};
 
 pub(super) use ca::{ProxyTls, load_or_create as load_tls};
@@ -93,6 +95,7 @@ pub(super) struct Proxy {
     pub(super) address: SocketAddr,
     upstreams: Upstreams,
     discovery: Discovery,
+    labels: PodLabels,
     connections: PerUid,
     streams: PerUid,
     lists: PerUid,
@@ -123,6 +126,7 @@ impl Proxy {
             address,
             upstreams: Upstreams::default(),
             discovery: Discovery::default(),
+            labels: PodLabels::default(),
             connections: PerUid::new(MAX_CONNECTIONS_PER_UID, "connections"),
             streams: PerUid::new(MAX_STREAMS_PER_UID, "watches and streams"),
             lists: PerUid::new(MAX_LISTS_PER_UID, "pod lists being filtered"),

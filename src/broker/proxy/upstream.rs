@@ -2,10 +2,16 @@
 //! server offers it, and a separate HTTP/1.1 pool for upgrades (exec, attach,
 //! port-forward over WebSocket or SPDY), which HTTP/2 cannot carry. Each trusts the
 //! cluster's own CA only.
+//!
+//! An upgraded connection never returns to its pool, so each exec would wait for a new TLS
+//! handshake with the cluster. The upgrade pool therefore keeps one spare: opened when a
+//! request names a pod (kubectl GETs the pod before it execs) and again after each upgrade,
+//! with an anonymous `GET /version` whose answer (200, or 401 where anonymous requests are
+//! off) leaves the connection idle in the pool. No one's credential goes with it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -32,12 +38,24 @@ fn tcp() -> HttpConnector {
     http
 }
 
+/// How long an idle connection stays in a pool (and so how long a spare is good for).
+const IDLE: Duration = Duration::from_secs(90);
+
 /// One cluster's API server.
 pub(super) struct Upstream {
     /// `https://HOST[:PORT][/PREFIX]`, no trailing slash.
     base: String,
     pooled: Https,
     upgrades: Https,
+    spare: Arc<Mutex<Spare>>,
+}
+
+/// The upgrade pool's spare connection, as far as the proxy knows.
+#[derive(Default)]
+struct Spare {
+    /// When it was left idle in the pool.
+    ready_since: Option<Instant>,
+    warming: bool,
 }
 
 impl Upstream {
@@ -75,14 +93,56 @@ impl Upstream {
             .wrap_connector(tcp());
         let client = |connector| {
             Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_idle_timeout(IDLE)
                 .build(connector)
         };
         Ok(Upstream {
             base: endpoint.trim_end_matches('/').to_string(),
             pooled: client(pooled),
             upgrades: client(upgrades),
+            spare: Arc::default(),
         })
+    }
+
+    /// Leaves a connection idle in the upgrade pool for the next exec, attach or
+    /// port-forward, unless one is there or on its way.
+    pub(super) fn warm_upgrades(&self) {
+        {
+            let mut spare = self.spare.lock().expect("spare lock");
+            let ready = spare.ready_since.is_some_and(|at| at.elapsed() < IDLE / 2);
+            if spare.warming || ready {
+                return;
+            }
+            spare.warming = true;
+        }
+        let spare = Arc::clone(&self.spare);
+        let client = self.upgrades.clone();
+        let request = self.uri("/version").and_then(|uri| {
+            http::Request::get(uri)
+                .body(empty())
+                .map_err(|e| e.to_string())
+        });
+        tokio::spawn(async move {
+            let warmed = match request {
+                Ok(request) => match client.request(request).await {
+                    // Reading the answer to its end returns the connection to the pool.
+                    Ok(answer) => http_body_util::BodyExt::collect(answer.into_body())
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
+            let mut spare = spare.lock().expect("spare lock");
+            spare.warming = false;
+            spare.ready_since = warmed.then(Instant::now);
+        });
+    }
+
+    /// An upgrade is about to take the spare (if there is one); another is opened for the
+    /// one after it.
+    pub(super) fn upgrade_starts(&self) {
+        self.spare.lock().expect("spare lock").ready_since = None;
     }
 
     /// The URI of `path_and_query` on this server.
@@ -92,7 +152,7 @@ impl Upstream {
             .map_err(|e| format!("bad upstream URI: {e}"))
     }
 
-    /// The client for a request: the upgrade pool for an upgrade.
+    /// The client for a request: the upgrade pool for an upgrade (or a watch).
     pub(super) fn client(&self, upgrade: bool) -> &Https {
         if upgrade {
             &self.upgrades
@@ -139,4 +199,11 @@ impl Upstreams {
         all.insert(cluster.to_string(), made);
         Ok(upstream)
     }
+}
+
+fn empty() -> ProxyBody {
+    use http_body_util::BodyExt;
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
 }

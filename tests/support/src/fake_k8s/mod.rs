@@ -435,6 +435,8 @@ async fn serve(
             _ = &mut stopped => break,
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
+                    // As the API server's (Go's) sockets: no Nagle delay on small writes.
+                    let _ = stream.set_nodelay(true);
                     connections.spawn(serve_connection(stream, acceptor.clone(), Arc::clone(&state)));
                 }
             }
