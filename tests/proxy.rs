@@ -388,7 +388,8 @@ fn exec_through_the_proxy_gives_the_remote_exit_code() {
     assert_eq!((r.code, r.stdout.as_str()), (7, "hi\n"), "{}", r.stderr);
 }
 
-/// kubectl 1.27 execs over SPDY/3.1, which the proxy passes through both ways.
+/// kubectl 1.27 execs over SPDY/3.1, which the proxy passes through both ways, reading the
+/// exit code on its way.
 fn exec_over_spdy_through_the_proxy_gives_the_remote_exit_code() {
     let env = setup("rpxspdy");
     let r = run(&mut env.kubectl_version(
@@ -410,6 +411,17 @@ fn exec_over_spdy_through_the_proxy_gives_the_remote_exit_code() {
         upgrades.len() == 1 && upgrades[0].ends_with(" 101"),
         "{upgrades:?}"
     );
+    // The audit event has the exit code, read from the SPDY error stream as it passed
+    // (written when the connection closes).
+    let exec = || {
+        env.audit()
+            .into_iter()
+            .find(|e| e["event"] == "api" && e["subresource"] == "exec")
+    };
+    assert!(wait_for(10, || exec().is_some()), "{:?}", env.audit());
+    let exec = exec().unwrap();
+    assert_eq!(exec["command"], "sh -c echo hi; exit 7", "{exec}");
+    assert_eq!(exec["exit_code"], 7, "{exec}");
 }
 
 /// kubectl port-forward to an allowed pod: 1.33 tunnels SPDY through a WebSocket, 1.27

@@ -103,7 +103,7 @@ impl ExitStatus {
 
 /// The exit code a channel-3 `Status` says: 0 for success, the `ExitCode` cause of a
 /// failure; `None` for a failure without one (the command did not run).
-fn exit_code(message: &[u8]) -> Option<i32> {
+pub(super) fn exit_code(message: &[u8]) -> Option<i32> {
     let status: Status = serde_json::from_slice(message).ok()?;
     if status.status.as_deref() == Some("Success") {
         return Some(0);

@@ -21,6 +21,7 @@ use super::super::connections::Admission;
 use super::exit_status::ExitStatus;
 use super::identity::Caller;
 use super::labels;
+use super::spdy_status::SpdyExitStatus;
 use super::upstream::{BoxError, ProxyBody, Upstream};
 use super::{MAX_LIST, Proxy, Routed, filter, full, status, status_object};
 use crate::config::{ApiAudit, Config};
@@ -182,7 +183,11 @@ impl Proxy {
             upstream.warm_upgrades();
         }
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, answer.status()) {
-            event.websocket_exec = event.is_exec_or_attach() && channel_protocol(&answer);
+            event.tap = match event.is_exec_or_attach() {
+                true if channel_protocol(&answer) => Tap::WebSocket,
+                true if spdy_channel_protocol(&answer) => Tap::Spdy,
+                _ => Tap::None,
+            };
             let server = hyper::upgrade::on(&mut answer);
             let session = caller.session.is_some().then(|| caller.clone());
             tokio::spawn(splice(
@@ -329,6 +334,67 @@ fn reads_json(request: &Request<Incoming>) -> bool {
                 })
             })
         })
+}
+
+/// Whether the server switched to SPDY with the stream protocol whose error stream carries
+/// a `Status` (`v4.channel.k8s.io`).
+fn spdy_channel_protocol<B>(answer: &Response<B>) -> bool {
+    let header = |name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("SPDY/3.1"))
+        && header("x-stream-protocol-version") == Some("v4.channel.k8s.io")
+}
+
+/// Which exit-code reader an upgraded exec or attach gets.
+#[derive(Clone, Copy)]
+enum Tap {
+    None,
+    WebSocket,
+    Spdy,
+}
+
+/// The exit-code reader of one upgraded connection.
+enum Exit {
+    None,
+    WebSocket(ExitStatus),
+    Spdy(Box<SpdyExitStatus>),
+}
+
+impl Exit {
+    fn for_tap(tap: Tap) -> Exit {
+        match tap {
+            Tap::None => Exit::None,
+            Tap::WebSocket => Exit::WebSocket(ExitStatus::default()),
+            Tap::Spdy => Exit::Spdy(Box::default()),
+        }
+    }
+
+    fn client_bytes(&mut self, bytes: &[u8]) {
+        if let Exit::Spdy(spdy) = self {
+            spdy.client_bytes(bytes);
+        }
+    }
+
+    fn server_bytes(&mut self, bytes: &[u8]) {
+        match self {
+            Exit::None => {}
+            Exit::WebSocket(ws) => ws.feed(bytes),
+            Exit::Spdy(spdy) => spdy.server_bytes(bytes),
+        }
+    }
+
+    fn code(&self) -> Option<i32> {
+        match self {
+            Exit::None => None,
+            Exit::WebSocket(ws) => ws.code(),
+            Exit::Spdy(spdy) => spdy.code(),
+        }
+    }
 }
 
 /// Whether a request stays open for as long as the client wants: a watch, or a log
@@ -693,11 +759,23 @@ async fn splice(
     };
     let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(client));
     let (mut server_read, mut server_write) = tokio::io::split(TokioIo::new(server));
-    let mut tap = event.websocket_exec.then(ExitStatus::default);
+    // Both directions run in this task and take the reader in turn, never across an await.
+    let exit = Mutex::new(Exit::for_tap(event.tap));
     let up = async {
-        let n = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut moved = 0u64;
+        while let Ok(n) = client_read.read(&mut buffer).await
+            && n > 0
+        {
+            // Read before it is forwarded: the server cannot answer a stream first.
+            exit.lock().expect("exit lock").client_bytes(&buffer[..n]);
+            if server_write.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
+            moved += n as u64;
+        }
         let _ = server_write.shutdown().await;
-        n.unwrap_or(0)
+        moved
     };
     let down = async {
         let mut buffer = vec![0u8; 64 << 10];
@@ -708,9 +786,7 @@ async fn splice(
             if client_write.write_all(&buffer[..n]).await.is_err() {
                 break;
             }
-            if let Some(tap) = tap.as_mut() {
-                tap.feed(&buffer[..n]);
-            }
+            exit.lock().expect("exit lock").server_bytes(&buffer[..n]);
             moved += n as u64;
         }
         let _ = client_write.shutdown().await;
@@ -729,7 +805,7 @@ async fn splice(
         () = session_ended => 0,
     };
     event.status = 101;
-    event.exit_code = tap.and_then(|t| t.code());
+    event.exit_code = exit.lock().expect("exit lock").code();
     event.emit(policy, moved);
 }
 
@@ -843,7 +919,8 @@ pub(super) struct ApiEvent {
     command: Option<String>,
     /// Whether this is an exec or attach over WebSocket (`v4`/`v5.channel.k8s.io`), whose
     /// exit code the proxy can read.
-    websocket_exec: bool,
+    /// How the exit code of an exec or attach is read as it passes.
+    tap: Tap,
     exit_code: Option<i32>,
     status: u16,
     refused: bool,
@@ -874,7 +951,7 @@ impl ApiEvent {
                 .is_none()
                 .then(|| super::shortened(request.uri().path())),
             command: command.filter(|c| !c.is_empty()),
-            websocket_exec: false,
+            tap: Tap::None,
             exit_code: None,
             status: 0,
             refused: false,

@@ -14,6 +14,7 @@ pub(crate) mod filter;
 mod forward;
 mod identity;
 mod labels;
+mod spdy_status;
 mod upstream;
 
 use std::convert::Infallible;

@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// The dictionary every SPDY/3 header block is compressed against (SPDY/3 draft, 2.6.10.1):
 /// 65 length-prefixed header names and values, then status lines, dates and media types.
-static DICTIONARY: &[u8; 1423] = include_bytes!("spdy-dictionary.bin");
+static DICTIONARY: &[u8; 1423] = include_bytes!("../../../../src/broker/proxy/spdy-dictionary.bin");
 
 const VERSION: u16 = 3;
 const SYN_STREAM: u16 = 1;
