@@ -1,6 +1,7 @@
 //! What the fuzz target `proxy_policy` drives: the API proxy's reading of a request
 //! (`policy::check_path`, `parse`, `non_resource`, `decide`) and its pod filters, with the
-//! invariants that make them a boundary. Hidden: not an API.
+//! invariants that make them a boundary; and its exit-code readers of an upgraded exec.
+//! Hidden: not an API.
 
 use std::collections::BTreeMap;
 
@@ -122,5 +123,22 @@ pub fn answer(body: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// An upgraded exec's bytes, the first byte saying where the client's end and the server's
+/// begin: the exit code each reader finds does not depend on how the bytes were read.
+pub fn exec_streams(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let (client, server) = rest.split_at(rest.len() * usize::from(split) / 255);
+    let whole = crate::broker::proxy_exit_codes(client, server, usize::MAX);
+    for cut in [1, 3, 64] {
+        assert_eq!(
+            crate::broker::proxy_exit_codes(client, server, cut),
+            whole,
+            "reads of {cut} bytes"
+        );
     }
 }

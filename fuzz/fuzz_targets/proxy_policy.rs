@@ -3,12 +3,15 @@
 //! answer, filtered as a pod list and as watch lines. Whatever the input: no panic, a
 //! request in a namespace outside the allowlist is refused, a pod in a namespace with
 //! selectors is never allowed without its labels, and nothing the filters pass holds a pod
-//! the selectors do not allow.
+//! the selectors do not allow. The same bytes are also an upgraded exec's two directions
+//! (`proxy_fuzz::exec_streams`): the exit code its WebSocket and SPDY readers find does not
+//! depend on how the bytes were cut into reads.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    rolesh::proxy_fuzz::exec_streams(data);
     let Ok(input) = std::str::from_utf8(data) else {
         rolesh::proxy_fuzz::answer(data);
         return;

@@ -10,6 +10,7 @@ mod cache;
 mod connections;
 mod events;
 mod proxy;
+pub(crate) use proxy::exit_codes as proxy_exit_codes;
 pub(crate) use proxy::filter as proxy_filter;
 mod quota;
 mod recording;

@@ -367,9 +367,44 @@ fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed()
 }
 
+/// The exit codes the WebSocket and the SPDY readers find in one upgraded exec's bytes,
+/// each direction read `cut` bytes at a time (the client's first): for the fuzz target
+/// `proxy_policy`, through `crate::proxy_fuzz`.
+pub(crate) fn exit_codes(client: &[u8], server: &[u8], cut: usize) -> (Option<i32>, Option<i32>) {
+    let cut = cut.max(1);
+    let mut websocket = exit_status::ExitStatus::default();
+    let mut spdy = spdy_status::SpdyExitStatus::default();
+    for piece in client.chunks(cut) {
+        spdy.client_bytes(piece);
+    }
+    for piece in server.chunks(cut) {
+        websocket.feed(piece);
+        spdy.server_bytes(piece);
+    }
+    (websocket.code(), spdy.code())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz seeds (made with Python's zlib, another implementation of the SPDY header
+    /// compression) read as the exec they are: the first byte splits client from server.
+    #[test]
+    fn the_fuzz_seeds_exec_streams_give_their_exit_codes() {
+        let split = |seed: &'static [u8]| {
+            let rest = &seed[1..];
+            rest.split_at(rest.len() * usize::from(seed[0]) / 255)
+        };
+        let (client, server) = split(include_bytes!(
+            "../../../fuzz/seeds/proxy_policy/spdy-exec-exit-7"
+        ));
+        assert_eq!(exit_codes(client, server, 5), (None, Some(7)));
+        let (client, server) = split(include_bytes!(
+            "../../../fuzz/seeds/proxy_policy/websocket-exec-exit-3"
+        ));
+        assert_eq!(exit_codes(client, server, 5), (Some(3), None));
+    }
 
     #[test]
     fn a_long_path_is_shortened_for_the_trail() {
