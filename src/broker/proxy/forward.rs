@@ -179,9 +179,6 @@ impl Proxy {
             }
         };
         event.status = answer.status().as_u16();
-        if upgrade {
-            upstream.warm_upgrades();
-        }
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, answer.status()) {
             event.tap = match event.is_exec_or_attach() {
                 true if channel_protocol(&answer) => Tap::WebSocket,
@@ -190,14 +187,13 @@ impl Proxy {
             };
             let server = hyper::upgrade::on(&mut answer);
             let session = caller.session.is_some().then(|| caller.clone());
-            tokio::spawn(splice(
-                client,
-                server,
-                event,
-                config.audit.api,
-                session,
-                held,
-            ));
+            let spliced = splice(client, server, event, config.audit.api, session, held);
+            tokio::spawn(async move {
+                spliced.await;
+                // The next exec finds a connection ready (opened now, not while this one
+                // started, when it would compete for the CPU).
+                upstream.warm_upgrades();
+            });
             let (parts, _) = answer.into_parts();
             return Response::from_parts(parts, Empty::new().map_err(|n| match n {}).boxed());
         }

@@ -161,19 +161,35 @@ impl Proxy {
             return;
         };
         let require_session = self.broker.config().broker.require_session;
-        let identified = tokio::time::timeout(
+        // The kernel is asked who connected while TLS is negotiated (the answer holds for
+        // the connection's life), and a uid over its allowance is dropped as soon as it is
+        // known, mid-handshake.
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.accept(stream));
+        tokio::pin!(handshake);
+        let identify = tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
             identity::identify(local, peer, require_session),
         );
-        let Ok((uid, caller)) = identified.await else {
+        tokio::pin!(identify);
+        let mut tls = None;
+        let identified = loop {
+            tokio::select! {
+                identified = &mut identify => break identified,
+                done = &mut handshake, if tls.is_none() => tls = Some(done),
+            }
+        };
+        let Ok((uid, caller)) = identified else {
             return;
         };
         let Some(_held) = uid.and_then(|uid| self.connections.hold(uid)) else {
             return;
         };
         let caller = Arc::new(caller);
-        let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.tls.accept(stream)).await
-        else {
+        let tls = match tls {
+            Some(done) => done,
+            None => handshake.await,
+        };
+        let Ok(Ok(tls)) = tls else {
             return;
         };
         let service = hyper::service::service_fn(move |request| {

@@ -5,7 +5,8 @@
 //!
 //! An upgraded connection never returns to its pool, so each exec would wait for a new TLS
 //! handshake with the cluster. The upgrade pool therefore keeps one spare: opened when a
-//! request names a pod (kubectl GETs the pod before it execs) and again after each upgrade,
+//! request names a pod (kubectl GETs the pod before it execs) and when an upgraded
+//! connection ends,
 //! with an anonymous `GET /version` whose answer (200, or 401 where anonymous requests are
 //! off) leaves the connection idle in the pool. No one's credential goes with it.
 

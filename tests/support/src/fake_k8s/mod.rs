@@ -1,7 +1,8 @@
 //! A fake Kubernetes API server on 127.0.0.1 that real `kubectl` talks to, standing in for an
 //! EKS cluster:
 //!
-//! - HTTPS with its own CA (ECDSA P-256; SAN 127.0.0.1 and localhost);
+//! - HTTPS with its own CA (ECDSA P-256; SAN 127.0.0.1 and localhost), HTTP/2 where the
+//!   client offers it (ALPN), else HTTP/1.1 with upgrades;
 //! - authentication as EKS does it ([`auth`]): `k8s-aws-v1.` bearer tokens checked like
 //!   aws-iam-authenticator checks them and verified by the fake STS
 //!   ([`FakeAwsHandle::presigned_caller_identity`]) for the public STS host they name and this
@@ -60,9 +61,8 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::fmt;
@@ -463,9 +463,9 @@ async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, state: Arc<State>) 
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(handle(state, req).await) }
     });
-    let _ = http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), service)
-        .with_upgrades()
+    // HTTP/2 where the client offers it (as the API server), HTTP/1.1 with upgrades.
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await;
 }
 

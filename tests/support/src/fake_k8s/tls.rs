@@ -64,7 +64,7 @@ pub(crate) fn generate(cluster: &str) -> io::Result<Tls> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(other)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Tls {
         ca_pem: ca_cert.pem(),
         config: Arc::new(config),
