@@ -951,6 +951,17 @@ fn requests_shaped_to_get_around_the_policy_are_refused_before_the_cluster() {
         .filter(|e| !e.starts_with("/api/v1 "))
         .collect();
     assert!(reached.is_empty(), "the cluster saw {reached:?}");
+    // A watch of one pod is a watch (a long request on its own connection), not a GET
+    // whose answer is read whole: refused for a pod outside the selectors, streamed for
+    // one inside.
+    let (got, body) = curl("/api/v1/namespaces/web/pods/redis-0?watch=1", &[]);
+    assert_eq!(got, "403", "{body}");
+    let (got, body) = curl(
+        &format!("/api/v1/namespaces/web/pods/{FRONTEND}?watch=1&timeoutSeconds=1"),
+        &[],
+    );
+    assert_eq!(got, "200", "{body}");
+    assert!(body.contains("\"type\":\"ADDED\""), "{body}");
     // What the server takes for a watch (`watch=yes`) is filtered as one.
     let (got, body) = curl(
         "/api/v1/namespaces/web/pods?watch=yes&timeoutSeconds=1",

@@ -96,7 +96,8 @@ impl Proxy {
                     // port-forward of it (kubectl GETs the pod first).
                     upstream.warm_upgrades();
                 }
-                if event.subresource.is_none() && reads_json(&request) {
+                let get = routed.api.as_ref().is_some_and(|a| a.verb == Verb::Get);
+                if get && !upgrade && event.subresource.is_none() && reads_json(&request) {
                     // A JSON GET of one pod carries the pod's labels itself: they are read
                     // from the answer, before the client sees it, not with a GET of their own.
                     let pod = (namespace.as_str(), name.as_str());
@@ -256,8 +257,10 @@ impl Proxy {
         (namespace, name): (&str, &str),
         request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Response<ProxyBody>> {
-        let outgoing = upstream_request(upstream, routed, token, false, request)
+        let mut outgoing = upstream_request(upstream, routed, token, false, request)
             .map_err(|e| status(StatusCode::BAD_REQUEST, &e))?;
+        // The answer is read here: not compressed.
+        outgoing.headers_mut().remove(header::ACCEPT_ENCODING);
         let answer = upstream
             .client(false)
             .request(outgoing)

@@ -21,6 +21,8 @@ use super::upstream::Upstream;
 pub(super) const FRESH: Duration = Duration::from_secs(2);
 /// The largest pod read (a pod is a few KiB; its managed fields can make it tens).
 pub(super) const MAX_POD: usize = 4 << 20;
+/// The largest label set kept (names and values); larger ones are read every time.
+const MAX_KEPT_BYTES: usize = 4 << 10;
 /// Entries kept at most (those older than [`FRESH`] are dropped first).
 const MAX_ENTRIES: usize = 4096;
 
@@ -88,6 +90,11 @@ impl PodLabels {
     }
 
     fn keep(&self, key: Key, labels: Labels) {
+        // Labels may be large (up to the object's size): only modest sets are kept.
+        let size: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_KEPT_BYTES {
+            return;
+        }
         let mut read = self.read.lock().expect("pod labels lock");
         if read.len() >= MAX_ENTRIES {
             read.retain(|_, (at, _)| at.elapsed() < FRESH);
@@ -113,15 +120,26 @@ async fn read(
     }
 }
 
-/// The labels of a pod, from its JSON.
+/// The labels of pod `namespace/name`, from its JSON; an answer that is not that pod is
+/// refused.
 pub(super) fn of_pod(json: &[u8], namespace: &str, name: &str) -> Result<Labels, String> {
     #[derive(Deserialize)]
     struct Pod {
+        kind: Option<String>,
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     }
-    serde_json::from_slice::<Pod>(json)
-        .map(|p| p.metadata.labels.unwrap_or_default())
-        .map_err(|e| format!("cannot read the labels of pod {namespace}/{name}: {e}"))
+    let cannot = |why: &dyn std::fmt::Display| {
+        format!("cannot read the labels of pod {namespace}/{name}: {why}")
+    };
+    let pod = serde_json::from_slice::<Pod>(json).map_err(|e| cannot(&e))?;
+    let meta = &pod.metadata;
+    if pod.kind.as_deref().is_some_and(|k| k != "Pod")
+        || meta.name.as_deref() != Some(name)
+        || meta.namespace.as_deref() != Some(namespace)
+    {
+        return Err(cannot(&"the cluster's answer is not that pod"));
+    }
+    Ok(pod.metadata.labels.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -157,6 +175,34 @@ mod tests {
             .unwrap()
             .insert(key(1000, "p"), (old, app("frontend")));
         assert_eq!(cache.fresh(&key(1000, "p")), None);
+    }
+
+    #[test]
+    fn a_large_label_set_is_not_kept() {
+        let cache = PodLabels::default();
+        cache.keep(key(1000, "p"), app(&"x".repeat(MAX_KEPT_BYTES)));
+        assert_eq!(cache.fresh(&key(1000, "p")), None);
+    }
+
+    #[test]
+    fn an_answer_that_is_not_the_pod_asked_for_is_refused() {
+        let pod = |kind: &str, ns: &str, name: &str| {
+            format!(
+                r#"{{"kind":"{kind}","metadata":{{"namespace":"{ns}","name":"{name}","labels":{{"app":"frontend"}}}}}}"#
+            )
+        };
+        assert_eq!(
+            of_pod(pod("Pod", "web", "p").as_bytes(), "web", "p"),
+            Ok(app("frontend"))
+        );
+        for other in [
+            pod("Pod", "web", "q"),
+            pod("Pod", "jobs", "p"),
+            pod("Status", "web", "p"),
+            r#"{"type":"ADDED","object":{}}"#.to_string(),
+        ] {
+            assert!(of_pod(other.as_bytes(), "web", "p").is_err(), "{other}");
+        }
     }
 
     #[test]

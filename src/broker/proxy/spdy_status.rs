@@ -58,6 +58,9 @@ struct Splitter {
     pending: Vec<u8>,
     /// Payload bytes of the current frame still to pass unread.
     skip: usize,
+    /// The frame being collected, once its head was read and it was wanted: decided once,
+    /// so that what is wanted changing mid-frame cannot shift the frame boundaries.
+    current: Option<Head>,
 }
 
 impl Splitter {
@@ -76,26 +79,31 @@ impl Splitter {
             if bytes.is_empty() {
                 return Ok(frames);
             }
-            let need = 8usize.saturating_sub(self.pending.len());
-            if need > 0 {
-                let take = need.min(bytes.len());
-                self.pending.extend_from_slice(&bytes[..take]);
-                bytes = &bytes[take..];
-                if self.pending.len() < 8 {
-                    return Ok(frames);
+            let head = match self.current {
+                Some(head) => head,
+                None => {
+                    let need = 8 - self.pending.len();
+                    let take = need.min(bytes.len());
+                    self.pending.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if self.pending.len() < 8 {
+                        return Ok(frames);
+                    }
+                    let mut raw = [0u8; 8];
+                    raw.copy_from_slice(&self.pending);
+                    let head = Head::parse(&raw);
+                    if !want(&head) {
+                        self.pending.clear();
+                        self.skip = head.len;
+                        continue;
+                    }
+                    if head.len > MAX_READ {
+                        return Err(());
+                    }
+                    self.current = Some(head);
+                    head
                 }
-            }
-            let mut raw = [0u8; 8];
-            raw.copy_from_slice(&self.pending[..8]);
-            let head = Head::parse(&raw);
-            if !want(&head) {
-                self.pending.clear();
-                self.skip = head.len;
-                continue;
-            }
-            if head.len > MAX_READ {
-                return Err(());
-            }
+            };
             let missing = 8 + head.len - self.pending.len();
             let take = missing.min(bytes.len());
             self.pending.extend_from_slice(&bytes[..take]);
@@ -105,6 +113,7 @@ impl Splitter {
             }
             let payload = self.pending.split_off(8);
             self.pending.clear();
+            self.current = None;
             frames.push((head, payload));
         }
     }
@@ -116,6 +125,8 @@ pub(super) struct SpdyExitStatus {
     server: Splitter,
     inflate: Decompress,
     error_stream: Option<u32>,
+    /// The last stream the client opened: ids must increase (spdystream refuses others).
+    last_stream: u32,
     status: Vec<u8>,
     /// The stream is not what was expected; nothing more is read.
     lost: bool,
@@ -129,6 +140,7 @@ impl Default for SpdyExitStatus {
             server: Splitter::default(),
             inflate: Decompress::new(true),
             error_stream: None,
+            last_stream: 0,
             status: Vec::new(),
             lost: false,
             code: None,
@@ -164,9 +176,22 @@ impl SpdyExitStatus {
             let Some(pairs) = self.inflate(block) else {
                 return self.lose();
             };
-            if head.kind as u16 == SYN_STREAM && error_stream_type(&pairs) {
-                let stream = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
-                self.error_stream = Some(stream & 0x7fff_ffff);
+            if head.kind as u16 != SYN_STREAM {
+                continue;
+            }
+            // A stream id the server would refuse (zero, the high bit set, not above the
+            // last), or a second error stream: the client is not kubectl, and what the
+            // server writes can no longer be told apart. Nothing more is read.
+            let stream = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+            if stream == 0 || stream > 0x7fff_ffff || stream <= self.last_stream {
+                return self.lose();
+            }
+            self.last_stream = stream;
+            if error_stream_type(&pairs) {
+                if self.error_stream.is_some() {
+                    return self.lose();
+                }
+                self.error_stream = Some(stream);
             }
         }
     }
@@ -186,9 +211,16 @@ impl SpdyExitStatus {
                 return self.lose();
             }
             self.status.extend_from_slice(&payload);
-            if head.flags & FLAG_FIN != 0 {
+            // The kubelet writes the status in one piece, then resets every stream as it
+            // closes the connection (no FIN): a complete status is read as soon as it is.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&self.status).is_ok() {
                 self.code = exit_code(&self.status);
+                self.status = Vec::new();
+                self.error_stream = None;
                 return;
+            }
+            if head.flags & FLAG_FIN != 0 {
+                return self.lose();
             }
         }
     }
@@ -203,13 +235,18 @@ impl SpdyExitStatus {
                 }
                 raw.reserve(raw.len());
             }
-            let before = self.inflate.total_in();
+            let (before_in, before_out) = (self.inflate.total_in(), self.inflate.total_out());
             let result = self
                 .inflate
                 .decompress_vec(block, &mut raw, FlushDecompress::Sync);
-            let consumed = usize::try_from(self.inflate.total_in() - before).ok()?;
+            let consumed = usize::try_from(self.inflate.total_in() - before_in).ok()?;
+            let produced = self.inflate.total_out() - before_out;
             block = block.get(consumed..)?;
             match result {
+                // One zlib stream serves the whole connection: its end is not kubectl's.
+                Ok(flate2::Status::StreamEnd) => return None,
+                // Input left that zlib will not take: it would never end.
+                Ok(_) if consumed == 0 && produced == 0 && !block.is_empty() => return None,
                 Ok(_) => {}
                 Err(e) if e.needs_dictionary().is_some() => {
                     self.inflate.set_dictionary(DICTIONARY).ok()?;
@@ -355,6 +392,52 @@ mod tests {
         assert!(tap.lost);
         tap.server_bytes(&data(1, br#"{"metadata":{},"status":"Success"}"#, true));
         assert_eq!(tap.code(), None);
+    }
+
+    /// A SYN_STREAM whose header block is a whole zlib stream (ended), then one more byte:
+    /// inflating it must end, with the stream lost.
+    #[test]
+    fn a_header_block_that_ends_the_zlib_stream_loses_it_without_spinning() {
+        let mut tap = SpdyExitStatus::default();
+        let frame = [
+            0x80, 3, 0, 1, 0, 0, 0, 0x13, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x78, 0x9c, 0x03, 0, 0, 0,
+            0, 1, 0,
+        ];
+        tap.client_bytes(&frame);
+        assert!(tap.lost);
+    }
+
+    /// The user's client opens a second stream typed `error` (here the id of stdout with
+    /// the high bit set, which the server refuses) so that stdout would be read as the
+    /// status: the stream is lost instead, and no exit code is made up.
+    #[test]
+    fn a_second_error_stream_or_a_refused_stream_id_loses_the_stream() {
+        for forged in [0x8000_0003, 3, 5] {
+            let mut client = Client::new();
+            let mut tap = SpdyExitStatus::default();
+            tap.client_bytes(&client.syn_stream(1, "error"));
+            tap.client_bytes(&client.syn_stream(3, "stdout"));
+            tap.client_bytes(&client.syn_stream(forged, "error"));
+            assert!(tap.lost, "stream {forged:#x}");
+            tap.server_bytes(&data(3, br#"{"metadata":{},"status":"Success"}"#, true));
+            assert_eq!(tap.code(), None, "stream {forged:#x}");
+        }
+    }
+
+    /// The kubelet writes the status, then resets the streams (no FIN).
+    #[test]
+    fn a_status_followed_by_a_reset_gives_the_exit_code() {
+        let mut client = Client::new();
+        let mut tap = SpdyExitStatus::default();
+        tap.client_bytes(&client.syn_stream(1, "error"));
+        let (head, tail) = FAILED_7.as_bytes().split_at(40);
+        tap.server_bytes(&data(1, head, false));
+        assert_eq!(tap.code(), None);
+        tap.server_bytes(&data(1, tail, false));
+        let mut reset = vec![0x80, 3, 0, 3, 0, 0, 0, 8];
+        reset.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 5]);
+        tap.server_bytes(&reset);
+        assert_eq!(tap.code(), Some(7));
     }
 
     #[test]

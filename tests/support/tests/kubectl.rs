@@ -631,3 +631,103 @@ fn port_forward_needs_create_on_pods_portforward() {
         "{err}"
     );
 }
+
+/// RBAC that lets `rolesh-broker` impersonate alice in group `rolesh:sre` (with any
+/// `rolesh.io/session-id` extra), and lets that group read pods in `web`.
+const IMPERSONATION_RBAC: &str = "\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: rolesh:impersonator}
+rules:
+- {apiGroups: [\"\"], resources: [users], resourceNames: [alice], verbs: [impersonate]}
+- {apiGroups: [\"\"], resources: [groups], resourceNames: [\"rolesh:sre\"], verbs: [impersonate]}
+- {apiGroups: [authentication.k8s.io], resources: [userextras/rolesh.io/session-id], verbs: [impersonate]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: rolesh:impersonator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: rolesh:impersonator}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: rolesh-broker}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: web}
+rules:
+- {apiGroups: [\"\"], resources: [pods], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: sre-view, namespace: web}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: \"rolesh:sre\"}
+";
+
+#[test]
+fn a_static_token_may_impersonate_exactly_what_rbac_grants() {
+    let Some(kubectl) = kube::newest() else {
+        return;
+    };
+    let cluster = Cluster::start_with(|options| {
+        options
+            .with_static_token("only-the-broker-holds-this", "rolesh-broker")
+            .with_rbac_yaml(IMPERSONATION_RBAC)
+            .expect("RBAC")
+    });
+    let broker = cluster.kubeconfig_with_token("only-the-broker-holds-this");
+    let who = cluster.ok(&kubectl, &broker, &["auth", "whoami", "-o", "json"]);
+    let who: serde_json::Value = serde_json::from_str(&who).expect("whoami JSON");
+    assert_eq!(who["status"]["userInfo"]["username"], "rolesh-broker");
+
+    // (kubectl 1.33 has no --as-user-extra: extras are in impersonate.rs's unit tests.)
+    let as_alice = ["--as", "alice", "--as-group", "rolesh:sre"];
+    let who = cluster.ok(
+        &kubectl,
+        &broker,
+        &[&as_alice[..], &["auth", "whoami", "-o", "json"]].concat(),
+    );
+    let who: serde_json::Value = serde_json::from_str(&who).expect("whoami JSON");
+    let user = &who["status"]["userInfo"];
+    assert_eq!(user["username"], "alice", "{who}");
+    assert_eq!(
+        user["groups"],
+        serde_json::json!(["rolesh:sre", "system:authenticated"])
+    );
+    // As alice, RBAC is alice's: pods in web, nothing in jobs.
+    let pods = cluster.ok(
+        &kubectl,
+        &broker,
+        &[&as_alice[..], &["get", "pods", "-n", "web", "-o", "name"]].concat(),
+    );
+    assert!(pods.contains(EDGE), "{pods}");
+    let err = cluster.fails(
+        &kubectl,
+        &broker,
+        &[&as_alice[..], &["get", "pods", "-n", "jobs"]].concat(),
+    );
+    assert!(
+        err.contains("User \"alice\" cannot list resource \"pods\""),
+        "{err}"
+    );
+
+    // Anyone or anything else is refused.
+    for extra in [
+        &["--as", "bob"][..],
+        &["--as", "alice", "--as-group", "system:masters"],
+    ] {
+        let err = cluster.fails(
+            &kubectl,
+            &broker,
+            &[extra, &["get", "pods", "-n", "web"]].concat(),
+        );
+        assert!(
+            err.contains("User \"rolesh-broker\" cannot impersonate resource"),
+            "{extra:?}: {err}"
+        );
+    }
+    // A wrong static token is no one.
+    let stranger = cluster.kubeconfig_with_token("not-the-broker");
+    let err = cluster.fails(&kubectl, &stranger, &["get", "pods", "-n", "web"]);
+    assert!(err.contains("Unauthorized"), "{err}");
+}

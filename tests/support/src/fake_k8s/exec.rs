@@ -6,7 +6,8 @@
 //! Over SPDY/3.1 (kubectl before 1.30), with `X-Stream-Protocol-Version: v4.channel.k8s.io`,
 //! the client opens one stream for each of error, stdin, stdout, stderr and resize (by its
 //! `streamtype` header) and the same bytes flow on them; the status goes on the error
-//! stream, then every stream the server writes ends with a FIN.
+//! stream, then every stream is reset (`RST_STREAM`, no FIN), as the kubelet's closing
+//! connection does.
 
 use super::api::{RequestInfo, bad_request, pick_container};
 use super::fixture::Pod;
@@ -552,9 +553,17 @@ impl ExecStreams {
             && (!options.stderr || self.stderr.is_some())
     }
 
-    /// The streams the server writes, which it ends with a FIN.
-    fn written(&self) -> impl Iterator<Item = u32> + '_ {
-        [self.stdout, self.stderr, self.error].into_iter().flatten()
+    /// Every stream the client opened.
+    fn all(&self) -> impl Iterator<Item = u32> + '_ {
+        [
+            self.error,
+            self.stdin,
+            self.stdout,
+            self.stderr,
+            self.resize,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -615,8 +624,9 @@ where
     if let Some(error) = streams.error {
         let _ = w.data(error, status.to_string().as_bytes(), false).await;
     }
-    for stream in streams.written() {
-        let _ = w.data(stream, &[], true).await;
+    // As the kubelet closes its side: every stream reset, none finished with a FIN.
+    for stream in streams.all() {
+        let _ = w.reset(stream, spdy::CANCEL).await;
     }
     drop(w);
     // The client closes the connection once it has read the status (bounded).

@@ -37,6 +37,7 @@ mod api;
 pub mod auth;
 mod exec;
 pub mod fixture;
+mod impersonate;
 pub mod pod_port;
 mod portforward;
 mod proto;
@@ -111,6 +112,9 @@ pub struct FakeK8sOptions {
     pub kubernetes_version: String,
     /// Port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
+    /// Bearer tokens that are not EKS tokens (a service account's, say) and whom each is:
+    /// a cluster that is not EKS authenticates its clients so.
+    pub static_tokens: Vec<(String, UserInfo)>,
 }
 
 impl FakeK8sOptions {
@@ -126,7 +130,20 @@ impl FakeK8sOptions {
             aws,
             kubernetes_version: DEFAULT_KUBERNETES_VERSION.to_owned(),
             port: 0,
+            static_tokens: Vec::new(),
         }
+    }
+
+    /// Accepts bearer `token` as user `username` (groups: `system:authenticated`).
+    pub fn with_static_token(mut self, token: impl Into<String>, username: &str) -> Self {
+        let user = UserInfo {
+            username: username.to_owned(),
+            uid: String::new(),
+            groups: vec!["system:authenticated".into()],
+            extra: Default::default(),
+        };
+        self.static_tokens.push((token.into(), user));
+        self
     }
 
     /// Replaces the fixture.
@@ -160,6 +177,7 @@ impl fmt::Debug for FakeK8sOptions {
             .field("identity_mappings", &self.identity_mappings)
             .field("kubernetes_version", &self.kubernetes_version)
             .field("port", &self.port)
+            .field("static_tokens", &self.static_tokens.len())
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +205,7 @@ pub(crate) struct State {
     pub(crate) rendered: Rendered,
     pub(crate) authorizer: Authorizer,
     pub(crate) mappings: Vec<IdentityMapping>,
+    static_tokens: Vec<(String, UserInfo)>,
     pub(crate) aws: FakeAwsHandle,
     pub(crate) version: Value,
     pub(crate) addr: SocketAddr,
@@ -196,6 +215,15 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Whom a static bearer token is (compared in constant time).
+    fn static_user(&self, token: &str) -> Option<UserInfo> {
+        use subtle::ConstantTimeEq;
+        self.static_tokens
+            .iter()
+            .find(|(known, _)| bool::from(known.as_bytes().ct_eq(token.as_bytes())))
+            .map(|(_, user)| user.clone())
+    }
+
     fn record(&self, event: AuditEvent) {
         if trace_enabled() {
             eprintln!("fake-k8s {}: {event:?}", self.cluster);
@@ -413,6 +441,7 @@ fn bind(options: FakeK8sOptions) -> io::Result<(StdTcpListener, Arc<State>, TlsA
         },
         authorizer: options.rbac.with_bootstrap_policy(),
         mappings: options.identity_mappings,
+        static_tokens: options.static_tokens,
         aws: options.aws,
         version,
         addr,
@@ -492,7 +521,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             Err("unsupported Authorization scheme".to_owned())
         }
         None => Ok(UserInfo::anonymous()),
-        Some(token) => auth::authenticate(token, &state.cluster, &state.aws, &state.mappings).await,
+        Some(token) => match state.static_user(token) {
+            Some(user) => Ok(user),
+            None => auth::authenticate(token, &state.cluster, &state.aws, &state.mappings).await,
+        },
     };
     let user = match user {
         Ok(user) => user,
@@ -501,6 +533,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             event.reason = reason;
             state.record(event);
             return api::unauthorized();
+        }
+    };
+    let user = match impersonate::effective_user(&state.authorizer, user, req.headers()) {
+        Ok(user) => user,
+        Err(refused) => {
+            event.status = refused.status().as_u16();
+            state.record(event);
+            return *refused;
         }
     };
     event.user = Some(user.username.clone());

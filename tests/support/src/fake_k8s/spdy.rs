@@ -44,6 +44,8 @@ const MAX_DATA: usize = (1 << 24) - 1;
 const MAX_HEADERS: usize = 1 << 20;
 /// `RST_STREAM` status: the stream is refused.
 pub(crate) const REFUSED_STREAM: u32 = 3;
+/// `RST_STREAM` status: the stream is cancelled (how spdystream's `Reset` ends one).
+pub(crate) const CANCEL: u32 = 5;
 
 /// One frame from the client, as the session needs it.
 #[derive(Debug, PartialEq)]
