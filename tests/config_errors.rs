@@ -369,3 +369,94 @@ fn a_proxied_cluster_refuses_exposed_credentials() {
         ],
     );
 }
+
+/// A `[[cluster]]` of `kind = "kubernetes"` with `body` after its name, in a config whose
+/// credential files live in `dir`.
+fn kubernetes_cluster(body: &str) -> String {
+    format!("{MINIMAL}\n[[cluster]]\nname = \"onprem\"\nkind = \"kubernetes\"\n{body}")
+}
+
+/// A credential file in `dir` with `mode`.
+fn credential(dir: &std::path::Path, name: &str, mode: u32) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, "a-token\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
+
+const ENDPOINT_AND_CA: &str = "endpoint = \"https://10.0.0.1:6443\"\ncertificate_authority_data = \"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=\"\n";
+
+#[test]
+fn a_kubernetes_cluster_needs_the_proxy_an_endpoint_and_credentials() {
+    assert_errors(
+        &kubernetes_cluster(""),
+        &[
+            "config.toml:9:8: a `kind = \"kubernetes\"` cluster needs `access = \"proxy\"`: the broker holds its credential and impersonates each user, so kubectl reaches it only through the broker's API proxy",
+            "config.toml:9:8: a `kind = \"kubernetes\"` cluster needs `endpoint` and its CA (`ca_file` or `certificate_authority_data`): there is no DescribeCluster to ask",
+            "config.toml:9:8: a `kind = \"kubernetes\"` cluster needs `[cluster.credentials]`: the broker's own `kubeconfig`, `token_file`, or `client_certificate` and `client_key`",
+        ],
+    );
+}
+
+#[test]
+fn a_credential_file_others_may_read_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = credential(dir.path(), "onprem.token", 0o644);
+    let text = kubernetes_cluster(&format!(
+        "access = \"proxy\"\n{ENDPOINT_AND_CA}credentials.token_file = \"{token}\"\n"
+    ));
+    assert_errors(
+        &text,
+        &[&format!(
+            "config.toml:13:26: {token} has mode 0644: a cluster credential must be readable by its owner alone (chmod 600 {token})"
+        )],
+    );
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = check(&text);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("cluster onprem: kubernetes, through the API proxy (https://127.0.0.1:7443/clusters/onprem), impersonating each user as rolesh-broker: the allowlist and selectors bind every kubectl call; the broker's credential ({token}) stays in the broker")),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn credentials_must_be_one_source_and_only_for_kubernetes_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = credential(dir.path(), "t", 0o600);
+    let cert = credential(dir.path(), "c.pem", 0o600);
+    let both = kubernetes_cluster(&format!(
+        "access = \"proxy\"\n{ENDPOINT_AND_CA}[cluster.credentials]\ntoken_file = \"{token}\"\nclient_certificate = \"{cert}\"\n"
+    ));
+    assert_errors(
+        &both,
+        &[
+            "config.toml:13:1: [cluster[0].credentials] takes one credential: `kubeconfig`, `token_file`, or `client_certificate` with `client_key`, not several",
+        ],
+    );
+    let half = kubernetes_cluster(&format!(
+        "access = \"proxy\"\n{ENDPOINT_AND_CA}credentials.client_certificate = \"{cert}\"\n"
+    ));
+    assert_errors(
+        &half,
+        &["config.toml:13:34: `client_certificate` needs its `client_key`"],
+    );
+    let missing = kubernetes_cluster(&format!(
+        "access = \"proxy\"\n{ENDPOINT_AND_CA}credentials.token_file = \"{token}.gone\"\n"
+    ));
+    assert_errors(
+        &missing,
+        &[&format!(
+            "config.toml:13:26: {token}.gone: No such file or directory (os error 2)"
+        )],
+    );
+    let on_eks =
+        format!("{MINIMAL}\n[[cluster]]\nname = \"prod\"\ncredentials.token_file = \"{token}\"\n");
+    assert_errors(
+        &on_eks,
+        &[
+            "config.toml:9:1: `credentials` are for `kind = \"kubernetes\"`: an EKS cluster is reached with each user's own role",
+        ],
+    );
+}

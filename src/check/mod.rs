@@ -185,6 +185,21 @@ fn cluster_routes(config: &Config) -> Vec<String> {
                 .filter(|n| !n.selectors.is_empty())
                 .map(|n| n.name.as_str())
                 .collect();
+            if let Some(credentials) = &c.credentials {
+                return format!(
+                    "cluster {}: kubernetes, through the API proxy (https://{listen}/clusters/{}), impersonating each user as {}: the allowlist and selectors bind every kubectl call; the broker's credential ({}) stays in the broker",
+                    c.name,
+                    c.name,
+                    credentials.identity,
+                    credentials
+                        .source
+                        .files()
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             match c.access {
                 ClusterRoute::Proxy => format!(
                     "cluster {}: through the API proxy (https://{listen}/clusters/{}): the allowlist and selectors bind every kubectl call; the token stays in the broker",

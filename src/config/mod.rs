@@ -147,7 +147,91 @@ pub struct ClusterSettings {
     pub groups: Option<Vec<String>>,
     pub namespaces: Vec<NamespaceSettings>,
     pub access: ClusterRoute,
+    /// EKS (users' own tokens), or any other Kubernetes (the broker's credential and
+    /// impersonation).
+    pub kind: ClusterKind,
+    /// The broker's own credential for a `kubernetes` cluster.
+    pub credentials: Option<ClusterCredentials>,
     pub origin: String,
+}
+
+/// Whether `path` may hold a cluster credential: a regular file owned by root, by the
+/// broker's user (`rolesh`), or by whoever runs this (the broker itself), that no one but
+/// its owner may read or write. Checked when the configuration is read (`rolesh check`,
+/// the broker's start and reload) and again each time the broker reads the file.
+pub(crate) fn credential_file(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let owner = meta.uid();
+    let broker_user = crate::system::account_by_name(crate::audit::query::BROKER_USER)
+        .ok()
+        .flatten()
+        .map(|a| a.uid);
+    let me = nix::unistd::geteuid().as_raw();
+    if owner != 0 && owner != me && Some(owner) != broker_user {
+        return Err(format!(
+            "{shown} is owned by uid {owner}: a cluster credential must belong to root or the broker's user"
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{shown} has mode {mode:04o}: a cluster credential must be readable by its owner alone (chmod 600 {shown})"
+        ));
+    }
+    Ok(())
+}
+
+word_enum! {
+    /// What a cluster is (`[[cluster]] kind`).
+    pub enum ClusterKind {
+        /// Amazon EKS: each user's own IAM role signs their token.
+        Eks = "eks",
+        /// Any other Kubernetes (EKS Anywhere, on-premises, other clouds): the broker's
+        /// credential, impersonating each user, through the API proxy.
+        Kubernetes = "kubernetes",
+    }
+}
+
+/// `[cluster.credentials]`: how the broker authenticates to a `kubernetes` cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterCredentials {
+    pub source: CredentialSource,
+    /// The name the cluster knows that credential by, which `rolesh rbac` lets impersonate
+    /// (`system:serviceaccount:NS:NAME` for a service account).
+    pub identity: String,
+    /// Where `[cluster.credentials]` is written (`PATH:LINE:COL`).
+    pub origin: String,
+}
+
+/// Where the broker's credential for a `kubernetes` cluster is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// A kubeconfig: its context (or current context)'s user, a token or a client
+    /// certificate, inline or in files.
+    Kubeconfig {
+        path: PathBuf,
+        context: Option<String>,
+    },
+    /// A bearer token (a service account's), read again when the file changes.
+    TokenFile(PathBuf),
+    /// A client certificate and its key, PEM.
+    ClientCertificate { certificate: PathBuf, key: PathBuf },
+}
+
+impl CredentialSource {
+    /// Every file the credential is read from.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            CredentialSource::Kubeconfig { path, .. } => vec![path],
+            CredentialSource::TokenFile(path) => vec![path],
+            CredentialSource::ClientCertificate { certificate, key } => vec![certificate, key],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

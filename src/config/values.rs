@@ -355,6 +355,19 @@ pub fn account_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Kubernetes user name (`credentials.identity`): printable, no spaces, at most 253.
+pub fn kube_user_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 253
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "invalid Kubernetes user name {name:?} (as the cluster knows the broker's credential, e.g. \"rolesh-broker\" or \"system:serviceaccount:rolesh:broker\")"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use super::super::diag::{At, Loc};
 use super::super::tree::Node;
 use super::super::{
-    AwsSettings, CertificateAuthority, ClusterRoute, ClusterSettings, NamespaceSettings, Selector,
-    values,
+    AwsSettings, CertificateAuthority, ClusterCredentials, ClusterKind, ClusterRoute,
+    ClusterSettings, CredentialSource, NamespaceSettings, Selector, values,
 };
 use super::mapping::namespace_name;
 use super::read::{Fields, Reader};
@@ -49,10 +49,21 @@ impl Reader {
 
     /// Everything of one `[[cluster]]` but its name.
     fn cluster(&self, f: &Fields<'_>, aws: Option<&AwsSettings>) -> Option<ClusterSettings> {
+        let kind = f
+            .word("kind", ClusterKind::parse, ClusterKind::choices)
+            .unwrap_or(ClusterKind::Eks);
         let region = match f.string("region") {
             Some(r) => self.checked(&r.loc, values::region(&r)).map(|_| r.value),
             None => aws.map(|a| a.region.clone()),
         };
+        // A cluster that is not EKS has no region to speak of; its events say the bastion's.
+        let region = match kind {
+            ClusterKind::Eks => region,
+            ClusterKind::Kubernetes => Some(region.unwrap_or_default()),
+        };
+        let credentials = f
+            .get("credentials")
+            .and_then(|node| self.credentials(node, &f.key_path("credentials")));
         let endpoint = f.string("endpoint");
         if let Some(e) = &endpoint {
             self.checked(&e.loc, values::endpoint_url(e));
@@ -87,6 +98,7 @@ impl Reader {
         {
             self.error(&at.loc, "`access = \"proxy\"` cannot go with `[aws] expose_credentials = true`: sessions would hold the role's credentials, and `aws eks get-token` reaches the cluster around the proxy");
         }
+        self.kind_fits(f, kind, access, endpoint.is_some(), credentials.is_some());
         Some(ClusterSettings {
             name: String::new(),
             region: region?,
@@ -96,7 +108,99 @@ impl Reader {
             groups,
             namespaces,
             access,
+            kind,
+            credentials,
             origin: String::new(),
+        })
+    }
+
+    /// What a `kind` asks of the rest of its `[[cluster]]`.
+    fn kind_fits(
+        &self,
+        f: &Fields<'_>,
+        kind: ClusterKind,
+        access: ClusterRoute,
+        has_endpoint: bool,
+        has_credentials: bool,
+    ) {
+        let at = |key: &str| f.get(key).map(|n| n.loc.clone()).unwrap_or(f.loc.clone());
+        match kind {
+            ClusterKind::Eks if has_credentials => self.error(&at("credentials"), "`credentials` are for `kind = \"kubernetes\"`: an EKS cluster is reached with each user's own role"),
+            ClusterKind::Eks => {}
+            ClusterKind::Kubernetes => {
+                if access != ClusterRoute::Proxy {
+                    self.error(&at("kind"), "a `kind = \"kubernetes\"` cluster needs `access = \"proxy\"`: the broker holds its credential and impersonates each user, so kubectl reaches it only through the broker's API proxy");
+                }
+                if !has_endpoint {
+                    self.error(&at("kind"), "a `kind = \"kubernetes\"` cluster needs `endpoint` and its CA (`ca_file` or `certificate_authority_data`): there is no DescribeCluster to ask");
+                }
+                if !has_credentials && f.get("credentials").is_none() {
+                    self.error(&at("kind"), "a `kind = \"kubernetes\"` cluster needs `[cluster.credentials]`: the broker's own `kubeconfig`, `token_file`, or `client_certificate` and `client_key`");
+                }
+            }
+        }
+    }
+
+    /// `[cluster.credentials]`: exactly one source, in files only root or the broker's user
+    /// owns and only their owner may read.
+    fn credentials(&self, node: &Node, path: &str) -> Option<ClusterCredentials> {
+        let f = self.table(node, path)?;
+        let kubeconfig = f.absolute_path("kubeconfig");
+        let context = f.string("context");
+        let token_file = f.absolute_path("token_file");
+        let certificate = f.absolute_path("client_certificate");
+        let key = f.absolute_path("client_key");
+        let identity = f.string("identity");
+        if let Some(i) = &identity {
+            self.checked(&i.loc, values::kube_user_name(i));
+        }
+        let files: Vec<&At<String>> = [&kubeconfig, &token_file, &certificate, &key]
+            .into_iter()
+            .flatten()
+            .collect();
+        for file in &files {
+            self.checked(
+                &file.loc,
+                super::super::credential_file(std::path::Path::new(&file.value)),
+            );
+        }
+        if let (Some(c), None) = (&context, &kubeconfig) {
+            self.error(
+                &c.loc,
+                "`context` names a context of `kubeconfig`: set `kubeconfig` too",
+            );
+        }
+        let source = match (kubeconfig, token_file, certificate, key) {
+            (Some(k), None, None, None) => CredentialSource::Kubeconfig {
+                path: PathBuf::from(&k.value),
+                context: context.map(|c| c.value),
+            },
+            (None, Some(t), None, None) => CredentialSource::TokenFile(PathBuf::from(&t.value)),
+            (None, None, Some(c), Some(k)) => CredentialSource::ClientCertificate {
+                certificate: PathBuf::from(&c.value),
+                key: PathBuf::from(&k.value),
+            },
+            (None, None, Some(c), None) => {
+                self.error(&c.loc, "`client_certificate` needs its `client_key`");
+                return None;
+            }
+            (None, None, None, Some(k)) => {
+                self.error(&k.loc, "`client_key` needs its `client_certificate`");
+                return None;
+            }
+            (None, None, None, None) => {
+                self.error(&node.loc, format!("[{path}] needs one of `kubeconfig`, `token_file`, or `client_certificate` with `client_key`"));
+                return None;
+            }
+            _ => {
+                self.error(&node.loc, format!("[{path}] takes one credential: `kubeconfig`, `token_file`, or `client_certificate` with `client_key`, not several"));
+                return None;
+            }
+        };
+        Some(ClusterCredentials {
+            source,
+            identity: identity.map_or_else(|| DEFAULT_IDENTITY.to_string(), |i| i.value),
+            origin: node.loc.to_string(),
         })
     }
 
@@ -169,6 +273,10 @@ impl Reader {
         out
     }
 }
+
+/// The name a `kubernetes` cluster knows the broker's credential by, unless
+/// `credentials.identity` says otherwise.
+pub(crate) const DEFAULT_IDENTITY: &str = "rolesh-broker";
 
 /// `certificate_authority_data`: base64 of a PEM certificate, as in a kubeconfig.
 fn certificate_data(data: &str) -> Result<CertificateAuthority, String> {
