@@ -43,6 +43,22 @@ pub fn decide(config: &Config, account: &Account, hostname: &str) -> Decision {
     }
 }
 
+/// The Kubernetes group `rolesh rbac` binds for the users of the rule named `rule`
+/// (`mapping.users.alice` → `rolesh:user-alice`, `mapping.groups[group=sre]` →
+/// `rolesh:sre`, `mapping.default_role` → `rolesh:default`).
+pub fn kube_group(rule: &str) -> Option<String> {
+    if let Some(user) = rule.strip_prefix("mapping.users.") {
+        return Some(format!("rolesh:user-{user}"));
+    }
+    if let Some(group) = rule
+        .strip_prefix("mapping.groups[group=")
+        .and_then(|g| g.strip_suffix(']'))
+    {
+        return Some(format!("rolesh:{group}"));
+    }
+    (rule == "mapping.default_role").then(|| "rolesh:default".to_string())
+}
+
 fn match_rule<'c>(
     config: &'c Config,
     account: &Account,
@@ -189,6 +205,24 @@ fn visible_clusters(clusters: &[ClusterSettings], account: &Account) -> Vec<Clus
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_rule_names_the_kubernetes_group_rbac_binds() {
+        assert_eq!(
+            kube_group("mapping.users.alice").as_deref(),
+            Some("rolesh:user-alice")
+        );
+        assert_eq!(
+            kube_group("mapping.groups[group=sre]").as_deref(),
+            Some("rolesh:sre")
+        );
+        assert_eq!(
+            kube_group("mapping.default_role").as_deref(),
+            Some("rolesh:default")
+        );
+        assert_eq!(kube_group("mapping.groups[group=sre"), None);
+        assert_eq!(kube_group("aws.role"), None);
+    }
 
     fn account(name: &str, groups: &[&str]) -> Account {
         Account {

@@ -243,7 +243,6 @@ fn rules(config: &Config) -> (Vec<Rule>, Vec<String>) {
     let mut rules = Vec::new();
     let mut warnings = Vec::new();
     let mut add = |name: String,
-                   kube_group: String,
                    rule: &RoleRule,
                    user: Option<(String, String)>,
                    groups: &[String]| {
@@ -254,6 +253,8 @@ fn rules(config: &Config) -> (Vec<Rule>, Vec<String>) {
             ));
             return;
         }
+        // The same group the API proxy impersonates on a `kubernetes` cluster.
+        let kube_group = crate::mapping::kube_group(&name).expect("a mapping rule's name");
         let role_arn = rule.role.as_str().to_string();
         let clusters = config
             .clusters
@@ -291,7 +292,6 @@ fn rules(config: &Config) -> (Vec<Rule>, Vec<String>) {
         let groups = account.map(|a| a.groups).unwrap_or_default();
         add(
             format!("mapping.users.{}", u.user),
-            format!("rolesh:user-{}", u.user),
             &u.rule,
             Some(names),
             &groups,
@@ -300,20 +300,13 @@ fn rules(config: &Config) -> (Vec<Rule>, Vec<String>) {
     for g in &config.mapping.groups {
         add(
             format!("mapping.groups[group={}]", g.group),
-            format!("rolesh:{}", g.group),
             &g.rule,
             None,
             std::slice::from_ref(&g.group),
         );
     }
     if let Some(d) = &config.mapping.default_role {
-        add(
-            "mapping.default_role".into(),
-            "rolesh:default".into(),
-            d,
-            None,
-            &[],
-        );
+        add("mapping.default_role".into(), d, None, &[]);
     }
     rules.sort_by(|a, b| a.kube_group.cmp(&b.kube_group));
     (rules, warnings)

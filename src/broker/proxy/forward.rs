@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
 use super::super::connections::Admission;
+use super::as_user::UpstreamAuth;
 use super::exit_status::ExitStatus;
 use super::identity::Caller;
 use super::labels;
@@ -48,24 +49,9 @@ impl Proxy {
         mut request: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let mut event = ApiEvent::new(caller, routed, &request);
-        let upstream = match self.upstream(config, caller, routed).await {
-            Ok(u) => u,
-            Err(e) => return event.answered(config, status(StatusCode::BAD_GATEWAY, &e)),
-        };
-        let session = caller.session.as_ref().map(|s| &s.session_id);
-        let token = match self
-            .broker
-            .proxy_token(
-                config,
-                &caller.account,
-                session,
-                &routed.grant,
-                &routed.cluster,
-            )
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => return event.answered(config, status(StatusCode::SERVICE_UNAVAILABLE, &e)),
+        let (upstream, token) = match self.upstream_as(config, caller, routed).await {
+            Ok(both) => both,
+            Err(refusal) => return event.answered(config, refusal),
         };
         let decision = match &routed.api {
             None => policy::non_resource(request.method(), routed.api_path()),
@@ -251,7 +237,7 @@ impl Proxy {
     async fn get_pod(
         &self,
         upstream: &Upstream,
-        token: &str,
+        token: &UpstreamAuth,
         caller: &Caller,
         routed: &Routed,
         (namespace, name): (&str, &str),
@@ -289,18 +275,57 @@ impl Proxy {
         Ok(Response::from_parts(parts, full(whole)))
     }
 
-    /// The cluster's API server (its endpoint and CA as the broker knows them).
-    async fn upstream(
+    /// The cluster's API server (its endpoint and CA as the broker knows them, and the
+    /// broker's client certificate for a `kubernetes` cluster that takes one), and what
+    /// makes a request to it the caller's.
+    async fn upstream_as(
         &self,
         config: &Config,
         caller: &Caller,
         routed: &Routed,
-    ) -> Result<std::sync::Arc<Upstream>, String> {
+    ) -> Result<(std::sync::Arc<Upstream>, UpstreamAuth), Response<ProxyBody>> {
+        let unavailable = |e: String| status(StatusCode::SERVICE_UNAVAILABLE, &e);
+        let credentials = config
+            .cluster(&routed.cluster)
+            .and_then(|c| c.credentials.as_ref());
+        let credential = credentials
+            .map(|c| self.credentials.get(&routed.cluster, &c.source))
+            .transpose()
+            .map_err(unavailable)?;
         let (endpoint, ca_data) = self
             .broker
             .proxy_upstream(config, &caller.account, &routed.grant, &routed.cluster)
-            .await?;
-        self.upstreams.get(&routed.cluster, &endpoint, &ca_data)
+            .await
+            .map_err(|e| status(StatusCode::BAD_GATEWAY, &e))?;
+        let client = credential.as_ref().and_then(|c| c.client.clone());
+        let upstream = self
+            .upstreams
+            .get(&routed.cluster, &endpoint, &ca_data, client)
+            .map_err(|e| status(StatusCode::BAD_GATEWAY, &e))?;
+        let session = caller.session.as_ref().map(|s| &s.session_id);
+        let auth = match credential {
+            Some(credential) => UpstreamAuth::impersonating(
+                credential.bearer.as_deref(),
+                &routed.grant,
+                session.map(|s| s.as_str()),
+                &crate::system::hostname(),
+            ),
+            None => {
+                let token = self
+                    .broker
+                    .proxy_token(
+                        config,
+                        &caller.account,
+                        session,
+                        &routed.grant,
+                        &routed.cluster,
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                UpstreamAuth::token(&token)
+            }
+        };
+        Ok((upstream, auth.map_err(unavailable)?))
     }
 }
 
@@ -439,7 +464,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 fn upstream_request(
     upstream: &Upstream,
     routed: &Routed,
-    token: &str,
+    token: &UpstreamAuth,
     filtered: bool,
     request: Request<Incoming>,
 ) -> Result<Request<ProxyBody>, String> {
@@ -461,10 +486,7 @@ fn upstream_request(
     if !upgrade {
         strip_hop_by_hop(headers);
     }
-    let mut bearer = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| "the token is not a header value".to_string())?;
-    bearer.set_sensitive(true);
-    headers.insert(header::AUTHORIZATION, bearer);
+    token.apply(headers);
     if filtered {
         let table = headers
             .get(header::ACCEPT)
@@ -486,17 +508,14 @@ fn upstream_request(
 /// `GET path` as JSON with `token`: the body, `None` for 404, an error otherwise.
 pub(super) async fn get_json(
     upstream: &Upstream,
-    token: &str,
+    token: &UpstreamAuth,
     path: &str,
 ) -> Result<Option<Bytes>, String> {
-    let mut bearer =
-        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
-    bearer.set_sensitive(true);
-    let request = Request::get(upstream.uri(path)?)
+    let mut request = Request::get(upstream.uri(path)?)
         .header(header::ACCEPT, "application/json")
-        .header(header::AUTHORIZATION, bearer)
         .body(Empty::new().map_err(|n| match n {}).boxed())
         .map_err(|e| e.to_string())?;
+    token.apply(request.headers_mut());
     let answer = upstream
         .client(false)
         .request(request)
@@ -550,7 +569,7 @@ impl Discovery {
     async fn learn(
         &self,
         upstream: &Upstream,
-        token: &str,
+        token: &UpstreamAuth,
         routed: &Routed,
         api: &policy::ApiRequest,
     ) {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::as_user::UpstreamAuth;
 use super::forward::get_json;
 use super::upstream::Upstream;
 
@@ -43,7 +44,7 @@ impl PodLabels {
     pub(super) async fn of(
         &self,
         upstream: &Upstream,
-        token: &str,
+        token: &UpstreamAuth,
         uid: u32,
         cluster: &str,
         namespace: &str,
@@ -109,7 +110,7 @@ impl PodLabels {
 /// `GET` the pod with the user's token and take its labels.
 async fn read(
     upstream: &Upstream,
-    token: &str,
+    token: &UpstreamAuth,
     namespace: &str,
     name: &str,
 ) -> Result<Option<Labels>, String> {

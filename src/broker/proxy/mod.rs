@@ -8,7 +8,9 @@
 //! lists and watches (`filter`) and passing upgrades (exec, attach, port-forward) through
 //! both ways. Every request is an `api` audit event (`[audit] api`).
 
+mod as_user;
 mod ca;
+mod credential;
 mod exit_status;
 pub(crate) mod filter;
 mod forward;
@@ -97,6 +99,7 @@ pub(super) struct Proxy {
     upstreams: Upstreams,
     discovery: Discovery,
     labels: PodLabels,
+    credentials: credential::Credentials,
     connections: PerUid,
     streams: PerUid,
     lists: PerUid,
@@ -128,6 +131,7 @@ impl Proxy {
             upstreams: Upstreams::default(),
             discovery: Discovery::default(),
             labels: PodLabels::default(),
+            credentials: credential::Credentials::default(),
             connections: PerUid::new(MAX_CONNECTIONS_PER_UID, "connections"),
             streams: PerUid::new(MAX_STREAMS_PER_UID, "watches and streams"),
             lists: PerUid::new(MAX_LISTS_PER_UID, "pod lists being filtered"),

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::credential::ClientIdentity;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -60,7 +61,11 @@ struct Spare {
 }
 
 impl Upstream {
-    fn new(endpoint: &str, ca_data: &str) -> Result<Upstream, String> {
+    fn new(
+        endpoint: &str,
+        ca_data: &str,
+        client: Option<&ClientIdentity>,
+    ) -> Result<Upstream, String> {
         let pem = base64::engine::general_purpose::STANDARD
             .decode(ca_data.trim())
             .map_err(|e| format!("the cluster's CA is not base64: {e}"))?;
@@ -76,11 +81,18 @@ impl Upstream {
                 rustls::crypto::aws_lc_rs::default_provider(),
             ))
             .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.with_root_certificates(roots.clone())
-                    .with_no_client_auth()
-            })
             .map_err(|e| format!("TLS: {e}"))
+            .and_then(|b| {
+                let b = b.with_root_certificates(roots.clone());
+                match client {
+                    None => Ok(b.with_no_client_auth()),
+                    Some(identity) => {
+                        let (chain, key) = client_certificate(identity)?;
+                        b.with_client_auth_cert(chain, key)
+                            .map_err(|e| format!("the broker's client certificate: {e}"))
+                    }
+                }
+            })
         };
         let pooled = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls()?)
@@ -174,7 +186,29 @@ pub(super) struct Upstreams {
 struct Made {
     endpoint: String,
     ca_data: String,
+    client: Option<ClientIdentity>,
     upstream: Arc<Upstream>,
+}
+
+/// A PEM certificate chain and its key (PKCS#8, PKCS#1 or SEC1).
+fn client_certificate(
+    identity: &ClientIdentity,
+) -> Result<
+    (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    String,
+> {
+    let chain = CertificateDer::pem_slice_iter(&identity.certificate_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "the broker's client certificate is not PEM".to_string())?;
+    if chain.is_empty() {
+        return Err("the broker's client certificate file holds no certificate".into());
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&identity.key_pem)
+        .map_err(|_| "the broker's client key is not a PEM private key".to_string())?;
+    Ok((chain, key))
 }
 
 impl Upstreams {
@@ -183,18 +217,21 @@ impl Upstreams {
         cluster: &str,
         endpoint: &str,
         ca_data: &str,
+        client: Option<ClientIdentity>,
     ) -> Result<Arc<Upstream>, String> {
         let mut all = self.by_cluster.lock().expect("upstreams lock");
         if let Some(made) = all.get(cluster)
             && made.endpoint == endpoint
             && made.ca_data == ca_data
+            && made.client == client
         {
             return Ok(Arc::clone(&made.upstream));
         }
-        let upstream = Arc::new(Upstream::new(endpoint, ca_data)?);
+        let upstream = Arc::new(Upstream::new(endpoint, ca_data, client.as_ref())?);
         let made = Made {
             endpoint: endpoint.to_string(),
             ca_data: ca_data.to_string(),
+            client,
             upstream: Arc::clone(&upstream),
         };
         all.insert(cluster.to_string(), made);
