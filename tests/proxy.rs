@@ -40,6 +40,11 @@ common::harness::tests!(
         check_explain_and_rbac_name_each_clusters_route,
         requests_shaped_to_get_around_the_policy_are_refused_before_the_cluster,
         helm_through_the_proxy_reaches_the_clusters_rbac_as_the_user,
+        onprem_whoami_is_the_unix_user_in_its_rolesh_group,
+        onprem_rbac_decides_as_the_user_and_as_is_refused,
+        onprem_exec_and_port_forward_work_through_impersonation,
+        onprem_the_brokers_token_is_in_no_kubeconfig_log_or_argv,
+        onprem_a_credential_others_may_read_stops_the_broker_and_a_reload,
     ],
 );
 
@@ -47,6 +52,13 @@ common::harness::tests!(
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 const FRONTEND: &str = "frontend-6d8f7c9b5-x7k2p";
 const REDIS: &str = "redis-0";
+
+/// A broker with the stack's `onprem` (a cluster that is not EKS), and an account.
+fn setup_onprem(user: &str) -> Env {
+    setup_with(user, &[], |drop_in, _| {
+        BrokerProc::start_stack_onprem(drop_in)
+    })
+}
 
 /// A broker whose `demo` is proxied, and an account.
 struct Env {
@@ -171,6 +183,17 @@ impl Env {
 
     fn demo(&self) -> &rolesh_testkit::fake_k8s::FakeK8s {
         self.broker.stack().unwrap().cluster("demo").unwrap()
+    }
+
+    fn onprem(&self) -> &rolesh_testkit::fake_k8s::FakeK8s {
+        self.broker.stack().unwrap().cluster("onprem").unwrap()
+    }
+
+    /// kubectl 1.33 on `onprem` (namespace `web`).
+    fn kubectl_onprem(&self, args: &[&str]) -> Command {
+        let mut all = vec!["--context", "onprem/web"];
+        all.extend_from_slice(args);
+        self.kubectl(&all)
     }
 
     /// Who the fake cluster saw make each request.
@@ -1039,4 +1062,205 @@ fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     done()
+}
+
+/// `kubectl auth whoami` on `onprem` through the proxy: the cluster sees the Unix user in
+/// `rolesh:default` (the stack maps everyone with `default_role`), with the bastion as an
+/// extra, though only the broker's token reached it.
+fn onprem_whoami_is_the_unix_user_in_its_rolesh_group() {
+    let env = setup_onprem("rpxonwho");
+    let r = run(&mut env.kubectl_onprem(&["auth", "whoami", "-o", "json"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let who: Value = serde_json::from_str(&r.stdout).unwrap();
+    let user = &who["status"]["userInfo"];
+    assert_eq!(user["username"], "rpxonwho", "{who}");
+    assert_eq!(
+        user["groups"],
+        serde_json::json!(["rolesh:default", "system:authenticated"]),
+        "{who}"
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let short = host.trim().split('.').next().unwrap().to_string();
+    assert_eq!(
+        user["extra"]["rolesh.io/bastion"],
+        serde_json::json!([short]),
+        "{who}"
+    );
+    // Every request reached the cluster as the user, none as the broker itself.
+    let users: Vec<Option<String>> = env
+        .onprem()
+        .handle()
+        .events()
+        .into_iter()
+        .map(|e| e.user)
+        .collect();
+    assert!(
+        !users.is_empty() && users.iter().all(|u| u.as_deref() == Some("rpxonwho")),
+        "{users:?}"
+    );
+}
+
+/// The cluster's RBAC decides as the user (pods yes, secrets no); the proxy's allowlist
+/// and selectors hold as on EKS; `--as` is refused by the proxy.
+fn onprem_rbac_decides_as_the_user_and_as_is_refused() {
+    let env = setup_onprem("rpxonrbac");
+    let r = run(&mut env.kubectl_onprem(&["get", "pods", "-o", "name"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(FRONTEND) && !r.stdout.contains(REDIS),
+        "{}",
+        r.stdout
+    );
+    let r = run(&mut env.kubectl_onprem(&["get", "secrets"]));
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("User \"rpxonrbac\" cannot list resource \"secrets\""),
+        "{}",
+        r.stderr
+    );
+    let r = run(&mut env.kubectl_onprem(&["-n", "kube-system", "get", "pods"]));
+    assert!(r.stderr.contains("allowed: web, jobs"), "{}", r.stderr);
+    let r = run(&mut env.kubectl_onprem(&["--as", "admin", "get", "pods"]));
+    assert!(
+        r.stderr
+            .contains("impersonation is not allowed through this bastion"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// Exec (its exit code, and the audit event's) and port-forward to `onprem`.
+fn onprem_exec_and_port_forward_work_through_impersonation() {
+    let env = setup_onprem("rpxonexec");
+    let r = run(&mut env.kubectl_onprem(&[
+        "exec",
+        FRONTEND,
+        "-c",
+        "nginx",
+        "--",
+        "sh",
+        "-c",
+        "echo on; exit 5",
+    ]));
+    assert_eq!((r.code, r.stdout.as_str()), (5, "on\n"), "{}", r.stderr);
+    let port = pod_port::line_server();
+    let mut child = env
+        .kubectl_onprem(&[
+            "port-forward",
+            FRONTEND,
+            "--address",
+            "127.0.0.1",
+            &format!(":{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    let _ = std::io::BufRead::read_line(&mut stdout, &mut first);
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let local: Option<u16> = first
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok());
+    let answer = local
+        .map(|l| pod_port::ask(l, "over onprem"))
+        .unwrap_or_default();
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        answer,
+        "pod says: over onprem\n",
+        "{first} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let exec = || {
+        env.audit()
+            .into_iter()
+            .find(|e| e["event"] == "api" && e["cluster"] == "onprem" && e["subresource"] == "exec")
+    };
+    assert!(wait_for(10, || exec().is_some()), "{:?}", env.audit());
+    assert_eq!(exec().unwrap()["exit_code"], 5);
+}
+
+/// The broker's token for `onprem` is in no kubeconfig, broker log or process argv, and
+/// `rolesh token --cluster onprem` gives nothing.
+fn onprem_the_brokers_token_is_in_no_kubeconfig_log_or_argv() {
+    let env = setup_onprem("rpxonsecret");
+    let token_file = env.broker.config_path().join("onprem.token");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(token.len() >= 32);
+    let kubeconfig = std::fs::read_to_string(env.kubeconfig()).unwrap();
+    assert!(kubeconfig.contains("onprem"), "{kubeconfig}");
+    let r = run(&mut env.kubectl_onprem(&["get", "pods", "-o", "name"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&mut env.rolesh(&["token", "--cluster", "onprem"]));
+    assert_ne!(r.code, 0);
+    let cmdlines: String = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .collect();
+    for (what, text) in [
+        ("the kubeconfig", kubeconfig),
+        ("the broker's log", env.broker.log()),
+        ("rolesh token's answer", format!("{}{}", r.stdout, r.stderr)),
+        ("a process's argv", cmdlines),
+        (
+            "the audit file",
+            std::fs::read_to_string(env.audit.path().join("audit.jsonl")).unwrap_or_default(),
+        ),
+    ] {
+        assert!(!text.contains(&token), "the broker's token is in {what}");
+    }
+}
+
+/// A credential file others may read: the broker refuses to start with it, names the
+/// file, and a running broker keeps its configuration when it is reloaded with one.
+fn onprem_a_credential_others_may_read_stops_the_broker_and_a_reload() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = setup_onprem("rpxonperm");
+    let token_file = env.broker.config_path().join("onprem.token");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let why = format!(
+        "{} has mode 0644: a cluster credential must be readable by its owner alone",
+        token_file.display()
+    );
+    // Reload: refused with the path; the proxy keeps working with what it had.
+    env.broker.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        wait_for(10, || env
+            .broker
+            .log()
+            .contains("configuration reload failed")),
+        "{}",
+        env.broker.log()
+    );
+    assert!(env.broker.log().contains(&why), "{}", env.broker.log());
+    // Requests refuse too: the file is checked whenever it changed (its mode included)
+    // before it is used, and a 0644 credential is not.
+    let r = run(&mut env.kubectl_onprem(&["get", "pods", "-o", "name"]));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("ServiceUnavailable"), "{}", r.stderr);
+    // Start: refused.
+    env.broker.kill();
+    let mut broker = std::process::Command::new(env!("CARGO_BIN_EXE_rolesh"));
+    broker
+        .args(["broker", "--config"])
+        .arg(env.broker.config_path())
+        .arg("--socket")
+        .arg(env.scratch.path().join("never.sock"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    let r = run(&mut broker);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(&why), "{}", r.stderr);
+    assert!(r.stderr.contains("the broker cannot start"), "{}", r.stderr);
 }

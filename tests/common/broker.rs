@@ -160,7 +160,7 @@ impl BrokerProc {
     /// which sessions must be able to see (not under /tmp), and for sessions: it answers
     /// live sessions only (`require_session`, the default).
     pub fn start_stack_in(dir: tempfile::TempDir, drop_in: &str) -> BrokerProc {
-        Self::start_stack_edited(dir, drop_in, |config| config)
+        Self::start_stack_edited(dir, drop_in, false, |config| config)
     }
 
     /// Like [`start_stack`](Self::start_stack), with the stack's clusters `proxied` reached
@@ -176,7 +176,17 @@ impl BrokerProc {
         Self::start_stack_proxying(drop_in, proxied)
     }
 
+    /// The stack with `onprem` (a cluster that is not EKS, through the proxy), answering
+    /// processes outside sessions too.
+    pub fn start_stack_onprem(drop_in: &str) -> BrokerProc {
+        Self::start_stack_proxying_in(&outside_sessions(drop_in), &[], true)
+    }
+
     fn start_stack_proxying(drop_in: &str, proxied: &[&str]) -> BrokerProc {
+        Self::start_stack_proxying_in(drop_in, proxied, false)
+    }
+
+    fn start_stack_proxying_in(drop_in: &str, proxied: &[&str], onprem: bool) -> BrokerProc {
         let dir = super::session_visible_tempdir("rolesh-broker");
         let ca_dir = dir.path().join("proxy-ca");
         let broker = format!(
@@ -185,7 +195,7 @@ impl BrokerProc {
         );
         let drop_in = merge_broker_table(&broker, drop_in);
         let proxied: Vec<String> = proxied.iter().map(|c| c.to_string()).collect();
-        Self::start_stack_edited(dir, &drop_in, move |config| {
+        Self::start_stack_edited(dir, &drop_in, onprem, move |config| {
             proxied.iter().fold(config, |config, cluster| {
                 let name = format!("\nname = \"{cluster}\"\n");
                 config.replacen(&name, &format!("{name}access = \"proxy\"\n"), 1)
@@ -197,13 +207,18 @@ impl BrokerProc {
     fn start_stack_edited(
         dir: tempfile::TempDir,
         drop_in: &str,
+        onprem: bool,
         edit: impl FnOnce(String) -> String,
     ) -> BrokerProc {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let stack_dir = dir.path().join("stack");
         std::fs::create_dir(&stack_dir).unwrap();
         std::fs::set_permissions(&stack_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let stack = Stack::start(&stack_dir).expect("testkit stack");
+        let stack = match onprem {
+            true => Stack::start_with_onprem(&stack_dir),
+            false => Stack::start(&stack_dir),
+        }
+        .expect("testkit stack");
         let config = std::fs::read_to_string(stack_dir.join("config.toml")).unwrap();
         std::fs::write(stack_dir.join("config.toml"), edit(config)).unwrap();
         std::fs::set_permissions(

@@ -40,11 +40,13 @@ pub(super) struct Credentials {
 /// A credential and the files it was read from, as they were.
 type Read = (Vec<Stamp>, Arc<BrokerCredential>);
 
-/// A file as `stat` saw it: when it changes, the credential is read again.
+/// A file as `stat` saw it: when it changes (its content, or its owner or mode), the
+/// credential is read, and checked, again.
 #[derive(PartialEq, Eq)]
 struct Stamp {
     path: PathBuf,
     modified: Option<SystemTime>,
+    changed: (i64, i64),
     len: u64,
     inode: u64,
 }
@@ -55,6 +57,7 @@ fn stamp(path: &Path) -> Result<Stamp, String> {
     Ok(Stamp {
         path: path.to_path_buf(),
         modified: meta.modified().ok(),
+        changed: (meta.ctime(), meta.ctime_nsec()),
         len: meta.len(),
         inode: meta.ino(),
     })
@@ -231,6 +234,18 @@ mod tests {
         std::fs::rename(next, &path).unwrap();
         let second = credentials.get("onprem", &source).unwrap();
         assert_eq!(second.bearer.as_deref(), Some("second-and-longer"));
+    }
+
+    #[test]
+    fn a_token_file_opened_to_others_after_it_was_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = private(dir.path(), "token", "first\n");
+        let source = CredentialSource::TokenFile(path.clone());
+        let credentials = Credentials::default();
+        assert!(credentials.get("onprem", &source).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = credentials.get("onprem", &source).err().expect("refused");
+        assert!(err.contains("has mode 0644"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //!   letting `rolesh:bastion-users` get/list/watch pods and exec into them (`kubectl exec`
 //!   reads the pod first), and nothing else.
 //! - `ca-demo.pem`, `ca-staging.pem`: the clusters' CAs.
+//! - with `onprem` ([`Stack::start_with_onprem`], and `rolesh-testkit up`): a third cluster
+//!   that is not EKS, its `[[cluster]]` in `config.toml` and the broker's token for it in
+//!   `onprem.token` (0600).
 //!
 //! `rolesh-testkit up --dir DIR` runs a stack in the background (and writes `DIR/pid`);
 //! `rolesh-testkit down --dir DIR` stops it.
@@ -60,18 +63,41 @@ pub const BASTION_GROUP: &str = "rolesh:bastion-users";
 /// The role every user is mapped to by the stack's config (`{user}` is the Unix user).
 pub const BASTION_ROLE_TEMPLATE: &str = "arn:aws:iam::123456789012:role/bastion-{user}";
 
+/// The cluster that is not EKS (`rolesh-testkit up`, [`Stack::start_with_onprem`]).
+pub const ONPREM: &str = "onprem";
+/// Who the `onprem` cluster knows the broker's token as.
+pub const ONPREM_BROKER: &str = "rolesh-broker";
+/// The group the broker impersonates for the stack's users (its config maps them with
+/// `default_role`).
+pub const ONPREM_GROUP: &str = "rolesh:default";
+
 /// A running stack; stops when dropped.
 #[derive(Debug)]
 pub struct Stack {
     dir: PathBuf,
     aws: FakeAws,
     clusters: Vec<FakeK8s>,
+    onprem: Option<FakeK8s>,
 }
 
 impl Stack {
     /// Starts the fake AWS and the clusters (each on its own runtime thread) and writes the
     /// files into `dir` (created if missing; `env` last).
     pub fn start(dir: &Path) -> io::Result<Self> {
+        Self::start_inner(dir, false)
+    }
+
+    /// Like [`Stack::start`], plus `onprem`: a cluster that is not EKS. Its API server
+    /// authenticates one bearer token, written to `onprem.token` (mode 0600, owned by whoever
+    /// runs the stack), as `rolesh-broker`, whom its RBAC lets impersonate any user in group
+    /// `rolesh:default` (with the extras `rolesh.io/session-id` and `rolesh.io/bastion`);
+    /// that group may read pods and exec and port-forward into them in its namespaces. Its
+    /// `[[cluster]]` (kind `kubernetes`, through the API proxy) is in `config.toml`.
+    pub fn start_with_onprem(dir: &Path) -> io::Result<Self> {
+        Self::start_inner(dir, true)
+    }
+
+    fn start_inner(dir: &Path, onprem: bool) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         match std::fs::remove_file(dir.join("env")) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
@@ -93,13 +119,22 @@ impl Stack {
             write_atomically(&dir.join(format!("ca-{}.pem", spec.name)), k8s.ca_pem())?;
             running.push(k8s);
         }
+        let onprem = match onprem {
+            true => Some(start_onprem(dir, &aws)?),
+            false => None,
+        };
         let stack = Self {
             dir: dir.to_owned(),
             aws,
             clusters: running,
+            onprem,
         };
         write_atomically(&dir.join("rbac.yaml"), &rbac)?;
-        write_atomically(&dir.join("config.toml"), &stack.config_toml(&specs))?;
+        let mut config = stack.config_toml(&specs);
+        if let Some(k8s) = &stack.onprem {
+            config.push_str(&onprem_toml(k8s, &dir.join("onprem.token")));
+        }
+        write_atomically(&dir.join("config.toml"), &config)?;
         write_atomically(&dir.join("env"), &stack.env_file())?;
         Ok(stack)
     }
@@ -119,9 +154,12 @@ impl Stack {
         &self.clusters
     }
 
-    /// The cluster `name`.
+    /// The cluster `name` (`onprem` included, when it runs).
     pub fn cluster(&self, name: &str) -> Option<&FakeK8s> {
-        self.clusters.iter().find(|c| c.cluster_name() == name)
+        self.clusters
+            .iter()
+            .chain(&self.onprem)
+            .find(|c| c.cluster_name() == name)
     }
 
     /// The environment `env` holds, as pairs.
@@ -175,6 +213,78 @@ impl Stack {
         }
         toml
     }
+}
+
+/// The `onprem` cluster and its token file.
+fn start_onprem(dir: &Path, aws: &FakeAws) -> io::Result<FakeK8s> {
+    use std::os::unix::fs::PermissionsExt;
+    let token = random_token()?;
+    let path = dir.join("onprem.token");
+    let partial = dir.join(".onprem.token.partial");
+    std::fs::write(&partial, format!("{token}\n"))?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&partial, &path)?;
+    let options = FakeK8sOptions::new(ONPREM, aws.handle().clone())
+        .with_fixture(Fixture::default_cluster())
+        .with_rbac_yaml(&onprem_rbac_yaml())
+        .map_err(io::Error::other)?;
+    // Not EKS: no aws-auth, no EKS tokens; the broker's token alone.
+    let mut options = options.with_static_token(token, ONPREM_BROKER);
+    options.identity_mappings.clear();
+    FakeK8s::start_in_background(options)
+}
+
+/// 32 random bytes, hex.
+fn random_token() -> io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `onprem`'s `[[cluster]]`.
+fn onprem_toml(k8s: &FakeK8s, token: &Path) -> String {
+    format!(
+        "\n[[cluster]]\nname = \"{ONPREM}\"\nkind = \"kubernetes\"\naccess = \"proxy\"\n\
+         endpoint = \"{}\"\ncertificate_authority_data = \"{}\"\ndefault_namespace = \"web\"\n\
+         credentials.token_file = \"{}\"\ncredentials.identity = \"{ONPREM_BROKER}\"\n\n\
+         [[cluster.namespace]]\nname = \"web\"\nselectors = [\"app=frontend\", \"tier in (web,edge)\"]\n\n\
+         [[cluster.namespace]]\nname = \"jobs\"\n",
+        k8s.endpoint(),
+        k8s.ca_data(),
+        token.display()
+    )
+}
+
+/// `onprem`'s RBAC: the broker may impersonate users in `rolesh:default` (the stack's users
+/// are made by the tests, so any user name), who may read pods and exec and port-forward
+/// in `web` and `jobs`.
+pub fn onprem_rbac_yaml() -> String {
+    let mut yaml = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n\
+         metadata: {{name: \"rolesh:impersonator\"}}\nrules:\n\
+         - {{apiGroups: [\"\"], resources: [users], verbs: [impersonate]}}\n\
+         - {{apiGroups: [\"\"], resources: [groups], resourceNames: [\"{ONPREM_GROUP}\"], verbs: [impersonate]}}\n\
+         - {{apiGroups: [authentication.k8s.io], resources: [userextras/rolesh.io/session-id, userextras/rolesh.io/bastion], verbs: [impersonate]}}\n\
+         ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n\
+         metadata: {{name: \"rolesh:impersonator\"}}\n\
+         roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: \"rolesh:impersonator\"}}\n\
+         subjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {ONPREM_BROKER}}}\n"
+    );
+    for namespace in ["web", "jobs"] {
+        let _ = write!(
+            yaml,
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\n\
+             metadata: {{name: rolesh-users, namespace: {namespace}}}\nrules:\n\
+             - {{apiGroups: [\"\"], resources: [pods], verbs: [get, list, watch]}}\n\
+             - {{apiGroups: [\"\"], resources: [pods/exec, pods/portforward], verbs: [create]}}\n\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+             metadata: {{name: rolesh-users, namespace: {namespace}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: rolesh-users}}\n\
+             subjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: \"{ONPREM_GROUP}\"}}\n"
+        );
+    }
+    yaml
 }
 
 /// The RBAC both clusters of the stack enforce (see the module docs).

@@ -177,13 +177,14 @@ fn write_env(dir: &Path, fake: &FakeAws) -> std::io::Result<()> {
 async fn up_foreground(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("pid"), format!("{}\n", std::process::id()))?;
-    let stack = Stack::start(dir)?;
+    let stack = Stack::start_with_onprem(dir)?;
     eprintln!(
         "rolesh-testkit: fake AWS on {}; clusters {}",
         stack.aws().endpoint(),
         stack
             .clusters()
             .iter()
+            .chain(stack.cluster(rolesh_testkit::stack::ONPREM))
             .map(|c| format!("{} on {}", c.cluster_name(), c.endpoint()))
             .collect::<Vec<_>>()
             .join(", ")
