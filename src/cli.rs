@@ -211,6 +211,8 @@ pub(crate) enum RbacPart {
     Iam,
     /// The EKS access entries (`aws eks create-access-entry` input)
     AccessEntries,
+    /// What lets the broker impersonate users on each `kind = "kubernetes"` cluster
+    Impersonation,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -405,6 +407,7 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
                 RbacPart::Kubernetes => rbac::Part::Kubernetes,
                 RbacPart::Iam => rbac::Part::Iam,
                 RbacPart::AccessEntries => rbac::Part::AccessEntries,
+                RbacPart::Impersonation => rbac::Part::Impersonation,
             }),
             identity: match identity {
                 IdentityArg::AwsAuth => rbac::Identity::AwsAuth,

@@ -232,3 +232,109 @@ fn kubectl_agrees_through_the_generated_aws_auth() {
         assert!(!r.stdout.is_empty());
     }
 }
+
+/// A config with a `kubernetes` cluster, its broker token file in `dir`.
+fn onprem_config(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let token = dir.join("onprem.token");
+    std::fs::write(&token, "broker-token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = CONFIG.replace(
+        "[mapping]\n",
+        "[mapping]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion\"\n",
+    );
+    let text = format!(
+        "{config}\n[[cluster]]\nname = \"onprem\"\nkind = \"kubernetes\"\naccess = \"proxy\"\n\
+         endpoint = \"https://127.0.0.1:6443\"\n\
+         certificate_authority_data = \"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=\"\n\
+         credentials.token_file = \"{}\"\n",
+        token.display()
+    );
+    write_config(dir, "config.toml", &text)
+}
+
+/// `rolesh rbac` for a `kubernetes` cluster, applied to a fake API server that knows the
+/// broker's token: the broker may impersonate exactly the mapped users and groups, and
+/// those objects are not in the output meant for EKS clusters.
+#[test]
+fn the_impersonation_rbac_grants_exactly_the_mapped_identities() {
+    let kubectl = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+    require(
+        "kubectl 1.33 (google-cloud-sdk)",
+        Path::new(kubectl).exists(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = onprem_config(dir.path());
+    let r = run(rolesh()
+        .args(["rbac", "--config"])
+        .arg(&config)
+        .args(["--only", "impersonation"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let impersonation = r.stdout;
+    assert!(
+        r.stderr.contains("users mapped by mapping.default_role cannot be listed for impersonation on cluster onprem"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        impersonation.contains("rolesh:impersonator:onprem"),
+        "{impersonation}"
+    );
+    let r = run(rolesh().args(["rbac", "--config"]).arg(&config));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stdout.contains("impersonat"),
+        "the output for every cluster grants no impersonation: {}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("--only impersonation"), "{}", r.stderr);
+    let rbac = r.stdout;
+
+    let aws = FakeAws::start_in_background(FakeAwsOptions::default()).unwrap();
+    let options = FakeK8sOptions::new("onprem", aws.handle().clone())
+        .with_rbac_yaml(&format!("{rbac}\n---\n{impersonation}"))
+        .unwrap()
+        .with_static_token("broker-token", "rolesh-broker");
+    let cluster = FakeK8s::start_in_background(options).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        cluster.kubeconfig("onprem", &KubeUser::Token("broker-token".into())),
+    )
+    .unwrap();
+    let kubectl_as = |args: &[&str]| {
+        run(Command::new(kubectl)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("HOME", dir.path())
+            .args(args))
+    };
+    // As rbcalice in her group: what her rule grants (admin).
+    let r = kubectl_as(&[
+        "--as",
+        "rbcalice",
+        "--as-group",
+        "rolesh:user-rbcalice",
+        "auth",
+        "can-i",
+        "delete",
+        "secrets",
+        "-n",
+        "kube-system",
+    ]);
+    assert_eq!(r.stdout.trim(), "yes", "{}", r.stderr);
+    // Anyone unmapped, or any other group, is 403 at the cluster.
+    for (who, group, refused) in [
+        ("mallory", "rolesh:user-rbcalice", "users"),
+        ("rbcalice", "system:masters", "groups"),
+    ] {
+        let r = kubectl_as(&["--as", who, "--as-group", group, "get", "pods", "-n", "web"]);
+        assert_ne!(r.code, 0);
+        assert!(
+            r.stderr.contains(&format!(
+                "User \"rolesh-broker\" cannot impersonate resource \"{refused}\""
+            )),
+            "{who} in {group}: {}",
+            r.stderr
+        );
+    }
+}

@@ -9,6 +9,7 @@
 //! Kubernetes objects and go to `--out DIR` or to stdout with `--only`.
 
 mod iam;
+mod impersonation;
 
 use std::collections::BTreeMap;
 
@@ -44,6 +45,7 @@ pub(crate) enum Part {
     Kubernetes,
     Iam,
     AccessEntries,
+    Impersonation,
 }
 
 pub(crate) fn run(request: &Request) -> Result<u8, Failure> {
@@ -74,6 +76,14 @@ pub(crate) fn run(request: &Request) -> Result<u8, Failure> {
             print!("{}", document_text(&entries, json));
         }
         Some(Part::Kubernetes) => print!("{}", kubernetes_text(&generated.kubernetes, json)),
+        Some(Part::Impersonation) => {
+            let objects: Vec<KubeObject> = generated
+                .impersonation
+                .iter()
+                .flat_map(|i| i.objects.iter().cloned())
+                .collect();
+            print!("{}", kubernetes_text(&objects, json));
+        }
         None => {
             print!("{}", kubernetes_text(&generated.kubernetes, json));
             if let Some(note) = left_out(&generated) {
@@ -90,7 +100,10 @@ fn proxied_note(config: &Config) -> Option<String> {
     let proxied: Vec<&str> = config
         .clusters
         .iter()
-        .filter(|c| c.access == crate::config::ClusterRoute::Proxy)
+        .filter(|c| {
+            c.access == crate::config::ClusterRoute::Proxy
+                && c.kind == crate::config::ClusterKind::Eks
+        })
         .map(|c| c.name.as_str())
         .collect();
     (!proxied.is_empty()).then(|| {
@@ -113,6 +126,13 @@ fn left_out(g: &Generated) -> Option<String> {
     }
     if g.access_entries.is_some() {
         parts.push("the EKS access entries (--only access-entries)".to_string());
+    }
+    if !g.impersonation.is_empty() {
+        let clusters: Vec<&str> = g.impersonation.iter().map(|i| i.cluster.as_str()).collect();
+        parts.push(format!(
+            "the impersonation RBAC of {}, to apply to that cluster alone (--only impersonation)",
+            clusters.join(", ")
+        ));
     }
     (!parts.is_empty()).then(|| {
         format!(
@@ -152,7 +172,12 @@ struct Rule {
     namespaces: Option<Vec<String>>,
     /// For a per-user rule: the session name and source identity STS will see.
     user: Option<(String, String)>,
+    /// For a group rule: the Unix group.
+    unix_group: Option<String>,
+    /// The EKS clusters its users see (name, region): what IAM and access entries cover.
     clusters: Vec<(String, String)>,
+    /// Every cluster its users see, `kubernetes` ones included.
+    all_clusters: Vec<String>,
 }
 
 /// A Kubernetes object `rolesh rbac` generates.
@@ -216,11 +241,15 @@ pub(crate) struct Generated {
     /// With access entries as the identity mapping.
     pub(crate) access_entries: Option<Vec<AccessEntry>>,
     pub(crate) iam: Vec<RolePolicies>,
+    /// For each `kind = "kubernetes"` cluster, what lets the broker impersonate its users.
+    pub(crate) impersonation: Vec<impersonation::Impersonation>,
     pub(crate) warnings: Vec<String>,
 }
 
 pub(crate) fn generate(config: &Config, identity: Identity, bastion_role: &str) -> Generated {
-    let (rules, warnings) = rules(config);
+    let (rules, mut warnings) = rules(config);
+    let (impersonation, unlisted) = impersonation::generate(config, &rules);
+    warnings.extend(unlisted);
     let mut kubernetes = cluster_roles();
     kubernetes.extend(bindings(&rules));
     let access_entries = match identity {
@@ -235,6 +264,7 @@ pub(crate) fn generate(config: &Config, identity: Identity, bastion_role: &str) 
         kubernetes,
         access_entries,
         iam,
+        impersonation,
         warnings,
     }
 }
@@ -256,7 +286,7 @@ fn rules(config: &Config) -> (Vec<Rule>, Vec<String>) {
         // The same group the API proxy impersonates on a `kubernetes` cluster.
         let kube_group = crate::mapping::kube_group(&name).expect("a mapping rule's name");
         let role_arn = rule.role.as_str().to_string();
-        let clusters = config
+        let seen: Vec<&crate::config::ClusterSettings> = config
             .clusters
             .iter()
             .filter(|c| {
@@ -264,15 +294,25 @@ fn rules(config: &Config) -> (Vec<Rule>, Vec<String>) {
                     .as_ref()
                     .is_none_or(|gs| gs.iter().any(|g| groups.contains(g)))
             })
+            .collect();
+        let clusters = seen
+            .iter()
+            .filter(|c| c.kind == crate::config::ClusterKind::Eks)
             .map(|c| (c.name.clone(), c.region.clone()))
             .collect();
+        let unix_group = name
+            .strip_prefix("mapping.groups[group=")
+            .and_then(|g| g.strip_suffix(']'))
+            .map(str::to_string);
         rules.push(Rule {
+            all_clusters: seen.iter().map(|c| c.name.clone()).collect(),
             name,
             kube_group,
             role_arn,
             access: rule.access,
             namespaces: rule.namespaces.clone(),
             user,
+            unix_group,
             clusters,
         });
     };
@@ -702,6 +742,12 @@ pub(crate) fn files(g: &Generated) -> Vec<(String, String)> {
     }
     if let Some(entries) = &g.access_entries {
         files.push(("eks/access-entries.json".into(), pretty(entries)));
+    }
+    for i in &g.impersonation {
+        files.push((
+            format!("kubernetes/impersonation-{}.yaml", i.cluster),
+            yaml_stream(&i.objects),
+        ));
     }
     for role in &g.iam {
         let name = values::role_name(&role.role_arn).to_string();

@@ -33,6 +33,16 @@ pub(crate) fn account_by_name(name: &str) -> Result<Option<Account>, String> {
     user.map(account_from_user).transpose()
 }
 
+/// The members NSS lists for group `name` (`getgrnam_r`'s member list: users whose primary
+/// group it is are not in it); none if there is no such group.
+pub(crate) fn group_members(name: &str) -> Vec<String> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.mem)
+        .unwrap_or_default()
+}
+
 /// Looks up a user by uid through NSS (`getpwuid_r`, `getgrouplist`).
 pub(crate) fn account_by_uid(uid: u32) -> Result<Option<Account>, String> {
     let user =
