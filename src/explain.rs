@@ -24,7 +24,7 @@ pub(crate) fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8
     if as_json {
         println!("{}", to_json(&decision));
     } else {
-        print!("{}", to_text(&decision));
+        print!("{}", to_text(&decision, &loaded.config));
     }
     match &decision.outcome {
         Ok(_) => Ok(EXIT_OK),
@@ -38,7 +38,7 @@ pub(crate) fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8
     }
 }
 
-fn to_text(d: &Decision) -> String {
+fn to_text(d: &Decision, config: &Config) -> String {
     let a = &d.account;
     let mut out = format!(
         "user:            {} (uid {}; groups {})\n",
@@ -52,7 +52,7 @@ fn to_text(d: &Decision) -> String {
     }
     match &d.outcome {
         Err(denial) => out.push_str(&format!("result:          denied: {}\n", denial.reason)),
-        Ok(g) => out.push_str(&grant_text(g)),
+        Ok(g) => out.push_str(&grant_text(g, config)),
     }
     out
 }
@@ -65,7 +65,7 @@ fn route_text(route: crate::config::ClusterRoute) -> &'static str {
     }
 }
 
-fn grant_text(g: &Grant) -> String {
+fn grant_text(g: &Grant, config: &Config) -> String {
     let tags: Vec<String> = g.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut out = format!(
         "rule:            {} ({})\nrole:            {}\naccess:          {} {}\nsession name:    {}\nsource identity: {}\ntags:            {}\n",
@@ -96,12 +96,26 @@ fn grant_text(g: &Grant) -> String {
             .as_deref()
             .map(|n| format!(", default namespace {n}"))
             .unwrap_or_default();
-        out.push_str(&format!(
-            "  {} ({}, {}){default_ns}\n",
-            c.name,
-            c.region,
-            route_text(c.access)
-        ));
+        let kubernetes = config
+            .cluster(&c.name)
+            .is_some_and(|s| s.kind == crate::config::ClusterKind::Kubernetes);
+        let line = match kubernetes {
+            // Not EKS: the broker's credential, impersonating the user.
+            true => format!(
+                "  {} (kubernetes, {}, as {} in {}){default_ns}\n",
+                c.name,
+                route_text(c.access),
+                g.session_name,
+                mapping::kube_group(&g.rule).unwrap_or_default()
+            ),
+            false => format!(
+                "  {} ({}, {}){default_ns}\n",
+                c.name,
+                c.region,
+                route_text(c.access)
+            ),
+        };
+        out.push_str(&line);
         if c.namespaces.is_empty() {
             out.push_str("    all namespaces (RBAC decides)\n");
         }
