@@ -45,6 +45,7 @@ common::harness::tests!(
         onprem_exec_and_port_forward_work_through_impersonation,
         onprem_the_brokers_token_is_in_no_kubeconfig_log_or_argv,
         onprem_a_credential_others_may_read_stops_the_broker_and_a_reload,
+        onprem_a_client_certificate_replaces_the_token_on_reload,
     ],
 );
 
@@ -1302,4 +1303,58 @@ fn onprem_a_credential_others_may_read_stops_the_broker_and_a_reload() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains(&why), "{}", r.stderr);
     assert!(r.stderr.contains("the broker cannot start"), "{}", r.stderr);
+}
+
+/// The broker's credential becomes a client certificate (its token file gone) and the
+/// configuration is reloaded: the cluster now knows the broker by its certificate, and
+/// still sees the user.
+fn onprem_a_client_certificate_replaces_the_token_on_reload() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = setup_onprem("rpxoncert");
+    let dir = env.broker.config_path();
+    let (certificate, key) = env
+        .onprem()
+        .handle()
+        .client_certificate("rolesh-broker", &[])
+        .unwrap();
+    for (name, pem) in [("onprem.crt", &certificate), ("onprem.key", &key)] {
+        std::fs::write(dir.join(name), pem).unwrap();
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let token_file = dir.join("onprem.token");
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let line = format!("credentials.token_file = \"{}\"", token_file.display());
+    assert!(config.contains(&line), "{config}");
+    let config = config.replace(
+        &line,
+        &format!(
+            "credentials.client_certificate = \"{}\"\ncredentials.client_key = \"{}\"",
+            dir.join("onprem.crt").display(),
+            dir.join("onprem.key").display()
+        ),
+    );
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    std::fs::remove_file(&token_file).unwrap();
+    env.broker.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        wait_for(10, || env.broker.log().contains("configuration reloaded")),
+        "{}",
+        env.broker.log()
+    );
+    env.onprem().handle().clear_events();
+    let r = run(&mut env.kubectl_onprem(&["auth", "whoami", "-o", "json"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let who: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], "rpxoncert", "{who}");
+    let users: Vec<Option<String>> = env
+        .onprem()
+        .handle()
+        .events()
+        .into_iter()
+        .map(|e| e.user)
+        .collect();
+    assert!(
+        !users.is_empty() && users.iter().all(|u| u.as_deref() == Some("rpxoncert")),
+        "{users:?}"
+    );
 }

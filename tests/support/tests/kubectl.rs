@@ -731,3 +731,32 @@ fn a_static_token_may_impersonate_exactly_what_rbac_grants() {
     let err = cluster.fails(&kubectl, &stranger, &["get", "pods", "-n", "web"]);
     assert!(err.contains("Unauthorized"), "{err}");
 }
+
+#[test]
+fn a_client_certificate_from_the_clusters_ca_authenticates_its_subject() {
+    let Some(kubectl) = kube::newest() else {
+        return;
+    };
+    let cluster = Cluster::start();
+    let (certificate_pem, key_pem) = cluster
+        .k8s
+        .handle()
+        .client_certificate("rolesh-broker", &["ops"])
+        .expect("a client certificate");
+    let path = cluster.home.path().join("kubeconfig-cert");
+    let user = rolesh_testkit::fake_k8s::KubeUser::ClientCertificate {
+        certificate_pem,
+        key_pem,
+    };
+    std::fs::write(&path, cluster.k8s.kubeconfig("demo", &user)).expect("kubeconfig");
+    let who = cluster.ok(&kubectl, &path, &["auth", "whoami", "-o", "json"]);
+    let who: serde_json::Value = serde_json::from_str(&who).expect("whoami JSON");
+    assert_eq!(
+        who["status"]["userInfo"]["username"], "rolesh-broker",
+        "{who}"
+    );
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        serde_json::json!(["ops", "system:authenticated"])
+    );
+}

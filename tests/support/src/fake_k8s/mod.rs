@@ -2,7 +2,8 @@
 //! EKS cluster:
 //!
 //! - HTTPS with its own CA (ECDSA P-256; SAN 127.0.0.1 and localhost), HTTP/2 where the
-//!   client offers it (ALPN), else HTTP/1.1 with upgrades;
+//!   client offers it (ALPN), else HTTP/1.1 with upgrades; client certificates the CA signed
+//!   authenticate their CN in their O groups ([`FakeK8sHandle::client_certificate`]);
 //! - authentication as EKS does it ([`auth`]): `k8s-aws-v1.` bearer tokens checked like
 //!   aws-iam-authenticator checks them and verified by the fake STS
 //!   ([`FakeAwsHandle::presigned_caller_identity`]) for the public STS host they name and this
@@ -212,6 +213,8 @@ pub(crate) struct State {
     events: Mutex<Vec<AuditEvent>>,
     /// Bumped to drop every open connection (the server keeps listening).
     cut: tokio::sync::watch::Sender<u64>,
+    /// The CA, to issue client certificates.
+    issuer: Mutex<Option<tls::ClientIssuer>>,
 }
 
 impl State {
@@ -242,6 +245,20 @@ pub struct FakeK8sHandle {
 }
 
 impl FakeK8sHandle {
+    /// A client certificate (and its key, PEM) that this cluster authenticates as user `cn`
+    /// in groups `organizations`.
+    pub fn client_certificate(
+        &self,
+        cn: &str,
+        organizations: &[&str],
+    ) -> io::Result<(String, String)> {
+        let issuer = self.state.issuer.lock().unwrap_or_else(|p| p.into_inner());
+        issuer
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no CA"))?
+            .issue(cn, organizations)
+    }
+
     /// Requests answered so far, oldest first.
     pub fn events(&self) -> Vec<AuditEvent> {
         self.state
@@ -287,6 +304,13 @@ pub enum KubeUser {
         /// Environment variables.
         env: Vec<(String, String)>,
     },
+    /// A client certificate and its key, PEM.
+    ClientCertificate {
+        /// The certificate.
+        certificate_pem: String,
+        /// Its key.
+        key_pem: String,
+    },
 }
 
 /// A kubeconfig (YAML) with one cluster (`server`, `certificate-authority-data`), user and
@@ -302,6 +326,13 @@ pub fn kubeconfig(context: &str, server: &str, ca_data: &str, user: &KubeUser) -
             "interactiveMode": "Never",
             "provideClusterInfo": false,
         }}),
+        KubeUser::ClientCertificate {
+            certificate_pem,
+            key_pem,
+        } => json!({
+            "client-certificate-data": STANDARD.encode(certificate_pem),
+            "client-key-data": STANDARD.encode(key_pem),
+        }),
     };
     let config = json!({
         "apiVersion": "v1",
@@ -447,7 +478,9 @@ fn bind(options: FakeK8sOptions) -> io::Result<(StdTcpListener, Arc<State>, TlsA
         addr,
         events: Mutex::default(),
         cut: tokio::sync::watch::Sender::new(0),
+        issuer: Mutex::default(),
     });
+    *state.issuer.lock().unwrap_or_else(|p| p.into_inner()) = Some(tls.issuer);
     Ok((listener, state, TlsAcceptor::from(tls.config), tls.ca_pem))
 }
 
@@ -488,9 +521,26 @@ async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, state: Arc<State>) 
     else {
         return;
     };
+    // A verified client certificate authenticates the connection's requests.
+    let certified = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| tls::certificate_user(leaf))
+        .map(|(username, mut groups)| {
+            groups.push("system:authenticated".into());
+            UserInfo {
+                username,
+                uid: String::new(),
+                groups,
+                extra: Default::default(),
+            }
+        });
     let service = service_fn(move |req| {
         let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(handle(state, req).await) }
+        let certified = certified.clone();
+        async move { Ok::<_, Infallible>(handle(state, req, certified).await) }
     });
     // HTTP/2 where the client offers it (as the API server), HTTP/1.1 with upgrades.
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -504,7 +554,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    certified: Option<UserInfo>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let info = api::request_info(&method, &path, req.uri().query().unwrap_or(""));
@@ -516,7 +570,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         status: 0,
         reason: String::new(),
     };
+    // The x509 authenticator first, as in the API server; then tokens.
     let user = match bearer(req.headers()) {
+        _ if certified.is_some() => Ok(certified.expect("certified")),
         None if req.headers().contains_key(header::AUTHORIZATION) => {
             Err("unsupported Authorization scheme".to_owned())
         }

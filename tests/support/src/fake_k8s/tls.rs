@@ -1,5 +1,8 @@
 //! The fake cluster's own CA and serving certificate (ECDSA P-256, SAN 127.0.0.1 and
-//! localhost), and the rustls server configuration (HTTP/1.1 only: exec upgrades need it).
+//! localhost), and the rustls server configuration (HTTP/2 and HTTP/1.1). Client
+//! certificates signed by the same CA are verified and authenticate their subject, as the
+//! API server's x509 authenticator does (CN the user, O the groups); a client without one
+//! is let through to the other authenticators.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -14,6 +17,39 @@ use std::sync::Arc;
 pub(crate) struct Tls {
     pub(crate) ca_pem: String,
     pub(crate) config: Arc<ServerConfig>,
+    /// Signs client certificates ([`ClientIssuer::issue`]).
+    pub(crate) issuer: ClientIssuer,
+}
+
+/// The CA, as the issuer of client certificates.
+pub(crate) struct ClientIssuer(Issuer<'static, KeyPair>);
+
+impl ClientIssuer {
+    /// A client certificate for user `cn` in groups `organizations`, and its key (PEM).
+    pub(crate) fn issue(&self, cn: &str, organizations: &[&str]) -> io::Result<(String, String)> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(other)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(other)?;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        for o in organizations {
+            params.distinguished_name.push(DnType::OrganizationName, *o);
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.0).map_err(other)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+/// The user a verified client certificate names: its subject's CN, and its O's as groups.
+pub(crate) fn certificate_user(der: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Some((cn, groups))
 }
 
 fn other(err: impl std::fmt::Display) -> io::Error {
@@ -58,15 +94,27 @@ pub(crate) fn generate(cluster: &str) -> io::Result<Tls> {
     ];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca_cert.der().to_vec()))
+        .map_err(other)?;
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(other)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(other)?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_single_cert(chain, key)
         .map_err(other)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Tls {
         ca_pem: ca_cert.pem(),
         config: Arc::new(config),
+        issuer: ClientIssuer(issuer),
     })
 }
