@@ -14,10 +14,15 @@
 //! Both paths reach the same fake cluster as the same user: the static token comes from the
 //! same broker before `demo` is switched to the proxy (config edit + SIGHUP). kubectl is
 //! 1.33 (WebSocket exec). Knobs: `BENCH_GET_RUNS` (60), `BENCH_HTTP_REQUESTS` (2000),
-//! `BENCH_TTFB_RUNS` (30), `BENCH_BULK_RUNS` (5), `BENCH_BULK_MIB` (100).
+//! `BENCH_TTFB_RUNS` (30), `BENCH_BULK_RUNS` (5), `BENCH_BULK_MIB` (100), and
+//! `BENCH_RTT_MS` (0): a relay that puts the cluster that many milliseconds of round trip
+//! away from the bastion, for kubectl straight to it and for the broker alike (loopback has
+//! no network; a bastion and its EKS cluster do).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/distance.rs"]
+mod distance;
 #[path = "shared/mod.rs"]
 mod shared;
 
@@ -51,6 +56,10 @@ fn main() {
     // `staging` is proxied from the start, so that the proxy listens; `demo` is direct
     // until its static token is taken.
     let broker = BrokerProc::start_stack_proxied("", &["staging"]);
+    let rtt = env_number("BENCH_RTT_MS", 0);
+    if rtt > 0 {
+        put_demo_at_a_distance(&broker, Duration::from_millis(rtt as u64));
+    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (uid, socket) = (user.uid(), broker.socket());
@@ -99,7 +108,11 @@ fn main() {
     let bulk: Vec<&str> = bulk.iter().map(String::as_str).collect();
     let rate = measure(&clients, bulk_runs, |c| throughput(c, &bulk, mib));
 
-    println!("\nAPI proxy benchmark (kubectl 1.33, the same fake cluster and user)");
+    let distance = match rtt {
+        0 => "on loopback".to_string(),
+        ms => format!("{ms} ms round trip away (BENCH_RTT_MS)"),
+    };
+    println!("\nAPI proxy benchmark (kubectl 1.33, the same fake cluster and user, {distance})");
     println!(
         "kubectl get pods ({get_runs} rounds): proxy p50 {:.1} ms, static token p50 {:.1} ms; median ratio {get_ratio:.3}x (goal <= 1.05x)",
         percentile(&gets[0], 0.5) * 1e3,
@@ -121,6 +134,26 @@ fn main() {
         p / d
     );
     drop(broker);
+}
+
+/// Puts `demo` behind a relay that adds `rtt` per round trip, for kubectl straight to it
+/// and for the broker alike: the config's endpoint is the relay's (the fake cluster's
+/// certificate is for 127.0.0.1, as the relay is), reloaded.
+fn put_demo_at_a_distance(broker: &BrokerProc, rtt: Duration) {
+    let endpoint = broker.stack().unwrap().cluster("demo").unwrap().endpoint();
+    let target: std::net::SocketAddr = endpoint.trim_start_matches("https://").parse().unwrap();
+    let relay = distance::relay(target, rtt);
+    let path = broker.config_path().join("config.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    let edited = config.replace(&endpoint, &format!("https://{relay}"));
+    assert_ne!(edited, config, "no {endpoint} in {}", path.display());
+    std::fs::write(&path, edited).unwrap();
+    broker.signal(nix::sys::signal::Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !broker.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "no reload: {}", broker.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Switches `demo` to the proxy (config edit, SIGHUP) and waits until the broker refuses
