@@ -460,3 +460,37 @@ fn credentials_must_be_one_source_and_only_for_kubernetes_clusters() {
         ],
     );
 }
+
+#[test]
+fn a_broker_identity_the_cluster_gives_to_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = credential(dir.path(), "t", 0o600);
+    for (identity, why) in [
+        (
+            "system:anonymous",
+            "\"system:anonymous\" is a name the cluster gives to others (system:…): the broker's identity must be its own user or service account (system:serviceaccount:NS:NAME)",
+        ),
+        (
+            "system:serviceaccount:web:default",
+            "\"system:serviceaccount:web:default\" is the service account of every pod in its namespace that names none: give the broker its own",
+        ),
+    ] {
+        let text = kubernetes_cluster(&format!(
+            "access = \"proxy\"\n{ENDPOINT_AND_CA}credentials.token_file = \"{token}\"\ncredentials.identity = \"{identity}\"\n"
+        ));
+        assert_errors(&text, &[&format!("config.toml:14:24: {why}")]);
+    }
+}
+
+#[test]
+fn a_group_rule_whose_kubernetes_group_is_another_rules_is_refused() {
+    let text = format!(
+        "{MINIMAL}\n[[mapping.groups]]\ngroup = \"user-bob\"\nrole = \"arn:aws:iam::123456789012:role/x\"\n"
+    );
+    assert_errors(
+        &text,
+        &[
+            "config.toml:8:9: group \"user-bob\" would share its Kubernetes group rolesh:user-bob with a [mapping.users] rule: rename the rule's group",
+        ],
+    );
+}

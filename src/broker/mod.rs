@@ -40,6 +40,14 @@ pub(crate) fn run(source: ConfigSource, socket: Option<PathBuf>) -> Result<u8, F
             return Ok(EXIT_USAGE);
         }
     };
+    let unusable = proxy::unusable_credentials(&loaded.config);
+    if !unusable.is_empty() {
+        for why in &unusable {
+            eprintln!("rolesh: {why}");
+        }
+        eprintln!("rolesh: the broker cannot start without its cluster credentials");
+        return Ok(EXIT_USAGE);
+    }
     if let Err(e) = crate::audit::init_broker(&loaded.config.audit) {
         eprintln!("rolesh: {e}; the broker does not run without its audit trail");
         return Err(Failure::runtime(e));
@@ -125,6 +133,14 @@ const DROP_REPORT_CHECK: std::time::Duration = std::time::Duration::from_secs(10
 async fn reload(broker: &Arc<Broker>, source: &ConfigSource) {
     match Config::load(source) {
         Ok(loaded) => {
+            let unusable = proxy::unusable_credentials(&loaded.config);
+            if !unusable.is_empty() {
+                for why in &unusable {
+                    error!("{why}");
+                }
+                error!("configuration reload failed; keeping the previous configuration");
+                return;
+            }
             if let Err(e) = crate::audit::reload_broker(&loaded.config.audit) {
                 error!("{e}");
                 error!("configuration reload failed; keeping the previous configuration");

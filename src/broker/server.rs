@@ -781,14 +781,9 @@ fn visible<'g>(grant: &'g Grant, cluster: &str) -> Result<&'g ClusterView, WireE
 fn ca_data(ca: &CertificateAuthority) -> Result<String, WireError> {
     match ca {
         CertificateAuthority::Data(d) => Ok(d.clone()),
-        CertificateAuthority::File(path) => std::fs::read(path)
+        CertificateAuthority::File(path) => crate::config::trusted_file(path, false)
             .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem))
-            .map_err(|e| {
-                WireError::new(
-                    ErrorCode::Config,
-                    format!("cannot read CA file {}: {e}", path.display()),
-                )
-            }),
+            .map_err(|e| WireError::new(ErrorCode::Config, format!("CA file: {e}"))),
     }
 }
 

@@ -155,36 +155,27 @@ pub struct ClusterSettings {
     pub origin: String,
 }
 
-/// Whether `path` may hold a cluster credential: a regular file owned by root, by the
-/// broker's user (`rolesh`), or by whoever runs this (the broker itself), that no one but
-/// its owner may read or write. Checked when the configuration is read (`rolesh check`,
-/// the broker's start and reload) and again each time the broker reads the file.
-pub(crate) fn credential_file(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{shown} is not a regular file"));
-    }
-    let owner = meta.uid();
+/// Whether `path` may hold a cluster credential, and its content: a regular file (no
+/// symlink) owned by root, by the broker's user (`rolesh`), or by whoever runs this (the
+/// broker itself), that no one but its owner may read or write, in directories no one else
+/// may write. Checked when the configuration is read (`rolesh check`, the broker's start
+/// and reload) and each time the broker reads the file.
+pub(crate) fn credential_file(path: &Path) -> Result<Vec<u8>, String> {
+    trusted_file(path, true)
+}
+
+/// Like [`credential_file`] for a file that is not secret but decides whom the broker
+/// trusts (a cluster's `ca_file`): others may read it, not write it.
+pub(crate) fn trusted_file(path: &Path, secret: bool) -> Result<Vec<u8>, String> {
     let broker_user = crate::system::account_by_name(crate::audit::query::BROKER_USER)
         .ok()
         .flatten()
         .map(|a| a.uid);
-    let me = nix::unistd::geteuid().as_raw();
-    if owner != 0 && owner != me && Some(owner) != broker_user {
-        return Err(format!(
-            "{shown} is owned by uid {owner}: a cluster credential must belong to root or the broker's user"
-        ));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{shown} has mode {mode:04o}: a cluster credential must be readable by its owner alone (chmod 600 {shown})"
-        ));
-    }
-    Ok(())
+    crate::system::read_trusted_file(path, secret, broker_user, MAX_TRUSTED_FILE).map(|f| f.bytes)
 }
+
+/// The largest credential or CA file read (a kubeconfig with certificates is a few KiB).
+const MAX_TRUSTED_FILE: u64 = 1 << 20;
 
 word_enum! {
     /// What a cluster is (`[[cluster]] kind`).

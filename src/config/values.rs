@@ -365,6 +365,23 @@ pub fn kube_user_name(name: &str) -> Result<(), String> {
             "invalid Kubernetes user name {name:?} (as the cluster knows the broker's credential, e.g. \"rolesh-broker\" or \"system:serviceaccount:rolesh:broker\")"
         ));
     }
+    // `rolesh rbac` lets this name impersonate every mapped user: not a name the cluster
+    // gives to others (anonymous, a node, every pod of a namespace).
+    if let Some(rest) = name.strip_prefix("system:") {
+        let account = rest
+            .strip_prefix("serviceaccount:")
+            .and_then(|r| r.split_once(':'))
+            .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains(':'));
+        return match account {
+            Some((_, "default")) => Err(format!(
+                "{name:?} is the service account of every pod in its namespace that names none: give the broker its own"
+            )),
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "{name:?} is a name the cluster gives to others (system:…): the broker's identity must be its own user or service account (system:serviceaccount:NS:NAME)"
+            )),
+        };
+    }
     Ok(())
 }
 

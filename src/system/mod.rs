@@ -137,6 +137,99 @@ pub(crate) fn hostname() -> String {
     }
 }
 
+/// A file the broker trusts for what it holds (a cluster credential, a CA), as read.
+pub(crate) struct TrustedFile {
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// Reads `path` if the broker may trust it: a regular file (not a symlink, FIFO or device),
+/// owned by root, by `also_owner` (the broker's user) or by this process's user, that
+/// no one else may write, and, if `secret`, no one else may read; in a directory chain no
+/// one else may write (a sticky one such as /tmp excepted), so that it cannot be swapped.
+/// The checks are made on the open file, then it is read (at most `max` bytes): what was
+/// checked is what is read.
+pub(crate) fn read_trusted_file(
+    path: &Path,
+    secret: bool,
+    also_owner: Option<u32>,
+    max: u64,
+) -> Result<TrustedFile, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    trusted_directories(path, also_owner)?;
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == nix::libc::ELOOP => format!("{shown} is a symbolic link"),
+            _ => format!("{shown}: {e}"),
+        })?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    trusted_owner(&shown, meta.uid(), also_owner)?;
+    let mode = meta.mode() & 0o7777;
+    let (mask, what) = match secret {
+        true => (
+            0o077,
+            "a cluster credential must be readable by its owner alone (chmod 600",
+        ),
+        false => (
+            0o022,
+            "a trusted file must be writable by its owner alone (chmod go-w",
+        ),
+    };
+    if mode & mask != 0 {
+        return Err(format!("{shown} has mode {mode:04o}: {what} {shown})"));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("{shown} is larger than {max} bytes"));
+    }
+    Ok(TrustedFile { bytes })
+}
+
+fn trusted_owner(
+    shown: &impl std::fmt::Display,
+    uid: u32,
+    also: Option<u32>,
+) -> Result<(), String> {
+    if uid == 0 || uid == effective_uid() || Some(uid) == also {
+        return Ok(());
+    }
+    Err(format!(
+        "{shown} is owned by uid {uid}: it must belong to root or the broker's user"
+    ))
+}
+
+/// Every directory above `path`: owned as a trusted file is, and writable by no one else
+/// unless sticky (where no one else may rename or remove what is not theirs).
+fn trusted_directories(path: &Path, also_owner: Option<u32>) -> Result<(), String> {
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+        let meta = std::fs::metadata(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if !sticky {
+            trusted_owner(&d.display(), meta.uid(), also_owner)?;
+            if meta.mode() & 0o022 != 0 {
+                return Err(format!(
+                    "{} may be written by others: a trusted file must not be in it",
+                    d.display()
+                ));
+            }
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
 /// Who owns a file and who may write it: what StrictModes-style checks need.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileOwnership {

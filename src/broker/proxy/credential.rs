@@ -31,14 +31,18 @@ pub(super) struct ClientIdentity {
     pub(super) key_pem: Vec<u8>,
 }
 
-/// Each cluster's credential as last read, and what its files were then.
+/// Each cluster's credential as last read, from what source, and what every file it was
+/// read from was then (a kubeconfig's token file included).
 #[derive(Default)]
 pub(super) struct Credentials {
     read: Mutex<HashMap<String, Read>>,
 }
 
-/// A credential and the files it was read from, as they were.
-type Read = (Vec<Stamp>, Arc<BrokerCredential>);
+struct Read {
+    source: CredentialSource,
+    stamps: Vec<Stamp>,
+    credential: Arc<BrokerCredential>,
+}
 
 /// A file as `stat` saw it: when it changes (its content, or its owner or mode), the
 /// credential is read, and checked, again.
@@ -51,9 +55,11 @@ struct Stamp {
     inode: u64,
 }
 
+/// The file at `path` itself (a symlink is not followed: replacing the file by one is a
+/// change, and the read that follows refuses it).
 fn stamp(path: &Path) -> Result<Stamp, String> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Stamp {
         path: path.to_path_buf(),
         modified: meta.modified().ok(),
@@ -71,55 +77,70 @@ impl Credentials {
         source: &CredentialSource,
     ) -> Result<Arc<BrokerCredential>, String> {
         let fail = |why: String| format!("the broker's credential for cluster {cluster}: {why}");
-        let stamps = source
-            .files()
+        if let Some(seen) = self.read.lock().expect("credentials lock").get(cluster)
+            && seen.source == *source
+            && seen
+                .stamps
+                .iter()
+                .all(|s| stamp(&s.path).is_ok_and(|now| now == *s))
+        {
+            return Ok(Arc::clone(&seen.credential));
+        }
+        let mut opened = Vec::new();
+        let credential = Arc::new(read(source, &mut opened).map_err(fail)?);
+        // Stamped after the read: a change during it is seen at the next request.
+        let stamps = opened
             .iter()
             .map(|f| stamp(f))
             .collect::<Result<Vec<_>, _>>()
             .map_err(fail)?;
-        if let Some((seen, credential)) = self.read.lock().expect("credentials lock").get(cluster)
-            && *seen == stamps
-        {
-            return Ok(Arc::clone(credential));
-        }
-        let credential = Arc::new(read(source).map_err(fail)?);
         if let Some(token) = &credential.bearer {
             crate::redact::register_secret(token);
         }
+        let read = Read {
+            source: source.clone(),
+            stamps,
+            credential: Arc::clone(&credential),
+        };
         self.read
             .lock()
             .expect("credentials lock")
-            .insert(cluster.to_string(), (stamps, Arc::clone(&credential)));
+            .insert(cluster.to_string(), read);
         Ok(credential)
     }
 }
 
-/// Reads a credential file after checking it.
-fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    credential_file(path)?;
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+/// The files a credential was read from.
+type Opened = Vec<PathBuf>;
+
+/// Reads a credential file as it checks it (`config::credential_file`), and notes it.
+fn read_file(path: &Path, opened: &mut Opened) -> Result<Vec<u8>, String> {
+    opened.push(path.to_path_buf());
+    credential_file(path)
 }
 
-fn read(source: &CredentialSource) -> Result<BrokerCredential, String> {
+fn read(source: &CredentialSource, opened: &mut Opened) -> Result<BrokerCredential, String> {
     match source {
         CredentialSource::TokenFile(path) => Ok(BrokerCredential {
-            bearer: Some(token_in(path)?),
+            bearer: Some(token_in(path, opened)?),
             client: None,
         }),
         CredentialSource::ClientCertificate { certificate, key } => Ok(BrokerCredential {
             bearer: None,
             client: Some(ClientIdentity {
-                certificate_pem: read_file(certificate)?,
-                key_pem: read_file(key)?,
+                certificate_pem: read_file(certificate, opened)?,
+                key_pem: read_file(key, opened)?,
             }),
         }),
-        CredentialSource::Kubeconfig { path, context } => from_kubeconfig(path, context.as_deref()),
+        CredentialSource::Kubeconfig { path, context } => {
+            from_kubeconfig(path, context.as_deref(), opened)
+        }
     }
 }
 
 /// A token file's token (its first line, trimmed).
-fn token_in(path: &Path) -> Result<String, String> {
-    let bytes = read_file(path)?;
+fn token_in(path: &Path, opened: &mut Opened) -> Result<String, String> {
+    let bytes = read_file(path, opened)?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{} is not text", path.display()))?;
     let token = text.trim();
     if token.is_empty() || token.chars().any(char::is_whitespace) {
@@ -129,9 +150,13 @@ fn token_in(path: &Path) -> Result<String, String> {
 }
 
 /// The user of `context` (or of the current context) in the kubeconfig at `path`.
-fn from_kubeconfig(path: &Path, context: Option<&str>) -> Result<BrokerCredential, String> {
+fn from_kubeconfig(
+    path: &Path,
+    context: Option<&str>,
+    opened: &mut Opened,
+) -> Result<BrokerCredential, String> {
     let shown = path.display();
-    let text = String::from_utf8(read_file(path)?)
+    let text = String::from_utf8(read_file(path, opened)?)
         .map_err(|_| format!("kubeconfig {shown} is not text"))?;
     // The parser's message may quote the file: it is not passed on.
     let config = Kubeconfig::from_yaml(&text)
@@ -154,12 +179,17 @@ fn from_kubeconfig(path: &Path, context: Option<&str>) -> Result<BrokerCredentia
         .and_then(|a| a.auth_info.as_ref())
         .ok_or_else(|| format!("kubeconfig {shown} has no user {user:?}"))?;
     let base = path.parent().unwrap_or(Path::new("/"));
-    user_credential(auth, base).map_err(|why| format!("kubeconfig {shown}, user {user:?}: {why}"))
+    user_credential(auth, base, opened)
+        .map_err(|why| format!("kubeconfig {shown}, user {user:?}: {why}"))
 }
 
 /// A kubeconfig user's token or client certificate; files it names are relative to the
 /// kubeconfig's directory, and checked like it.
-fn user_credential(auth: &AuthInfo, base: &Path) -> Result<BrokerCredential, String> {
+fn user_credential(
+    auth: &AuthInfo,
+    base: &Path,
+    opened: &mut Opened,
+) -> Result<BrokerCredential, String> {
     if auth.exec.is_some() || auth.auth_provider.is_some() || auth.username.is_some() {
         return Err("it authenticates with an exec plugin, an auth provider or a password: give the broker a token or a client certificate".into());
     }
@@ -169,19 +199,19 @@ fn user_credential(auth: &AuthInfo, base: &Path) -> Result<BrokerCredential, Str
     let file = |name: &str| base.join(name);
     let bearer = match (&auth.token, &auth.token_file) {
         (Some(token), _) => Some(token.expose_secret().trim().to_string()),
-        (None, Some(f)) => Some(token_in(&file(f))?),
+        (None, Some(f)) => Some(token_in(&file(f), opened)?),
         (None, None) => None,
     };
-    let pem = |data: Option<&str>,
-               path: Option<&String>,
-               what: &str|
+    let mut pem = |data: Option<&str>,
+                   path: Option<&String>,
+                   what: &str|
      -> Result<Option<Vec<u8>>, String> {
         match (data, path) {
             (Some(data), _) => base64::engine::general_purpose::STANDARD
                 .decode(data.trim())
                 .map(Some)
                 .map_err(|_| format!("its {what} data is not base64")),
-            (None, Some(f)) => read_file(&file(f)).map(Some),
+            (None, Some(f)) => read_file(&file(f), opened).map(Some),
             (None, None) => Ok(None),
         }
     };
@@ -237,6 +267,64 @@ mod tests {
     }
 
     #[test]
+    fn a_symlink_a_fifo_or_a_file_in_a_directory_others_may_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = private(dir.path(), "token", "t\n");
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let inside = private(&open, "token", "t\n");
+        for (path, why) in [
+            (dir.path().join("link"), "is a symbolic link"),
+            (fifo, "is not a regular file"),
+            (inside, "may be written by others"),
+        ] {
+            let source = CredentialSource::TokenFile(path.clone());
+            let err = Credentials::default()
+                .get("onprem", &source)
+                .err()
+                .unwrap_or_else(|| panic!("{} accepted", path.display()));
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_kubeconfigs_token_file_and_context_are_followed_when_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = private(dir.path(), "sa.token", "first\n");
+        let kubeconfig = private(
+            dir.path(),
+            "k",
+            "apiVersion: v1\nkind: Config\n\
+             contexts:\n- name: a\n  context: {cluster: c, user: sa}\n\
+             - name: b\n  context: {cluster: c, user: other}\n\
+             users:\n- name: sa\n  user: {tokenFile: sa.token}\n\
+             - name: other\n  user: {token: other-token}\n",
+        );
+        let with = |context: &str| CredentialSource::Kubeconfig {
+            path: kubeconfig.clone(),
+            context: Some(context.to_string()),
+        };
+        let credentials = Credentials::default();
+        let bearer = |source: &CredentialSource| {
+            credentials
+                .get("onprem", source)
+                .unwrap()
+                .bearer
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(bearer(&with("a")), "first");
+        let next = private(dir.path(), "sa.token.new", "rotated\n");
+        std::fs::rename(next, &token).unwrap();
+        assert_eq!(bearer(&with("a")), "rotated");
+        assert_eq!(bearer(&with("b")), "other-token");
+    }
+
+    #[test]
     fn a_token_file_opened_to_others_after_it_was_read_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = private(dir.path(), "token", "first\n");
@@ -280,11 +368,15 @@ mod tests {
             path: kubeconfig.clone(),
             context: context.map(str::to_string),
         };
-        let credential = read(&with(Some("broker"))).unwrap();
+        let credential = read(&with(Some("broker")), &mut Vec::new()).unwrap();
         assert_eq!(credential.bearer.as_deref(), Some("sa-token"));
-        let err = read(&with(None)).err().expect("an exec user is refused");
+        let err = read(&with(None), &mut Vec::new())
+            .err()
+            .expect("an exec user is refused");
         assert!(err.contains("an exec plugin"), "{err}");
-        let err = read(&with(Some("nope"))).err().expect("no such context");
+        let err = read(&with(Some("nope")), &mut Vec::new())
+            .err()
+            .expect("no such context");
         assert!(err.contains("no context \"nope\""), "{err}");
     }
 }

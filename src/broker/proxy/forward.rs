@@ -25,7 +25,7 @@ use super::labels;
 use super::spdy_status::SpdyExitStatus;
 use super::upstream::{BoxError, ProxyBody, Upstream};
 use super::{MAX_LIST, Proxy, Routed, filter, full, status, status_object};
-use crate::config::{ApiAudit, Config};
+use crate::config::{ApiAudit, ClusterKind, Config};
 use crate::policy::{self, Decision, Verb};
 
 /// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1).
@@ -285,13 +285,26 @@ impl Proxy {
         routed: &Routed,
     ) -> Result<(std::sync::Arc<Upstream>, UpstreamAuth), Response<ProxyBody>> {
         let unavailable = |e: String| status(StatusCode::SERVICE_UNAVAILABLE, &e);
-        let credentials = config
-            .cluster(&routed.cluster)
-            .and_then(|c| c.credentials.as_ref());
-        let credential = credentials
-            .map(|c| self.credentials.get(&routed.cluster, &c.source))
-            .transpose()
-            .map_err(unavailable)?;
+        let settings = config.cluster(&routed.cluster);
+        let credential = match settings.map(|c| (c.kind, c.credentials.as_ref())) {
+            Some((ClusterKind::Kubernetes, Some(c))) => {
+                let read = self.credentials.get(&routed.cluster, &c.source);
+                // The details (a path, its owner and mode) are the broker's log's.
+                let read = read.map_err(|why| {
+                    tracing::error!("{why}");
+                    let cluster = &routed.cluster;
+                    unavailable(format!("the broker cannot use its credential for cluster {cluster}; its log says why"))
+                })?;
+                Some(read)
+            }
+            Some((ClusterKind::Kubernetes, None)) => {
+                return Err(unavailable(format!(
+                    "cluster {} has no credential",
+                    routed.cluster
+                )));
+            }
+            _ => None,
+        };
         let (endpoint, ca_data) = self
             .broker
             .proxy_upstream(config, &caller.account, &routed.grant, &routed.cluster)
@@ -458,6 +471,48 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// An upgrade's hop-by-hop headers: `Upgrade` as the client sent it and `Connection:
+/// Upgrade`, nothing else (a `Connection` naming other headers would have a gateway in
+/// front of the API server drop them: the identity headers, say).
+fn only_the_upgrade(headers: &mut HeaderMap) {
+    let upgrade = headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(headers);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::UPGRADE, upgrade);
+    }
+}
+
+/// Removes `base64url.bearer.authorization.k8s.io.TOKEN` from `Sec-WebSocket-Protocol` (how
+/// browsers pass a token): the cluster gets the proxy's credential only.
+fn drop_protocol_tokens(headers: &mut HeaderMap) {
+    let offered: Vec<String> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if !offered
+        .iter()
+        .any(|p| p.starts_with("base64url.bearer.authorization.k8s.io."))
+    {
+        return;
+    }
+    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    let kept: Vec<&str> = offered
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !p.starts_with("base64url.bearer.authorization.k8s.io."))
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&kept.join(", "))
+        && !kept.is_empty()
+    {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+}
+
 /// The request to the cluster: the client's method, path, query and headers, without its
 /// credentials, `Host` and (unless it upgrades) hop-by-hop headers, with the user's token.
 /// A filtered answer is asked for as JSON, uncompressed.
@@ -483,9 +538,22 @@ fn upstream_request(
     for name in impersonating {
         headers.remove(name);
     }
-    if !upgrade {
+    if upgrade {
+        only_the_upgrade(headers);
+    } else {
         strip_hop_by_hop(headers);
     }
+    // Headers a front proxy would vouch for, and a bearer token in a WebSocket protocol:
+    // none is the client's to send.
+    let remote: Vec<_> = headers
+        .keys()
+        .filter(|h| h.as_str().starts_with("x-remote-"))
+        .cloned()
+        .collect();
+    for name in remote {
+        headers.remove(name);
+    }
+    drop_protocol_tokens(headers);
     token.apply(headers);
     if filtered {
         let table = headers
@@ -1038,5 +1106,36 @@ impl ApiEvent {
             name = self.name.as_deref(), path = self.path.as_deref(),
             command = self.command.as_deref(), exit_code = self.exit_code,
             status = self.status, duration_ms, bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upgrade_keeps_only_its_upgrade_and_no_token_in_its_protocols() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, Impersonate-User"),
+        );
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(
+                "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.c2VjcmV0",
+            ),
+        );
+        only_the_upgrade(&mut headers);
+        drop_protocol_tokens(&mut headers);
+        assert_eq!(headers[header::CONNECTION], "Upgrade");
+        assert_eq!(headers[header::UPGRADE], "websocket");
+        assert!(!headers.contains_key(header::TRANSFER_ENCODING));
+        assert_eq!(headers[header::SEC_WEBSOCKET_PROTOCOL], "v5.channel.k8s.io");
     }
 }

@@ -387,6 +387,20 @@ fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed()
 }
 
+/// Reads the broker's credential for every `kind = "kubernetes"` cluster: one the broker
+/// cannot read or use (a file only root may read while the broker runs as `rolesh`, say)
+/// stops a start or a reload, as an invalid configuration does. The messages name files,
+/// never what they hold.
+pub(crate) fn unusable_credentials(config: &Config) -> Vec<String> {
+    let credentials = credential::Credentials::default();
+    config
+        .clusters
+        .iter()
+        .filter_map(|c| Some((c.name.as_str(), c.credentials.as_ref()?)))
+        .filter_map(|(name, c)| credentials.get(name, &c.source).err())
+        .collect()
+}
+
 /// The exit codes the WebSocket and the SPDY readers find in one upgraded exec's bytes,
 /// each direction read `cut` bytes at a time (the client's first): for the fuzz target
 /// `proxy_policy`, through `crate::proxy_fuzz`.

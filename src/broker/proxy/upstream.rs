@@ -7,8 +7,10 @@
 //! handshake with the cluster. The upgrade pool therefore keeps one spare: opened when a
 //! request names a pod (kubectl GETs the pod before it execs) and when an upgraded
 //! connection ends,
-//! with an anonymous `GET /version` whose answer (200, or 401 where anonymous requests are
-//! off) leaves the connection idle in the pool. No one's credential goes with it.
+//! with a `GET /version` whose answer (200, or 401 where anonymous requests are off) leaves
+//! the connection idle in the pool. No user's token goes with it; on a cluster whose
+//! broker credential is a client certificate, the connection presents that certificate, as
+//! every connection to that cluster does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -221,7 +221,15 @@ impl Reader {
             }
             (Some(d), None) => self.checked(&d.loc, certificate_data(d)),
             (None, Some(p)) if p.value.starts_with('/') => {
-                Some(CertificateAuthority::File(PathBuf::from(&p.value)))
+                // It decides whom the broker trusts with a token: no one else may write it
+                // (a file not there yet is the broker's error when it is needed).
+                let path = PathBuf::from(&p.value);
+                match path.exists() {
+                    true => self
+                        .checked(&p.loc, super::super::trusted_file(&path, false))
+                        .map(|_| CertificateAuthority::File(path)),
+                    false => Some(CertificateAuthority::File(path)),
+                }
             }
             (None, Some(p)) => {
                 self.error(&p.loc, "`ca_file` must be an absolute path");

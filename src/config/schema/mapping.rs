@@ -60,6 +60,10 @@ impl Reader {
             let group = f.required_string("group");
             if let Some(g) = &group {
                 self.checked(&g.loc, values::account_name("group", g));
+                // Its Kubernetes group is `rolesh:GROUP`: it must not be another rule's.
+                if g.value == "default" || g.value.starts_with("user-") {
+                    self.error(&g.loc, format!("group {:?} would share its Kubernetes group rolesh:{} with {}: rename the rule's group", g.value, g.value, if g.value == "default" { "mapping.default_role" } else { "a [mapping.users] rule" }));
+                }
             }
             let rule = self.rule_from_fields(&f, "");
             if let (Some(group), Some(rule)) = (group, rule) {
