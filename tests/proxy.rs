@@ -455,46 +455,19 @@ fn port_forward_through_the_proxy_reaches_an_allowed_pods_port() {
     let env = setup("rpxpf");
     let port = pod_port::line_server();
     for minor in [33, 27] {
-        let mut child = env
-            .kubectl_version(
-                minor,
-                &[
-                    "port-forward",
-                    FRONTEND,
-                    "--address",
-                    "127.0.0.1",
-                    &format!(":{port}"),
-                ],
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        let _ = std::io::BufRead::read_line(&mut stdout, &mut first);
-        // kubectl prints a line for each connection: keep its stdout open.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        // "Forwarding from 127.0.0.1:41234 -> 8080"
-        let local: Option<u16> = first
-            .split_whitespace()
-            .nth(2)
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok());
-        let answers: Vec<String> = local
-            .map(|local| {
-                (0..2)
-                    .map(|n| pod_port::ask(local, &format!("hi {n}")))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let _ = child.kill();
-        let output = child.wait_with_output().unwrap();
+        let forward = &[
+            "port-forward",
+            FRONTEND,
+            "--address",
+            "127.0.0.1",
+            &format!(":{port}"),
+        ];
+        let lines = ["hi 0", "hi 1"];
+        let (answers, said) = through_port_forward(env.kubectl_version(minor, forward), &lines);
         assert_eq!(
             answers,
             ["pod says: hi 0\n", "pod says: hi 1\n"],
-            "kubectl 1.{minor}: {first} {}",
-            String::from_utf8_lossy(&output.stderr)
+            "kubectl 1.{minor}: {said}"
         );
     }
     let forwards = env.cluster_saw("/portforward");
@@ -1034,6 +1007,34 @@ fn helm_through_the_proxy_reaches_the_clusters_rbac_as_the_user() {
     assert!(env.cluster_saw("kube-system").is_empty());
 }
 
+/// Runs `kubectl port-forward` (`command`), sends each of `lines` through the local port it
+/// prints, and stops it: the answers, and what kubectl said (its first line and stderr).
+fn through_port_forward(mut command: Command, lines: &[&str]) -> (Vec<String>, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    let _ = std::io::BufRead::read_line(&mut stdout, &mut first);
+    // kubectl prints a line for each connection: keep its stdout open.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    // "Forwarding from 127.0.0.1:41234 -> 8080"
+    let local: Option<u16> = first
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok());
+    let answers = local
+        .map(|local| lines.iter().map(|l| pod_port::ask(local, l)).collect())
+        .unwrap_or_default();
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let said = format!("{first} {}", String::from_utf8_lossy(&output.stderr));
+    (answers, said)
+}
+
 /// How many sockets the process `pid` has open.
 fn broker_sockets(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -1178,38 +1179,15 @@ fn onprem_exec_and_port_forward_work_through_impersonation() {
     ]));
     assert_eq!((r.code, r.stdout.as_str()), (5, "on\n"), "{}", r.stderr);
     let port = pod_port::line_server();
-    let mut child = env
-        .kubectl_onprem(&[
-            "port-forward",
-            FRONTEND,
-            "--address",
-            "127.0.0.1",
-            &format!(":{port}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    let _ = std::io::BufRead::read_line(&mut stdout, &mut first);
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let local: Option<u16> = first
-        .split_whitespace()
-        .nth(2)
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.parse().ok());
-    let answer = local
-        .map(|l| pod_port::ask(l, "over onprem"))
-        .unwrap_or_default();
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(
-        answer,
-        "pod says: over onprem\n",
-        "{first} {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let forward = &[
+        "port-forward",
+        FRONTEND,
+        "--address",
+        "127.0.0.1",
+        &format!(":{port}"),
+    ];
+    let (answers, said) = through_port_forward(env.kubectl_onprem(forward), &["over onprem"]);
+    assert_eq!(answers, ["pod says: over onprem\n"], "{said}");
     // rolesh exec's and kubectl's execs are audited with their exit codes.
     let codes = || {
         let mut codes: Vec<i64> = env

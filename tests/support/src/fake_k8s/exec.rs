@@ -58,7 +58,8 @@ struct ExecOptions {
     tty: bool,
 }
 
-fn header_values(headers: &HeaderMap, name: header::HeaderName) -> Vec<String> {
+/// The comma-separated values of every `name` header.
+pub(crate) fn header_values(headers: &HeaderMap, name: header::HeaderName) -> Vec<String> {
     headers
         .get_all(name)
         .iter()

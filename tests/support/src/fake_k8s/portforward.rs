@@ -9,12 +9,12 @@
 //! listens on gets the kubelet's message on the error stream.
 
 use super::api::{RequestInfo, bad_request};
-use super::exec::switching_to_websocket;
+use super::exec::{header_values, switching_to_websocket};
 use super::fixture::Pod;
 use super::spdy::{self, Frame, SharedWriter};
 use super::{Body, State};
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, header};
+use http::{Request, Response, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -32,16 +32,6 @@ const PROTOCOL: &str = "portforward.k8s.io";
 /// The WebSocket subprotocol that tunnels it.
 const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 
-fn listed(headers: &HeaderMap, name: header::HeaderName) -> Vec<String> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|v| v.trim().to_owned())
-        .collect()
-}
-
 /// Answers an authorized port-forward request: upgrades it and forwards once upgraded.
 pub(crate) fn portforward(
     _state: &Arc<State>,
@@ -56,9 +46,9 @@ pub(crate) fn portforward(
         ));
     }
     let target = format!("{}/{}", pod.namespace, pod.name);
-    let upgrade = listed(req.headers(), header::UPGRADE);
+    let upgrade = header_values(req.headers(), header::UPGRADE);
     if upgrade.iter().any(|u| u.eq_ignore_ascii_case("websocket")) {
-        let offered = listed(req.headers(), header::SEC_WEBSOCKET_PROTOCOL);
+        let offered = header_values(req.headers(), header::SEC_WEBSOCKET_PROTOCOL);
         if !offered.iter().any(|p| p == TUNNEL_PROTOCOL) {
             return bad_request(&format!(
                 "none of the offered subprotocols {offered:?} is supported; this server \
