@@ -167,14 +167,14 @@ impl Proxy {
         };
         event.status = answer.status().as_u16();
         if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, answer.status()) {
-            event.tap = match event.is_exec_or_attach() {
-                true if channel_protocol(&answer) => Tap::WebSocket,
-                true if spdy_channel_protocol(&answer) => Tap::Spdy,
-                _ => Tap::None,
+            let exit = match event.is_exec_or_attach() {
+                true if channel_protocol(&answer) => Exit::WebSocket(ExitStatus::default()),
+                true if spdy_channel_protocol(&answer) => Exit::Spdy(Box::default()),
+                _ => Exit::None,
             };
             let server = hyper::upgrade::on(&mut answer);
             let session = caller.session.is_some().then(|| caller.clone());
-            let spliced = splice(client, server, event, config.audit.api, session, held);
+            let spliced = splice(client, server, exit, event, config.audit.api, session, held);
             tokio::spawn(async move {
                 spliced.await;
                 // The next exec finds a connection ready (opened now, not while this one
@@ -321,7 +321,7 @@ impl Proxy {
                 credential.bearer.as_deref(),
                 &routed.grant,
                 session.map(|s| s.as_str()),
-                &crate::system::hostname(),
+                self.broker.hostname(),
             ),
             None => {
                 let token = self
@@ -387,15 +387,8 @@ fn spdy_channel_protocol<B>(answer: &Response<B>) -> bool {
         && header("x-stream-protocol-version") == Some("v4.channel.k8s.io")
 }
 
-/// Which exit-code reader an upgraded exec or attach gets.
-#[derive(Clone, Copy)]
-enum Tap {
-    None,
-    WebSocket,
-    Spdy,
-}
-
-/// The exit-code reader of one upgraded connection.
+/// The exit-code reader of one upgraded connection (`None`: not an exec or attach whose
+/// status can be read).
 enum Exit {
     None,
     WebSocket(ExitStatus),
@@ -403,14 +396,6 @@ enum Exit {
 }
 
 impl Exit {
-    fn for_tap(tap: Tap) -> Exit {
-        match tap {
-            Tap::None => Exit::None,
-            Tap::WebSocket => Exit::WebSocket(ExitStatus::default()),
-            Tap::Spdy => Exit::Spdy(Box::default()),
-        }
-    }
-
     fn client_bytes(&mut self, bytes: &[u8]) {
         if let Exit::Spdy(spdy) = self {
             spdy.client_bytes(bytes);
@@ -829,55 +814,33 @@ impl Body for ChannelBody {
 }
 
 /// Exec, attach or port-forward after `101 Switching Protocols`: bytes both ways until
-/// both sides have closed; then the audit event, with the bytes and, for a WebSocket exec
-/// or attach, the command's exit code (read from the server's side as it passes).
+/// both sides have closed; then the audit event, with the bytes and, for an exec or attach,
+/// the command's exit code (`exit` reads it as the bytes pass).
 async fn splice(
     client: hyper::upgrade::OnUpgrade,
     server: hyper::upgrade::OnUpgrade,
+    exit: Exit,
     mut event: ApiEvent,
     policy: ApiAudit,
     session: Option<Caller>,
     _held: Option<Admission>,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (Ok(client), Ok(server)) = (client.await, server.await) else {
         return event.emit(policy, 0);
     };
     let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(client));
     let (mut server_read, mut server_write) = tokio::io::split(TokioIo::new(server));
     // Both directions run in this task and take the reader in turn, never across an await.
-    let exit = Mutex::new(Exit::for_tap(event.tap));
-    let up = async {
-        let mut buffer = vec![0u8; 64 << 10];
-        let mut moved = 0u64;
-        while let Ok(n) = client_read.read(&mut buffer).await
-            && n > 0
-        {
-            // Read before it is forwarded: the server cannot answer a stream first.
-            exit.lock().expect("exit lock").client_bytes(&buffer[..n]);
-            if server_write.write_all(&buffer[..n]).await.is_err() {
-                break;
-            }
-            moved += n as u64;
+    let exit = Mutex::new(exit);
+    let look = |up: bool, bytes: &[u8]| {
+        let mut exit = exit.lock().expect("exit lock");
+        match up {
+            true => exit.client_bytes(bytes),
+            false => exit.server_bytes(bytes),
         }
-        let _ = server_write.shutdown().await;
-        moved
     };
-    let down = async {
-        let mut buffer = vec![0u8; 64 << 10];
-        let mut moved = 0u64;
-        while let Ok(n) = server_read.read(&mut buffer).await
-            && n > 0
-        {
-            if client_write.write_all(&buffer[..n]).await.is_err() {
-                break;
-            }
-            exit.lock().expect("exit lock").server_bytes(&buffer[..n]);
-            moved += n as u64;
-        }
-        let _ = client_write.shutdown().await;
-        moved
-    };
+    let up = copy_looked_at(&mut client_read, &mut server_write, |b| look(true, b));
+    let down = copy_looked_at(&mut server_read, &mut client_write, |b| look(false, b));
     // An exec or port-forward does not outlive its session: both sides are closed when it
     // ends (even if the client's socket is held by a process outside it).
     let session_ended = async {
@@ -893,6 +856,30 @@ async fn splice(
     event.status = 101;
     event.exit_code = exit.lock().expect("exit lock").code();
     event.emit(policy, moved);
+}
+
+/// Copies `from` to `to` until either side ends, then shuts `to`; each read is shown to
+/// `look` before it is forwarded (the client's bytes must be: the server cannot answer a
+/// stream before it has been seen). The bytes moved.
+async fn copy_looked_at(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    mut look: impl FnMut(&[u8]),
+) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut moved = 0u64;
+    while let Ok(n) = from.read(&mut buffer).await
+        && n > 0
+    {
+        look(&buffer[..n]);
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+        moved += n as u64;
+    }
+    let _ = to.shutdown().await;
+    moved
 }
 
 /// A response whose body (a watch, `logs -f`) ends when the caller's session does.
@@ -1005,8 +992,6 @@ pub(super) struct ApiEvent {
     command: Option<String>,
     /// Whether this is an exec or attach over WebSocket (`v4`/`v5.channel.k8s.io`), whose
     /// exit code the proxy can read.
-    /// How the exit code of an exec or attach is read as it passes.
-    tap: Tap,
     exit_code: Option<i32>,
     status: u16,
     refused: bool,
@@ -1037,7 +1022,6 @@ impl ApiEvent {
                 .is_none()
                 .then(|| super::shortened(request.uri().path())),
             command: command.filter(|c| !c.is_empty()),
-            tap: Tap::None,
             exit_code: None,
             status: 0,
             refused: false,
