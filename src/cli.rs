@@ -213,6 +213,8 @@ pub(crate) enum RbacPart {
     AccessEntries,
     /// What lets the broker impersonate users on each `kind = "kubernetes"` cluster
     Impersonation,
+    /// What the bastion's own role needs for `[[discovery]]` (ListClusters, DescribeCluster)
+    Discovery,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -408,6 +410,7 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
                 RbacPart::Iam => rbac::Part::Iam,
                 RbacPart::AccessEntries => rbac::Part::AccessEntries,
                 RbacPart::Impersonation => rbac::Part::Impersonation,
+                RbacPart::Discovery => rbac::Part::Discovery,
             }),
             identity: match identity {
                 IdentityArg::AwsAuth => rbac::Identity::AwsAuth,

@@ -3,8 +3,10 @@
 use serde::Serialize;
 
 use crate::config::{Config, ConfigSource, values};
+use crate::discovery;
 use crate::error::{EXIT_DENIED, EXIT_OK, EXIT_USAGE, Failure};
 use crate::mapping::{self, Decision, DenialKind, Grant};
+use crate::protocol::{DiscoverySeen, Request};
 use crate::system;
 
 pub(crate) fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8, Failure> {
@@ -20,11 +22,12 @@ pub(crate) fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8
                 "no such user: {user} (explain looks users up through NSS)"
             ))
         })?;
-    let decision = mapping::decide(&loaded.config, &account, &system::hostname());
+    let config = with_discovered(&loaded.config);
+    let decision = mapping::decide(&config, &account, &system::hostname());
     if as_json {
         println!("{}", to_json(&decision));
     } else {
-        print!("{}", to_text(&decision, &loaded.config));
+        print!("{}", to_text(&decision, &config));
     }
     match &decision.outcome {
         Ok(_) => Ok(EXIT_OK),
@@ -34,6 +37,29 @@ pub(crate) fn run(source: &ConfigSource, user: &str, as_json: bool) -> Result<u8
                 DenialKind::Invalid => EXIT_USAGE,
                 DenialKind::Denied | DenialKind::Unmapped => EXIT_DENIED,
             })
+        }
+    }
+}
+
+/// The configuration with the clusters `[[discovery]]` takes from what the broker last saw
+/// (asked over its socket: root only). Without an answer, the configured clusters alone,
+/// and a note on stderr.
+fn with_discovered(config: &Config) -> Config {
+    if config.discovery.is_empty() {
+        return config.clone();
+    }
+    let socket = crate::client::socket_path(false);
+    match crate::client::call::<DiscoverySeen>(&socket, &Request::Discovered {}) {
+        Ok(seen) => {
+            let selection = discovery::select(config, &seen.regions);
+            discovery::with_clusters(config, &selection.clusters)
+        }
+        Err(e) => {
+            eprintln!(
+                "rolesh: discovered clusters are not shown: the broker did not say what [[discovery]] found: {}",
+                e.message
+            );
+            config.clone()
         }
     }
 }
@@ -116,6 +142,12 @@ fn grant_text(g: &Grant, config: &Config) -> String {
             ),
         };
         out.push_str(&line);
+        if let Some(found) = &c.discovered {
+            out.push_str(&format!(
+                "    discovered {found}; shown if {} may eks:DescribeCluster it\n",
+                g.role_arn
+            ));
+        }
         if c.namespaces.is_empty() {
             out.push_str("    all namespaces (RBAC decides)\n");
         }

@@ -15,6 +15,7 @@ mod broker;
 mod check;
 mod cli;
 mod client;
+mod discovery;
 mod error;
 mod exec;
 mod explain;

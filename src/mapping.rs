@@ -198,6 +198,12 @@ fn visible_clusters(clusters: &[ClusterSettings], account: &Account) -> Vec<Clus
             default_namespace: c.default_namespace.clone(),
             namespaces: c.namespaces.clone(),
             access: c.access,
+            discovered: c.discovered.as_ref().map(|d| {
+                format!(
+                    "in {} by [[discovery]] #{} ({})",
+                    c.region, d.block, c.origin
+                )
+            }),
         })
         .collect()
 }

@@ -24,6 +24,7 @@ fn demo() -> ClusterView {
         default_namespace: None,
         namespaces: vec![ns("web", &["app=frontend"]), ns("jobs", &[])],
         access: ClusterRoute::Proxy,
+        discovered: None,
     }
 }
 

@@ -11,15 +11,81 @@ use rolesh_testkit::fake_aws::{FakeAws, FakeAwsOptions};
 use serde_json::Value;
 use std::process::Command;
 
-common::harness::tests!(root: [assume_role_describe_cluster_and_caller_identity_through_moto]);
+common::harness::tests!(
+    root: [
+        assume_role_describe_cluster_and_caller_identity_through_moto,
+        clusters_created_in_moto_with_tags_are_discovered,
+    ]
+);
 
 fn moto_create_cluster(moto: &Moto, name: &str) {
+    moto_create_tagged_cluster(moto, name, "us-east-1", "{}");
+}
+
+/// `create_cluster` in moto, in `region`, with `tags` (a Python dict literal).
+fn moto_create_tagged_cluster(moto: &Moto, name: &str, region: &str, tags: &str) {
     let script = format!(
-        "import boto3; c = boto3.client('eks', region_name='us-east-1', endpoint_url='{}', aws_access_key_id='testing', aws_secret_access_key='testing'); \
-         c.create_cluster(name='{name}', roleArn='arn:aws:iam::123456789012:role/eks', resourcesVpcConfig={{}})",
+        "import boto3; c = boto3.client('eks', region_name='{region}', endpoint_url='{}', aws_access_key_id='testing', aws_secret_access_key='testing'); \
+         c.create_cluster(name='{name}', roleArn='arn:aws:iam::123456789012:role/eks', resourcesVpcConfig={{}}, tags={tags})",
         moto.url()
     );
     stdout_of_success(Command::new("python3").args(["-c", &script]));
+}
+
+/// `[[discovery]]` against moto's EKS: ListClusters and DescribeCluster (tags included) as
+/// an implementation nobody here wrote answers them, in two regions.
+fn clusters_created_in_moto_with_tags_are_discovered() {
+    require("moto[server] and boto3", moto_available());
+    let user = TestUser::create("rbmhelga", &[]);
+    let moto = Moto::start();
+    moto_create_tagged_cluster(&moto, "moto-web", "us-east-1", "{'team': 'platform'}");
+    moto_create_tagged_cluster(
+        &moto,
+        "moto-data",
+        "eu-west-1",
+        "{'team': 'platform', 'tier': 'db'}",
+    );
+    moto_create_tagged_cluster(&moto, "moto-other", "us-east-1", "{'team': 'web'}");
+    moto_create_cluster(&moto, "moto-untagged");
+    let unused = FakeAws::start_in_background(FakeAwsOptions::default()).unwrap();
+    let config = "[mapping]\ndefault_role = \"arn:aws:iam::123456789012:role/bastion-{user}\"\n\
+        [[discovery]]\nregions = [\"us-east-1\", \"eu-west-1\"]\ntags = { team = \"platform\" }\n";
+    let b = BrokerProc::start_against(unused, &moto.url(), ("testing", "testing"), "", config);
+    let answers = b.raw(user.uid(), &[r#"{"v":1,"op":"whoami"}"#]);
+    let mut found: Vec<(String, String)> = answers[0]["clusters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}\n{}", answers[0], b.log()))
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().into(),
+                c["region"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("moto-data".to_string(), "eu-west-1".to_string()),
+            ("moto-web".to_string(), "us-east-1".to_string())
+        ],
+        "{}",
+        b.log()
+    );
+    // The endpoint and CA are moto's, from its DescribeCluster.
+    let a = &b.raw(
+        user.uid(),
+        &[r#"{"v":1,"op":"cluster","cluster":"moto-data"}"#],
+    )[0];
+    assert!(
+        a["endpoint"].as_str().unwrap().starts_with("https://"),
+        "{a}"
+    );
+    assert!(
+        !a["certificateAuthorityData"].as_str().unwrap().is_empty(),
+        "{a}"
+    );
 }
 
 fn assume_role_describe_cluster_and_caller_identity_through_moto() {

@@ -30,6 +30,7 @@ common::harness::tests!(
         // `ssh bastion CMD`
         kubectl_over_ssh_sees_the_in_memory_contexts,
         the_cluster_sees_the_unix_user,
+        kubectl_over_ssh_reaches_a_cluster_found_by_discovery,
         helm_reaches_the_cluster_as_the_user,
         rbac_still_refuses_kube_system,
         sshd_environment_does_not_reach_the_command,
@@ -111,6 +112,42 @@ fn the_cluster_sees_the_unix_user() {
         !users.is_empty() && users.iter().all(|u| u.as_deref() == Some(ALICE)),
         "{users:?}"
     );
+}
+
+/// A bastion whose configuration has `[[discovery]]` and no `[[cluster]]`: the session's
+/// kubeconfig holds what the broker found, and kubectl over ssh reaches it as the user.
+fn kubectl_over_ssh_reaches_a_cluster_found_by_discovery() {
+    let fx = fixture();
+    fx.with_discovering_broker(|| {
+        let r = run(&mut fx.ssh(
+            ALICE,
+            &[],
+            &["kubectl", "config", "get-contexts", "-o", "name"],
+        ));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let contexts: Vec<&str> = r.stdout.lines().collect();
+        assert!(contexts.contains(&"demo/web"), "{contexts:?}");
+        assert!(contexts.contains(&"staging/web"), "{contexts:?}");
+        assert!(
+            !r.stdout.contains("next") && !r.stdout.contains("sandbox"),
+            "{contexts:?}"
+        );
+        let r = run(&mut fx.ssh(
+            ALICE,
+            &[],
+            &[
+                "kubectl",
+                "--context",
+                "staging/web",
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+        ));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.stdout.trim(), ALICE);
+    });
 }
 
 /// helm loads the same in-memory kubeconfig (client-go's loader, as kubectl does): it

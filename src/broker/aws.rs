@@ -13,6 +13,7 @@ use aws_sdk_sts::error::ProvideErrorMetadata;
 use crate::config::{Config, StsEndpoint};
 use crate::error::error_chain;
 use crate::mapping::Grant;
+pub(crate) use crate::protocol::EksCluster;
 use crate::protocol::{ErrorCode, WireError};
 
 /// Attempts per STS call (the first and 7 retries): survives a burst of throttling.
@@ -154,41 +155,109 @@ impl Aws {
         name: &str,
         region: &str,
     ) -> Result<ClusterInfo, WireError> {
+        let described = self
+            .describe_eks(role, name, region)
+            .await
+            .map_err(|e| WireError::new(ErrorCode::Sts, e.message().to_string()))?;
+        match (described.endpoint, described.ca_data) {
+            (Some(endpoint), Some(ca_data)) => Ok(ClusterInfo { endpoint, ca_data }),
+            _ => Err(WireError::new(
+                ErrorCode::Sts,
+                format!("cluster {name} has no endpoint or CA yet (is it still creating?)"),
+            )),
+        }
+    }
+
+    /// An EKS client for `region`, with `role`'s credentials or the broker's own.
+    fn eks(&self, role: Option<&RoleCredentials>, region: &str) -> aws_sdk_eks::Client {
         let mut conf =
             aws_sdk_eks::config::Builder::from(&self.sdk).region(Region::new(region.to_string()));
         if let Some(role) = role {
             conf = conf.credentials_provider(role.credentials.clone());
         }
-        let out = aws_sdk_eks::Client::from_conf(conf.build())
+        aws_sdk_eks::Client::from_conf(conf.build())
+    }
+
+    /// DescribeCluster, all of what `[[discovery]]` looks at.
+    pub(crate) async fn describe_eks(
+        &self,
+        role: Option<&RoleCredentials>,
+        name: &str,
+        region: &str,
+    ) -> Result<EksCluster, EksError> {
+        let out = self
+            .eks(role, region)
             .describe_cluster()
             .name(name)
             .send()
             .await
             .map_err(|e| {
-                let detail = detail(&e);
-                WireError::new(
-                    ErrorCode::Sts,
-                    format!("EKS DescribeCluster {name} failed: {detail}"),
-                )
+                let message = format!(
+                    "EKS DescribeCluster {name} in {region} failed: {}",
+                    detail(&e)
+                );
+                match e.code() {
+                    Some("AccessDeniedException" | "ResourceNotFoundException") => {
+                        EksError::Refused(message)
+                    }
+                    _ => EksError::Failed(message),
+                }
             })?;
         let cluster = out.cluster().ok_or_else(|| {
-            WireError::new(
-                ErrorCode::Sts,
-                format!("EKS DescribeCluster {name} returned no cluster"),
-            )
+            EksError::Failed(format!("EKS DescribeCluster {name} returned no cluster"))
         })?;
-        match (
-            cluster.endpoint(),
-            cluster.certificate_authority().and_then(|c| c.data()),
-        ) {
-            (Some(endpoint), Some(ca)) => Ok(ClusterInfo {
-                endpoint: endpoint.to_string(),
-                ca_data: ca.to_string(),
-            }),
-            _ => Err(WireError::new(
-                ErrorCode::Sts,
-                format!("cluster {name} has no endpoint or CA yet (is it still creating?)"),
-            )),
+        Ok(EksCluster {
+            name: name.to_string(),
+            region: region.to_string(),
+            status: cluster
+                .status()
+                .map_or_else(|| "UNKNOWN".to_string(), |s| s.as_str().to_string()),
+            tags: cluster
+                .tags()
+                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            endpoint: cluster.endpoint().map(str::to_string),
+            ca_data: cluster
+                .certificate_authority()
+                .and_then(|c| c.data())
+                .map(str::to_string),
+        })
+    }
+
+    /// Every cluster name in `region` (ListClusters, all pages), with the broker's own
+    /// credentials.
+    pub(crate) async fn list_clusters_as_broker(
+        &self,
+        region: &str,
+    ) -> Result<Vec<String>, String> {
+        let mut pages = self
+            .eks(None, region)
+            .list_clusters()
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| format!("EKS ListClusters in {region} failed: {}", detail(&e)))?;
+            names.extend(page.clusters().iter().cloned());
+        }
+        Ok(names)
+    }
+}
+
+/// Why DescribeCluster gave no cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EksError {
+    /// The caller may not see it, or it is gone: an answer, not a failure.
+    Refused(String),
+    /// No answer (throttled past the retries, down, unreachable).
+    Failed(String),
+}
+
+impl EksError {
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            EksError::Refused(m) | EksError::Failed(m) => m,
         }
     }
 }

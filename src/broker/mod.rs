@@ -8,6 +8,7 @@
 pub(crate) mod aws;
 mod cache;
 mod connections;
+mod discovery;
 mod events;
 mod proxy;
 pub(crate) use proxy::exit_codes as proxy_exit_codes;
@@ -84,6 +85,7 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate()).map_err(signal_failure)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
     let broker = Arc::new(Broker::new(config).await);
+    tokio::spawn(discover(Arc::clone(&broker)));
     start_proxy(&broker).await.map_err(Failure::runtime)?;
     let (listener, bound) = listen(socket)?;
     let mut connections = tokio::task::JoinSet::new();
@@ -122,6 +124,22 @@ async fn serve(
         );
     }
     Ok(())
+}
+
+/// `[[discovery]]`: asks EKS now and every `discovery_refresh`, and again at once on a
+/// reload. Without blocks there is nothing to wait for.
+async fn discover(broker: Arc<Broker>) {
+    loop {
+        let config = broker.base_config();
+        match config.discovery.is_empty() {
+            true => broker.discovery().mark_done(),
+            false => broker.refresh_discovery().await,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.broker.discovery_refresh) => {}
+            _ = broker.discovery().woken() => {}
+        }
+    }
 }
 
 /// How often dropped session events are looked at for their report (each uid's is
@@ -166,10 +184,9 @@ async fn reload(broker: &Arc<Broker>, source: &ConfigSource) {
 /// broker answers anyone, so a session never gets an endpoint that is not there.
 async fn start_proxy(broker: &Arc<Broker>) -> Result<(), String> {
     let config = broker.config();
-    let wanted = config
-        .clusters
-        .iter()
-        .any(|c| c.access == crate::config::ClusterRoute::Proxy);
+    let proxied = crate::config::ClusterRoute::Proxy;
+    let wanted = config.clusters.iter().any(|c| c.access == proxied)
+        || config.discovery.iter().any(|d| d.access == proxied);
     if !wanted || broker.proxy_running() {
         return Ok(());
     }

@@ -14,22 +14,31 @@ use tracing::{info, warn};
 use super::aws::{Aws, ClusterInfo, RoleCredentials};
 use super::cache::{ClusterCache, CredentialCache, RoleKey, Source, TokenCache};
 use super::connections::Connections;
+use super::discovery::{Discovery, EksKey};
 use super::events::{EventLimits, Verdict};
 use super::quota::{DiskSpace, Quotas};
 use super::recording;
 use super::sessions;
-use crate::config::{CertificateAuthority, ClusterRoute, Config, StsEndpoint};
+use crate::config::{CertificateAuthority, ClusterRoute, ClusterSettings, Config, StsEndpoint};
+use crate::discovery;
 use crate::mapping::{self, ClusterView, DenialKind, Grant};
 use crate::protocol::{
-    Ack, ClusterEndpoint, ErrorCode, MAX_LINE, ProcessCredentials, RecordStart, Recorded, Request,
-    SessionEvent, SessionEventKind, SessionStart, Token, Whoami, WireError,
+    Ack, ClusterEndpoint, DiscoverySeen, ErrorCode, MAX_LINE, ProcessCredentials, RecordStart,
+    Recorded, Request, SessionEvent, SessionEventKind, SessionStart, Token, Whoami, WireError,
 };
 use crate::session_id::SessionId;
 use crate::system::{self, Account};
 use crate::token::{self, StsEndpoints};
 
 pub(super) struct Broker {
+    /// The configuration as read, without discovered clusters.
+    base: RwLock<Arc<Config>>,
+    /// What the broker answers with: `base` and the clusters `[[discovery]]` found.
     config: RwLock<Arc<Config>>,
+    /// Held while `config` is made from `base` and what discovery saw, so that a reload
+    /// and a refresh cannot undo each other.
+    applying: std::sync::Mutex<()>,
+    discovery: Discovery,
     aws: RwLock<Arc<Aws>>,
     credentials: CredentialCache,
     tokens: TokenCache,
@@ -70,8 +79,12 @@ impl Peer {
 impl Broker {
     pub(super) async fn new(config: Config) -> Broker {
         let aws = Aws::new(&config).await;
+        let config = Arc::new(config);
         Broker {
-            config: RwLock::new(Arc::new(config)),
+            base: RwLock::new(Arc::clone(&config)),
+            config: RwLock::new(config),
+            applying: std::sync::Mutex::new(()),
+            discovery: Discovery::default(),
             aws: RwLock::new(Arc::new(aws)),
             credentials: CredentialCache::default(),
             tokens: TokenCache::default(),
@@ -107,11 +120,69 @@ impl Broker {
         Arc::clone(&self.aws.read().expect("aws lock"))
     }
 
-    /// Puts a new, already validated configuration in force (SIGHUP).
+    /// The configuration as read, without what discovery found.
+    pub(super) fn base_config(&self) -> Arc<Config> {
+        Arc::clone(&self.base.read().expect("config lock"))
+    }
+
+    pub(super) fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
+    /// Puts a new, already validated configuration in force (SIGHUP), with the clusters
+    /// discovery last saw as its `[[discovery]]` blocks take them, and asks EKS again.
     pub(super) async fn replace_config(&self, config: Config) {
         let aws = Aws::new(&config).await;
         *self.aws.write().expect("aws lock") = Arc::new(aws);
-        *self.config.write().expect("config lock") = Arc::new(config);
+        *self.base.write().expect("config lock") = Arc::new(config);
+        self.apply_discovery();
+        self.discovery.wake();
+    }
+
+    /// The configuration in force becomes the base one with the clusters discovery saw, as
+    /// its blocks take them; returns what was chosen.
+    fn apply_discovery(&self) -> discovery::Selection {
+        let _applying = self.applying.lock().expect("apply lock");
+        let base = self.base_config();
+        let selection = discovery::select(&base, &self.discovery.seen());
+        let effective = discovery::with_clusters(&base, &selection.clusters);
+        let before = discovered_names(&self.config());
+        for c in selection
+            .clusters
+            .iter()
+            .filter(|c| !before.contains(&c.name))
+        {
+            info!(cluster = %c.name, region = %c.region, origin = %c.origin, "cluster discovered");
+        }
+        let after = discovered_names(&effective);
+        for gone in before.iter().filter(|n| !after.contains(n)) {
+            info!(cluster = %gone, "cluster no longer discovered");
+        }
+        *self.config.write().expect("config lock") = Arc::new(effective);
+        selection
+    }
+
+    /// One discovery: every region listed and its clusters described with the broker's own
+    /// credentials. A region that fails keeps its last good answer, and its failure is an
+    /// `error` event.
+    pub(super) async fn refresh_discovery(&self) {
+        let base = self.base_config();
+        let started = std::time::Instant::now();
+        let fetched = discovery::fetch(&self.aws(), &base).await;
+        let failures = self.discovery.record(&base, fetched);
+        for (region, why) in &failures {
+            warn!(target: "rolesh::audit", event = "error",
+                reason = %format!("cluster discovery in {region} failed; serving its last good list: {why}"));
+        }
+        let selection = self.apply_discovery();
+        info!(
+            clusters = selection.clusters.len(),
+            left_out = selection.left_out.len(),
+            failed_regions = failures.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "discovery refreshed"
+        );
+        self.discovery.mark_done();
     }
 
     /// Serves one connection until the client closes it, breaks a limit, or idles.
@@ -289,6 +360,10 @@ impl Broker {
         account: &Result<Account, WireError>,
         request: Result<Request, WireError>,
     ) -> String {
+        // A cluster discovered late would be missing from a session's kubeconfig for good.
+        if request.as_ref().is_ok_and(Request::names_clusters) {
+            self.discovery.first_discovery().await;
+        }
         let config = self.config();
         if let Err(e) = self.rate_limit(peer, &config) {
             return e.to_line();
@@ -323,10 +398,24 @@ impl Broker {
                     .session_end(peer, &session_id, &reason)
                     .map(|a| line(&a));
             }
+            Request::Discovered {} if peer.is_root() => {
+                return Ok(line(&DiscoverySeen {
+                    regions: self.discovery.seen(),
+                }));
+            }
+            Request::Discovered {} => {
+                return Err(WireError::new(
+                    ErrorCode::Denied,
+                    "only root may ask what discovery saw (rolesh explain)",
+                ));
+            }
             _ => {}
         }
         let account = account.as_ref().map_err(Clone::clone)?;
-        let grant = self.grant(config, peer, account)?;
+        let grant = match request {
+            Request::Credentials {} => self.grant(config, peer, account)?,
+            _ => self.visible_grant(config, peer, account).await?,
+        };
         match request {
             Request::Whoami {} => Ok(line(&Whoami {
                 user: account.name.clone(),
@@ -371,7 +460,8 @@ impl Broker {
             Request::Record(_)
             | Request::Event { .. }
             | Request::SessionStart(_)
-            | Request::SessionEnd { .. } => {
+            | Request::SessionEnd { .. }
+            | Request::Discovered {} => {
                 Err(WireError::new(ErrorCode::BadRequest, "unexpected request"))
             }
         }
@@ -418,7 +508,7 @@ impl Broker {
             pid: Some(start.login_pid as i32),
             ..user
         };
-        let grant = self.grant(config, &user, &account)?;
+        let grant = self.visible_grant(config, &user, &account).await?;
         Ok(line(&Whoami {
             user: account.name,
             uid: account.uid,
@@ -561,6 +651,115 @@ impl Broker {
         })
     }
 
+    /// The mapping decision, its discovered clusters narrowed to those the user's own role
+    /// may describe: IAM decides who sees a discovered cluster, as it does for the endpoint
+    /// of one written without.
+    async fn visible_grant(
+        &self,
+        config: &Config,
+        peer: &Peer,
+        account: &Account,
+    ) -> Result<Grant, WireError> {
+        let mut grant = self.grant(config, peer, account)?;
+        let discovered: Vec<&ClusterSettings> = grant
+            .clusters
+            .iter()
+            .filter_map(|v| config.cluster(&v.name))
+            .filter(|c| c.discovered.is_some())
+            .collect();
+        if discovered.is_empty() {
+            return Ok(grant);
+        }
+        let describable = self.describable(config, account, &grant, &discovered).await;
+        grant.clusters.retain(|v| {
+            config
+                .cluster(&v.name)
+                .is_none_or(|c| c.discovered.is_none() || describable.contains(&eks_key(c)))
+        });
+        Ok(grant)
+    }
+
+    /// Which of the discovered `clusters` the user's role may DescribeCluster: asked once
+    /// per user and refresh, one asking at a time per user. A cluster whose answer failed
+    /// keeps the user's previous verdict (none: not shown until the next refresh).
+    async fn describable(
+        &self,
+        config: &Config,
+        account: &Account,
+        grant: &Grant,
+        clusters: &[&ClusterSettings],
+    ) -> std::collections::HashSet<EksKey> {
+        let entry = self
+            .discovery
+            .verdicts((account.uid, grant.role_arn.clone()));
+        let mut verdicts = entry.lock().await;
+        let generation = self.discovery.generation();
+        let stale = verdicts.generation != generation;
+        let ask: Vec<EksKey> = clusters
+            .iter()
+            .map(|c| eks_key(c))
+            .filter(|k| stale || !verdicts.visible.contains_key(k))
+            .collect();
+        if !ask.is_empty() {
+            // Without the role's credentials nothing is stamped: asked again next request.
+            if let Some(answers) = self.ask_describe(config, account, grant, &ask).await {
+                for key in ask {
+                    let previous = verdicts.visible.get(&key).copied().unwrap_or(false);
+                    let verdict = answers.get(&key).copied().flatten().unwrap_or(previous);
+                    verdicts.visible.insert(key, verdict);
+                }
+                verdicts.generation = generation;
+            }
+        }
+        verdicts
+            .visible
+            .iter()
+            .filter(|(_, visible)| **visible)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// DescribeCluster with the user's own role for each of `ask`: `Some(true)` answered,
+    /// `Some(false)` refused (AccessDenied, or gone), `None` failed. `None` as a whole when
+    /// the role's credentials could not be had.
+    async fn ask_describe(
+        &self,
+        config: &Config,
+        account: &Account,
+        grant: &Grant,
+        ask: &[EksKey],
+    ) -> Option<std::collections::HashMap<EksKey, Option<bool>>> {
+        let (_, creds) = self.role_credentials(config, account, grant).await.ok()?;
+        let aws = self.aws();
+        let limit = Arc::new(tokio::sync::Semaphore::new(USER_DESCRIBE_CONCURRENCY));
+        let mut asking = tokio::task::JoinSet::new();
+        for key in ask.iter().cloned() {
+            let (aws, limit, creds) = (Arc::clone(&aws), Arc::clone(&limit), creds.clone());
+            asking.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let answer = tokio::time::timeout(
+                    USER_DESCRIBE_TIMEOUT,
+                    aws.describe_eks(Some(&creds), &key.0, &key.1),
+                )
+                .await;
+                let verdict = match answer {
+                    Ok(Ok(_)) => Some(true),
+                    Ok(Err(super::aws::EksError::Refused(_))) => Some(false),
+                    Ok(Err(super::aws::EksError::Failed(_))) | Err(_) => None,
+                };
+                (key, verdict)
+            });
+        }
+        let mut answers = std::collections::HashMap::new();
+        while let Some(Ok((key, verdict))) = asking.join_next().await {
+            answers.insert(key, verdict);
+        }
+        let shown = answers.values().filter(|v| **v == Some(true)).count();
+        info!(user = %account.name, role_arn = %grant.role_arn, asked = answers.len(), shown,
+            "discovered clusters checked with the user's role");
+        Some(answers)
+    }
+
     async fn role_credentials(
         &self,
         config: &Config,
@@ -600,6 +799,10 @@ impl Broker {
         session_id: Option<&SessionId>,
     ) -> Result<Token, WireError> {
         let access = visible(grant, cluster)?;
+        // A discovered `prod@eu-west-1` is `prod` to EKS, which the token names.
+        let eks_name = config
+            .cluster(cluster)
+            .map_or(cluster, ClusterSettings::eks_name);
         let (key, creds) = self.role_credentials(config, account, grant).await?;
         let endpoints = match config.aws.sts_endpoint {
             StsEndpoint::Legacy => StsEndpoints::Legacy,
@@ -611,7 +814,7 @@ impl Broker {
             .get_or_sign(&key, cluster, session_id, &creds, || {
                 token::presign(
                     &creds.credentials,
-                    cluster,
+                    eks_name,
                     &host,
                     &signing_region,
                     SystemTime::now(),
@@ -713,8 +916,13 @@ impl Broker {
         })
     }
 
-    pub(super) fn proxy_grant(&self, config: &Config, account: &Account) -> Result<Grant, String> {
-        self.grant(config, &Peer::of(account), account)
+    pub(super) async fn proxy_grant(
+        &self,
+        config: &Config,
+        account: &Account,
+    ) -> Result<Grant, String> {
+        self.visible_grant(config, &Peer::of(account), account)
+            .await
             .map_err(|e| e.message)
     }
 
@@ -757,6 +965,27 @@ impl Peer {
             pidfd: None,
         }
     }
+}
+
+/// DescribeCluster calls with one user's role in flight at once.
+const USER_DESCRIBE_CONCURRENCY: usize = 8;
+
+/// How long one of them may take, retries included: a login does not wait for an EKS that
+/// does not answer (the user's previous verdict stands).
+const USER_DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn eks_key(cluster: &ClusterSettings) -> EksKey {
+    (cluster.eks_name().to_string(), cluster.region.clone())
+}
+
+/// The names of the discovered clusters `config` holds.
+fn discovered_names(config: &Config) -> Vec<String> {
+    config
+        .clusters
+        .iter()
+        .filter(|c| c.discovered.is_some())
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// The `error` event for session events dropped by the rate limit.

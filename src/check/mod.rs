@@ -2,6 +2,7 @@
 
 use crate::broker::aws::Aws;
 use crate::config::{Config, ConfigSource};
+use crate::discovery;
 use crate::error::{EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, Failure};
 use crate::paths;
 use std::path::Path;
@@ -43,6 +44,12 @@ pub(crate) fn run(
     for line in cluster_routes(&loaded.config) {
         println!("{line}");
     }
+    for line in discovery_blocks(&loaded.config) {
+        println!("{line}");
+    }
+    for note in discovery::overlaps(&loaded.config) {
+        println!("note: {note}");
+    }
     if !sshd_passes_nothing_dangerous(sshd_config) {
         return Ok(EXIT_USAGE);
     }
@@ -53,37 +60,17 @@ pub(crate) fn run(
 }
 
 /// Asks DescribeCluster, with the broker's credentials (the default chain), for every
-/// cluster whose endpoint is not in the configuration; lists those it cannot describe.
+/// cluster whose endpoint is not in the configuration, and runs `[[discovery]]` once;
+/// lists what it cannot describe, and what discovery found and left out.
 fn describe_clusters(config: &Config) -> Result<u8, Failure> {
-    let pending: Vec<_> = config
-        .clusters
-        .iter()
-        .filter(|c| c.endpoint.is_none())
-        .collect();
-    if pending.is_empty() {
-        println!("clusters: every endpoint is in the configuration");
-        return Ok(EXIT_OK);
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the AWS client: {e}")))?;
     let failed = runtime.block_on(async {
-        let aws = Aws::new(config).await;
-        let mut failed = 0;
-        for c in pending {
-            match aws.describe_cluster_as_broker(&c.name, &c.region).await {
-                Ok(info) => println!("cluster {} ({}): {}", c.name, c.region, info.endpoint),
-                Err(e) => {
-                    failed += 1;
-                    println!(
-                        "cluster {} ({}): cannot describe: {}",
-                        c.name, c.region, e.message
-                    );
-                }
-            }
-        }
-        failed
+        let aws = std::sync::Arc::new(Aws::new(config).await);
+        describe_listed(&aws, config).await + discover(&aws, config).await
     });
     if failed > 0 {
         eprintln!(
@@ -93,6 +80,78 @@ fn describe_clusters(config: &Config) -> Result<u8, Failure> {
         return Ok(EXIT_RUNTIME);
     }
     Ok(EXIT_OK)
+}
+
+/// DescribeCluster for each `[[cluster]]` written without its endpoint; how many failed.
+async fn describe_listed(aws: &Aws, config: &Config) -> usize {
+    let pending: Vec<_> = config
+        .clusters
+        .iter()
+        .filter(|c| c.endpoint.is_none())
+        .collect();
+    if pending.is_empty() {
+        println!("clusters: every [[cluster]] endpoint is in the configuration");
+    }
+    let mut failed = 0;
+    for c in pending {
+        match aws.describe_cluster_as_broker(&c.name, &c.region).await {
+            Ok(info) => println!("cluster {} ({}): {}", c.name, c.region, info.endpoint),
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "cluster {} ({}): cannot describe: {}",
+                    c.name, c.region, e.message
+                );
+            }
+        }
+    }
+    failed
+}
+
+/// One `[[discovery]]` run, as the broker would make it: the clusters found, those left
+/// out and why, and the regions that failed (their count).
+async fn discover(aws: &std::sync::Arc<Aws>, config: &Config) -> usize {
+    if config.discovery.is_empty() {
+        return 0;
+    }
+    let fetched = discovery::fetch(aws, config).await;
+    let mut seen = std::collections::BTreeMap::new();
+    let mut failed = 0;
+    for (region, answer) in fetched {
+        match answer {
+            Ok(clusters) => {
+                seen.insert(region, clusters);
+            }
+            Err(why) => {
+                failed += 1;
+                println!("discovery in {region}: cannot list or describe its clusters: {why}");
+            }
+        }
+    }
+    let selection = discovery::select(config, &seen);
+    for c in &selection.clusters {
+        let number = c.discovered.as_ref().map_or(0, |d| d.block);
+        println!(
+            "discovered {} ({}, by [[discovery]] #{number}): {}",
+            c.name,
+            c.region,
+            c.endpoint.as_deref().unwrap_or_default()
+        );
+    }
+    for l in &selection.left_out {
+        println!("left out {} ({}): {}", l.name, l.region, l.reason);
+    }
+    println!(
+        "discovery: {} cluster{} found, {} left out",
+        selection.clusters.len(),
+        if selection.clusters.len() == 1 {
+            ""
+        } else {
+            "s"
+        },
+        selection.left_out.len()
+    );
+    failed
 }
 
 /// `PATH (+N drop-ins): N users, M group rules, K clusters, L namespaces`.
@@ -118,7 +177,51 @@ pub(crate) fn summary(config: &Config) -> String {
         } else {
             ", no default role"
         },
-    )
+    ) + &match config.discovery.len() {
+        0 => String::new(),
+        1 => ", 1 discovery block".to_string(),
+        n => format!(", {n} discovery blocks"),
+    }
+}
+
+/// What each `[[discovery]]` looks for and how its clusters are reached.
+fn discovery_blocks(config: &Config) -> Vec<String> {
+    config
+        .discovery
+        .iter()
+        .map(|d| {
+            let globs = |g: &[crate::config::NameGlob]| {
+                g.iter()
+                    .map(|g| g.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut line = format!(
+                "discovery #{}: EKS clusters in {}",
+                d.number,
+                d.regions.join(", ")
+            );
+            if !d.tags.is_empty() {
+                let tags: Vec<String> = d.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                line.push_str(&format!(" tagged {}", tags.join(", ")));
+            }
+            if !d.names.is_empty() {
+                line.push_str(&format!(" named {}", globs(&d.names)));
+            }
+            if !d.exclude.is_empty() {
+                line.push_str(&format!(" but not {}", globs(&d.exclude)));
+            }
+            let route = match d.access {
+                crate::config::ClusterRoute::Proxy => "through the API proxy",
+                crate::config::ClusterRoute::Direct => "direct",
+            };
+            line.push_str(&format!(
+                ", {route} (refreshed every {}; `rolesh check --describe` runs it once)",
+                crate::config::values::short(config.broker.discovery_refresh)
+            ));
+            line
+        })
+        .collect()
 }
 
 fn socket_status(what: &str, socket: &std::path::Path, unit: &str) -> String {

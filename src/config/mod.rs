@@ -61,7 +61,10 @@ pub(crate) use word_enum;
 pub struct Config {
     pub aws: AwsSettings,
     pub mapping: MappingSettings,
+    /// The `[[cluster]]` blocks; in the broker, the clusters `[[discovery]]` found too.
     pub clusters: Vec<ClusterSettings>,
+    /// `[[discovery]]`, in file order.
+    pub discovery: Vec<DiscoverySettings>,
     pub session: SessionSettings,
     pub overrides: Vec<SessionOverride>,
     pub broker: BrokerSettings,
@@ -152,7 +155,80 @@ pub struct ClusterSettings {
     pub kind: ClusterKind,
     /// The broker's own credential for a `kubernetes` cluster.
     pub credentials: Option<ClusterCredentials>,
+    /// Where it is written (`PATH:LINE:COL`); for a discovered cluster, its `[[discovery]]`.
     pub origin: String,
+    /// Found by `[[discovery]]` rather than written as a `[[cluster]]`.
+    pub discovered: Option<Discovered>,
+}
+
+impl ClusterSettings {
+    /// The cluster's name at EKS, which its tokens name (`prod` for `prod@eu-west-1`).
+    pub fn eks_name(&self) -> &str {
+        self.discovered
+            .as_ref()
+            .map_or(self.name.as_str(), |d| d.eks_name.as_str())
+    }
+}
+
+/// How a cluster was found: which `[[discovery]]` took it, under which EKS name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    pub eks_name: String,
+    /// The block's number (`[[discovery]] #1` is the first in file order).
+    pub block: usize,
+}
+
+/// `[[discovery]]`: EKS clusters the broker finds with ListClusters and DescribeCluster in
+/// its own name, and what each one it takes gets (as a `[[cluster]]` would say).
+#[derive(Debug, Clone)]
+pub struct DiscoverySettings {
+    /// 1 for the first block in file order: `[[discovery]] #1` in messages.
+    pub number: usize,
+    pub regions: Vec<String>,
+    /// Tags a cluster must all carry, with these values.
+    pub tags: Vec<(String, String)>,
+    /// A cluster's name must match one of these; empty: any name.
+    pub names: Vec<NameGlob>,
+    /// A name matching one of these is left out.
+    pub exclude: Vec<NameGlob>,
+    pub default_namespace: Option<String>,
+    /// Who sees the clusters found; `None` means every mapped user.
+    pub groups: Option<Vec<String>>,
+    pub namespaces: Vec<NamespaceSettings>,
+    pub access: ClusterRoute,
+    /// Where the block is written (`PATH:LINE:COL`).
+    pub origin: String,
+}
+
+impl DiscoverySettings {
+    /// Whether this block takes a cluster named `name` in `region`, tags aside.
+    pub fn takes_name(&self, region: &str, name: &str) -> bool {
+        self.regions.iter().any(|r| r == region)
+            && (self.names.is_empty() || self.names.iter().any(|g| g.matches(name)))
+            && !self.exclude.iter().any(|g| g.matches(name))
+    }
+}
+
+/// A shell-style glob on cluster names (`prod-*`, `*-sandbox`, `team-?`).
+#[derive(Debug, Clone)]
+pub struct NameGlob {
+    pub text: String,
+    pattern: glob::Pattern,
+}
+
+impl NameGlob {
+    pub fn parse(text: &str) -> Result<NameGlob, String> {
+        let pattern =
+            glob::Pattern::new(text).map_err(|e| format!("invalid glob {text:?}: {}", e.msg))?;
+        Ok(NameGlob {
+            text: text.to_string(),
+            pattern,
+        })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        self.pattern.matches(name)
+    }
 }
 
 /// Whether `path` may hold a cluster credential, and its content: a regular file (no
@@ -408,6 +484,8 @@ pub struct BrokerSettings {
     /// The proxy's CA (its key readable by the broker's user alone), kept across restarts
     /// so that running sessions' kubeconfigs stay valid.
     pub proxy_ca_dir: PathBuf,
+    /// How often `[[discovery]]` asks EKS again.
+    pub discovery_refresh: Duration,
 }
 
 impl Default for BrokerSettings {
@@ -421,6 +499,7 @@ impl Default for BrokerSettings {
             require_session: true,
             proxy_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7443)),
             proxy_ca_dir: PathBuf::from("/var/lib/rolesh/proxy"),
+            discovery_refresh: Duration::from_secs(300),
         }
     }
 }

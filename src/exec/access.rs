@@ -138,6 +138,7 @@ mod tests {
                         ns("jobs", &[]),
                     ],
                     access: crate::config::ClusterRoute::Direct,
+                    discovered: None,
                 },
                 ClusterView {
                     name: "open".into(),
@@ -145,6 +146,7 @@ mod tests {
                     default_namespace: None,
                     namespaces: vec![],
                     access: crate::config::ClusterRoute::Direct,
+                    discovered: None,
                 },
             ],
             exec_command: Some(vec!["/bin/sh".into()]),

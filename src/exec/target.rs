@@ -108,12 +108,17 @@ impl Target {
     }
 }
 
-/// rolesh's config allows cluster names in the characters EKS allows.
+/// rolesh's config allows cluster names in the characters EKS allows; a discovered one
+/// found in several regions is `NAME@REGION`.
 fn is_cluster_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 100
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    let (name, region) = s.split_once('@').unwrap_or((s, "x"));
+    let word = |w: &str, extra: char| {
+        !w.is_empty()
+            && w.len() <= 100
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == extra)
+    };
+    word(name, '_') && word(region, '-')
 }
 
 fn merge(slot: &mut Option<String>, flag: Option<&str>, name: &str) -> Result<(), Failure> {

@@ -23,6 +23,7 @@ fn demo() -> ClusterView {
             ns("jobs", &[]),
         ],
         access: crate::config::ClusterRoute::Proxy,
+        discovered: None,
     }
 }
 

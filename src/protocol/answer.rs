@@ -62,12 +62,39 @@ pub struct ClusterView {
     pub namespaces: Vec<NamespaceSettings>,
     /// Straight to the cluster, or through the broker's proxy.
     pub access: ClusterRoute,
+    /// For a cluster `[[discovery]]` found: where and by which block
+    /// (`in us-east-1 by [[discovery]] #1 (PATH:LINE:COL)`).
+    #[serde(deserialize_with = "required")]
+    pub discovered: Option<String>,
 }
 
 impl ClusterView {
     pub fn allows_namespace(&self, namespace: &str) -> bool {
         self.namespaces.is_empty() || self.namespaces.iter().any(|n| n.name == namespace)
     }
+}
+
+/// `discovered`: the clusters EKS showed the broker's last good discovery, per region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySeen {
+    pub regions: std::collections::BTreeMap<String, Vec<EksCluster>>,
+}
+
+/// What DescribeCluster says of a cluster, as `[[discovery]]` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EksCluster {
+    pub name: String,
+    pub region: String,
+    /// `ACTIVE`, `CREATING`, `UPDATING`, `DELETING`, `FAILED`, `PENDING`.
+    pub status: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+    #[serde(deserialize_with = "required")]
+    pub endpoint: Option<String>,
+    /// Base64 PEM.
+    #[serde(deserialize_with = "required")]
+    pub ca_data: Option<String>,
 }
 
 /// `cluster`: where a cluster is and which CA signs its certificate.

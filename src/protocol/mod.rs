@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use answer::{
-    Ack, ClusterEndpoint, ClusterView, ExecCredential, Grant, ProcessCredentials, Recorded, Token,
-    Whoami,
+    Ack, ClusterEndpoint, ClusterView, DiscoverySeen, EksCluster, ExecCredential, Grant,
+    ProcessCredentials, Recorded, Token, Whoami,
 };
 pub use event::{RESERVED, SessionEvent, SessionEventKind};
 
@@ -64,6 +64,9 @@ pub enum Request {
         session_id: SessionId,
         reason: String,
     },
+    /// What `[[discovery]]` last saw in each region (root only: `rolesh explain`).
+    /// Answer: [`DiscoverySeen`].
+    Discovered {},
 }
 
 /// `session_start`: which user's session, and where it lives.
@@ -77,6 +80,17 @@ pub struct SessionStart {
 }
 
 impl Request {
+    /// Whether the answer names the user's clusters (and so waits for the first discovery).
+    pub fn names_clusters(&self) -> bool {
+        matches!(
+            self,
+            Request::Whoami {}
+                | Request::Token { .. }
+                | Request::Cluster { .. }
+                | Request::SessionStart(_)
+        )
+    }
+
     /// The op's name, as the line spells it.
     pub fn op(&self) -> &'static str {
         match self {
@@ -88,6 +102,7 @@ impl Request {
             Request::Event { .. } => "event",
             Request::SessionStart(_) => "session_start",
             Request::SessionEnd { .. } => "session_end",
+            Request::Discovered {} => "discovered",
         }
     }
 

@@ -46,6 +46,7 @@ pub(crate) enum Part {
     Iam,
     AccessEntries,
     Impersonation,
+    Discovery,
 }
 
 pub(crate) fn run(request: &Request) -> Result<u8, Failure> {
@@ -84,6 +85,14 @@ pub(crate) fn run(request: &Request) -> Result<u8, Failure> {
                 .collect();
             print!("{}", kubernetes_text(&objects, json));
         }
+        Some(Part::Discovery) => match &generated.discovery {
+            Some(policy) => print!("{}", document_text(policy, json)),
+            None => {
+                return Err(Failure::usage(
+                    "no [[discovery]] in the configuration: the bastion's role needs no discovery policy",
+                ));
+            }
+        },
         None => {
             print!("{}", kubernetes_text(&generated.kubernetes, json));
             if let Some(note) = left_out(&generated) {
@@ -126,6 +135,9 @@ fn left_out(g: &Generated) -> Option<String> {
     }
     if g.access_entries.is_some() {
         parts.push("the EKS access entries (--only access-entries)".to_string());
+    }
+    if g.discovery.is_some() {
+        parts.push("the bastion role's [[discovery]] policy (--only discovery)".to_string());
     }
     if !g.impersonation.is_empty() {
         let clusters: Vec<&str> = g.impersonation.iter().map(|i| i.cluster.as_str()).collect();
@@ -178,6 +190,8 @@ struct Rule {
     clusters: Vec<(String, String)>,
     /// Every cluster its users see, `kubernetes` ones included.
     all_clusters: Vec<String>,
+    /// The `[[discovery]]` blocks whose clusters its users may see (by `groups`).
+    discovery: Vec<crate::config::DiscoverySettings>,
 }
 
 /// A Kubernetes object `rolesh rbac` generates.
@@ -243,6 +257,8 @@ pub(crate) struct Generated {
     pub(crate) iam: Vec<RolePolicies>,
     /// For each `kind = "kubernetes"` cluster, what lets the broker impersonate its users.
     pub(crate) impersonation: Vec<impersonation::Impersonation>,
+    /// What the bastion's own role needs for `[[discovery]]`.
+    pub(crate) discovery: Option<PolicyDocument>,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -265,6 +281,7 @@ pub(crate) fn generate(config: &Config, identity: Identity, bastion_role: &str) 
         access_entries,
         iam,
         impersonation,
+        discovery: discovery_policy(config, bastion_role),
         warnings,
     }
 }
@@ -304,7 +321,18 @@ fn rules(config: &Config) -> (Vec<Rule>, Vec<String>) {
             .strip_prefix("mapping.groups[group=")
             .and_then(|g| g.strip_suffix(']'))
             .map(str::to_string);
+        let discovery = config
+            .discovery
+            .iter()
+            .filter(|d| {
+                d.groups
+                    .as_ref()
+                    .is_none_or(|gs| gs.iter().any(|g| groups.contains(g)))
+            })
+            .cloned()
+            .collect();
         rules.push(Rule {
+            discovery,
             all_clusters: seen.iter().map(|c| c.name.clone()).collect(),
             name,
             kube_group,
@@ -636,6 +664,12 @@ fn iam(config: &Config, rules: &[Rule], bastion_role: &str) -> Vec<RolePolicies>
                 .map(|(name, region)| {
                     format!("arn:{partition}:eks:{region}:{account}:cluster/{name}")
                 })
+                .chain(
+                    rules
+                        .iter()
+                        .flat_map(|r| &r.discovery)
+                        .flat_map(|d| discovery_arns(d, &partition, &account)),
+                )
                 .collect();
             clusters.sort();
             clusters.dedup();
@@ -651,6 +685,79 @@ fn iam(config: &Config, rules: &[Rule], bastion_role: &str) -> Vec<RolePolicies>
             }
         })
         .collect()
+}
+
+/// The clusters a `[[discovery]]` may take, as IAM resource ARNs: each region, each name
+/// glob (a `[...]` class becomes `?`, IAM having no classes; `exclude` cannot be said).
+fn discovery_arns(
+    block: &crate::config::DiscoverySettings,
+    partition: &str,
+    account: &str,
+) -> Vec<String> {
+    let names: Vec<String> = match block.names.is_empty() {
+        true => vec!["*".to_string()],
+        false => block.names.iter().map(|g| iam_wildcard(&g.text)).collect(),
+    };
+    block
+        .regions
+        .iter()
+        .flat_map(|region| {
+            names
+                .iter()
+                .map(move |n| format!("arn:{partition}:eks:{region}:{account}:cluster/{n}"))
+        })
+        .collect()
+}
+
+/// A name glob in IAM's wildcards: `*` and `?` as they are, a `[...]` class as `?`.
+fn iam_wildcard(glob: &str) -> String {
+    let mut out = String::new();
+    let mut in_class = false;
+    for c in glob.chars() {
+        match (in_class, c) {
+            (false, '[') => {
+                in_class = true;
+                out.push('?');
+            }
+            (true, ']') => in_class = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// What the bastion's own role (the broker's base credentials) needs for `[[discovery]]`:
+/// ListClusters, which IAM cannot narrow to a resource, and DescribeCluster on what each
+/// block may take, where the cluster carries the block's tags. `None` without a block.
+fn discovery_policy(config: &Config, bastion_role: &str) -> Option<PolicyDocument> {
+    if config.discovery.is_empty() {
+        return None;
+    }
+    let account = bastion_role.split(':').nth(4).unwrap_or_default();
+    let partition = bastion_role.split(':').nth(1).unwrap_or("aws");
+    let list = Statement::allow(
+        "RoleshDiscoveryList",
+        &["eks:ListClusters"],
+        Some(vec!["*".into()]),
+    );
+    let mut statements = vec![list];
+    for d in &config.discovery {
+        let mut describe = Statement::allow(
+            &format!("RoleshDiscoveryDescribe{}", d.number),
+            &["eks:DescribeCluster"],
+            Some(discovery_arns(d, partition, account)),
+        );
+        for (key, value) in &d.tags {
+            describe = describe.when(
+                "StringEquals",
+                &format!("aws:ResourceTag/{key}"),
+                ConditionValue::One(value.clone()),
+            );
+        }
+        statements.push(describe);
+    }
+    Some(PolicyDocument::new(statements))
 }
 
 /// The bastion's role may assume this role, set the source identity and tag the session;
@@ -748,6 +855,9 @@ pub(crate) fn files(g: &Generated) -> Vec<(String, String)> {
             format!("kubernetes/impersonation-{}.yaml", i.cluster),
             yaml_stream(&i.objects),
         ));
+    }
+    if let Some(policy) = &g.discovery {
+        files.push(("iam/bastion.discovery.json".into(), pretty(policy)));
     }
     for role in &g.iam {
         let name = values::role_name(&role.role_arn).to_string();

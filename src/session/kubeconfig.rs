@@ -251,6 +251,7 @@ mod tests {
                 default_namespace: Some("web".into()),
                 namespaces: vec![ns("web"), ns("jobs")],
                 access: crate::config::ClusterRoute::Direct,
+                discovered: None,
             },
             endpoint: ClusterEndpoint {
                 name: "prod".into(),

@@ -186,6 +186,26 @@ impl BrokerProc {
         Self::start_stack_proxying_in(drop_in, proxied, false)
     }
 
+    /// The stack with `[[discovery]]` instead of `[[cluster]]` (StackOptions::discovery), in
+    /// `dir`; `edit` may add to the fake EKS before the broker starts. Answers processes
+    /// outside sessions unless `for_sessions`.
+    pub fn start_stack_discovering_in(
+        dir: tempfile::TempDir,
+        drop_in: &str,
+        for_sessions: bool,
+        edit: impl FnOnce(&Stack),
+    ) -> BrokerProc {
+        let drop_in = match for_sessions {
+            true => drop_in.to_string(),
+            false => outside_sessions(drop_in),
+        };
+        let options = rolesh_testkit::stack::StackOptions {
+            onprem: false,
+            discovery: true,
+        };
+        Self::start_stack_with(dir, &drop_in, options, |config| config, edit)
+    }
+
     fn start_stack_proxying_in(drop_in: &str, proxied: &[&str], onprem: bool) -> BrokerProc {
         let dir = super::session_visible_tempdir("rolesh-broker");
         let ca_dir = dir.path().join("proxy-ca");
@@ -210,15 +230,26 @@ impl BrokerProc {
         onprem: bool,
         edit: impl FnOnce(String) -> String,
     ) -> BrokerProc {
+        let options = rolesh_testkit::stack::StackOptions {
+            onprem,
+            discovery: false,
+        };
+        Self::start_stack_with(dir, drop_in, options, edit, |_| {})
+    }
+
+    fn start_stack_with(
+        dir: tempfile::TempDir,
+        drop_in: &str,
+        options: rolesh_testkit::stack::StackOptions,
+        edit: impl FnOnce(String) -> String,
+        before_start: impl FnOnce(&Stack),
+    ) -> BrokerProc {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let stack_dir = dir.path().join("stack");
         std::fs::create_dir(&stack_dir).unwrap();
         std::fs::set_permissions(&stack_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let stack = match onprem {
-            true => Stack::start_with_onprem(&stack_dir),
-            false => Stack::start(&stack_dir),
-        }
-        .expect("testkit stack");
+        let stack = Stack::start_with(&stack_dir, options).expect("testkit stack");
+        before_start(&stack);
         let config = std::fs::read_to_string(stack_dir.join("config.toml")).unwrap();
         std::fs::write(stack_dir.join("config.toml"), edit(config)).unwrap();
         std::fs::set_permissions(

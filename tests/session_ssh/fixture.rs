@@ -314,6 +314,28 @@ impl Fixture {
         result
     }
 
+    /// Runs `f` with another broker in force: one on a stack whose EKS clusters are found
+    /// by `[[discovery]]` alone (no `[[cluster]]` in its configuration), with this
+    /// fixture's mapping and session settings.
+    pub(crate) fn with_discovering_broker<R>(&self, f: impl FnOnce() -> R) -> R {
+        let own = tempfile::Builder::new()
+            .prefix("discovering")
+            .tempdir_in(self.dir.path())
+            .unwrap();
+        let audit = self.dir.subdir("audit-discovering");
+        let broker = BrokerProc::start_stack_discovering_in(own, &drop_in(&audit), true, |_| {});
+        let config = std::fs::read_to_string(broker.config_path().join("config.toml")).unwrap();
+        assert!(
+            config.contains("[[discovery]]") && !config.contains("[[cluster]]"),
+            "{config}"
+        );
+        link_compiled_in(&broker.socket(), BROKER_SOCKET);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        link_compiled_in(&self.broker.socket(), BROKER_SOCKET);
+        drop(broker);
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
     /// The pid of the monitor daemon.
     pub(crate) fn monitor_pid(&self) -> u32 {
         self.monitor.pid().expect("the monitor runs")

@@ -227,8 +227,9 @@ impl Proxy {
             Ok(_) => return status(StatusCode::FORBIDDEN, "your rolesh session has ended"),
             Err(why) => return status(StatusCode::FORBIDDEN, why),
         };
+        self.broker.discovery().first_discovery().await;
         let config = self.broker.config();
-        match self.route(&config, caller, &request) {
+        match self.route(&config, caller, &request).await {
             Ok(routed) => {
                 let response = self.forward(&config, caller, &routed, request).await;
                 forward::bound_to_session(response, caller)
@@ -242,7 +243,7 @@ impl Proxy {
     }
 
     /// The cluster, the API request and the policy's decision, or the refusal.
-    fn route(
+    async fn route(
         &self,
         config: &Config,
         caller: &Caller,
@@ -263,6 +264,7 @@ impl Proxy {
         let grant = self
             .broker
             .proxy_grant(config, &caller.account)
+            .await
             .map_err(|e| (StatusCode::FORBIDDEN, e))?;
         let view = grant
             .cluster(cluster)

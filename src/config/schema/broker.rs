@@ -63,6 +63,9 @@ impl Reader {
         {
             broker.proxy_listen = addr;
         }
+        if let Some(d) = f.duration("discovery_refresh", Duration::from_secs(1), 24 * HOUR) {
+            broker.discovery_refresh = d;
+        }
         if let Some(dir) = f.absolute_path("proxy_ca_dir") {
             broker.proxy_ca_dir = dir.value.into();
         }

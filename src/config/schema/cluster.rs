@@ -69,6 +69,33 @@ impl Reader {
             self.checked(&e.loc, values::endpoint_url(e));
         }
         let ca = self.certificate_authority(f, endpoint.as_ref());
+        let reach = self.reach(f, "cluster", aws);
+        self.kind_fits(
+            f,
+            kind,
+            reach.access,
+            endpoint.is_some(),
+            credentials.is_some(),
+        );
+        Some(ClusterSettings {
+            name: String::new(),
+            region: region?,
+            endpoint: endpoint.map(|e| e.value.trim_end_matches('/').to_string()),
+            certificate_authority: ca,
+            default_namespace: reach.default_namespace,
+            groups: reach.groups,
+            namespaces: reach.namespaces,
+            access: reach.access,
+            kind,
+            credentials,
+            origin: String::new(),
+            discovered: None,
+        })
+    }
+
+    /// What a `[[cluster]]` or a `[[discovery]]` (`section`) says of how its clusters are
+    /// reached: the namespace allowlist, the default namespace, who sees them, and the route.
+    pub(super) fn reach(&self, f: &Fields<'_>, section: &str, aws: Option<&AwsSettings>) -> Reach {
         let namespaces = f
             .get("namespace")
             .map(|n| self.namespaces(n, &f.path))
@@ -78,7 +105,7 @@ impl Reader {
             && !namespaces.is_empty()
             && !namespaces.iter().any(|n| n.name == ns.value)
         {
-            self.error(&ns.loc, format!("default namespace {:?} is not one of this cluster's [[cluster.namespace]] entries", ns.value));
+            self.error(&ns.loc, format!("default namespace {:?} is not one of this {section}'s [[{section}.namespace]] entries", ns.value));
         }
         let groups = f.strings("groups").map(|gs| {
             gs.into_iter()
@@ -98,20 +125,12 @@ impl Reader {
         {
             self.error(&at.loc, "`access = \"proxy\"` cannot go with `[aws] expose_credentials = true`: sessions would hold the role's credentials, and `aws eks get-token` reaches the cluster around the proxy");
         }
-        self.kind_fits(f, kind, access, endpoint.is_some(), credentials.is_some());
-        Some(ClusterSettings {
-            name: String::new(),
-            region: region?,
-            endpoint: endpoint.map(|e| e.value.trim_end_matches('/').to_string()),
-            certificate_authority: ca,
+        Reach {
             default_namespace: default_namespace.map(|n| n.value),
             groups,
             namespaces,
             access,
-            kind,
-            credentials,
-            origin: String::new(),
-        })
+        }
     }
 
     /// What a `kind` asks of the rest of its `[[cluster]]`.
@@ -280,6 +299,14 @@ impl Reader {
         }
         out
     }
+}
+
+/// How the clusters of a `[[cluster]]` or `[[discovery]]` are reached, and by whom.
+pub(super) struct Reach {
+    pub(super) default_namespace: Option<String>,
+    pub(super) groups: Option<Vec<String>>,
+    pub(super) namespaces: Vec<NamespaceSettings>,
+    pub(super) access: ClusterRoute,
 }
 
 /// The name a `kubernetes` cluster knows the broker's credential by, unless

@@ -6,6 +6,7 @@ mod audit;
 mod aws;
 mod broker;
 mod cluster;
+mod discovery;
 mod mapping;
 mod read;
 mod session;
@@ -57,6 +58,7 @@ fn read_sections(reader: &Reader, root: &Table, start: Loc, files: Vec<PathBuf>)
         .required_table("mapping")
         .and_then(|t| reader.mapping(t));
     let clusters = reader.clusters(top.get("cluster"), aws.as_ref());
+    let discovery = reader.discovery(top.get("discovery"), aws.as_ref());
     let (session, overrides) = reader.session_section(top.get("session"));
     let broker = reader.broker(top.get("broker"), aws.as_ref());
     let audit = reader.audit(top.get("audit"));
@@ -65,6 +67,7 @@ fn read_sections(reader: &Reader, root: &Table, start: Loc, files: Vec<PathBuf>)
         aws: aws?,
         mapping: mapping?,
         clusters,
+        discovery,
         session,
         overrides,
         broker,

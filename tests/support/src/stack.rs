@@ -18,6 +18,9 @@
 //! - with `onprem` ([`Stack::start_with_onprem`], and `rolesh-testkit up`): a third cluster
 //!   that is not EKS, its `[[cluster]]` in `config.toml` and the broker's token for it in
 //!   `onprem.token` (0600).
+//! - with `[[discovery]]` ([`StackOptions::discovery`], `rolesh-testkit up --discovery`):
+//!   `config.toml` finds the EKS clusters by tag instead of naming them (onprem's
+//!   `[[cluster]]` is then `config.d/50-onprem.toml`; read the stack as `--config DIR`).
 //!
 //! `rolesh-testkit up --dir DIR` runs a stack in the background (and writes `DIR/pid`);
 //! `rolesh-testkit down --dir DIR` stops it.
@@ -84,7 +87,7 @@ impl Stack {
     /// Starts the fake AWS and the clusters (each on its own runtime thread) and writes the
     /// files into `dir` (created if missing; `env` last).
     pub fn start(dir: &Path) -> io::Result<Self> {
-        Self::start_inner(dir, false)
+        Self::start_with(dir, StackOptions::default())
     }
 
     /// Like [`Stack::start`], plus `onprem`: a cluster that is not EKS. Its API server
@@ -94,10 +97,18 @@ impl Stack {
     /// that group may read pods and exec and port-forward into them in its namespaces. Its
     /// `[[cluster]]` (kind `kubernetes`, through the API proxy) is in `config.toml`.
     pub fn start_with_onprem(dir: &Path) -> io::Result<Self> {
-        Self::start_inner(dir, true)
+        Self::start_with(
+            dir,
+            StackOptions {
+                onprem: true,
+                ..StackOptions::default()
+            },
+        )
     }
 
-    fn start_inner(dir: &Path, onprem: bool) -> io::Result<Self> {
+    /// A stack with what `options` asks for besides its two EKS clusters.
+    pub fn start_with(dir: &Path, options: StackOptions) -> io::Result<Self> {
+        let StackOptions { onprem, discovery } = options;
         std::fs::create_dir_all(dir)?;
         match std::fs::remove_file(dir.join("env")) {
             Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
@@ -114,7 +125,9 @@ impl Stack {
                 .map_err(io::Error::other)?;
             let k8s = FakeK8s::start_in_background(options)?;
             aws.handle().add_cluster(
-                EksCluster::new(spec.name, k8s.endpoint(), k8s.ca_data()).in_region(spec.region),
+                EksCluster::new(spec.name, k8s.endpoint(), k8s.ca_data())
+                    .in_region(spec.region)
+                    .with_tag(DISCOVERY_TAG.0, DISCOVERY_TAG.1),
             );
             write_atomically(&dir.join(format!("ca-{}.pem", spec.name)), k8s.ca_pem())?;
             running.push(k8s);
@@ -130,9 +143,21 @@ impl Stack {
             onprem,
         };
         write_atomically(&dir.join("rbac.yaml"), &rbac)?;
-        let mut config = stack.config_toml(&specs);
+        if discovery {
+            add_undiscovered_clusters(&stack.aws);
+        }
+        let mut config = stack.config_toml(&specs, discovery);
         if let Some(k8s) = &stack.onprem {
-            config.push_str(&onprem_toml(k8s, &dir.join("onprem.token")));
+            let onprem = onprem_toml(k8s, &dir.join("onprem.token"));
+            match discovery {
+                // config.toml holds `[[discovery]]` alone; onprem, which no EKS lists, is a
+                // drop-in (the stack is then read as `--config DIR`).
+                true => {
+                    std::fs::create_dir_all(dir.join("config.d"))?;
+                    write_atomically(&dir.join("config.d/50-onprem.toml"), &onprem)?;
+                }
+                false => config.push_str(&onprem),
+            }
         }
         write_atomically(&dir.join("config.toml"), &config)?;
         write_atomically(&dir.join("env"), &stack.env_file())?;
@@ -182,7 +207,7 @@ impl Stack {
             .collect()
     }
 
-    fn config_toml(&self, specs: &[StackCluster]) -> String {
+    fn config_toml(&self, specs: &[StackCluster], discovery: bool) -> String {
         let mut toml = format!(
             "# Written by rolesh-testkit: a fake AWS at {aws} and fake EKS clusters on 127.0.0.1.\n\
              # Every user maps to role/bastion-USER; the clusters' RBAC (rbac.yaml) lets them list\n\
@@ -192,6 +217,10 @@ impl Stack {
             aws = self.aws.endpoint(),
             region = self.aws.options().region,
         );
+        if discovery {
+            toml.push_str(&discovery_toml(specs));
+            return toml;
+        }
         for (spec, k8s) in specs.iter().zip(&self.clusters) {
             let _ = write!(
                 toml,
@@ -213,6 +242,64 @@ impl Stack {
         }
         toml
     }
+}
+
+/// What a stack runs besides its two EKS clusters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StackOptions {
+    /// `onprem`, a cluster that is not EKS (see [`Stack::start_with_onprem`]).
+    pub onprem: bool,
+    /// The EKS clusters found by `[[discovery]]` instead of written as `[[cluster]]`s:
+    /// `config.toml` has no EKS `[[cluster]]`, and the fake EKS also holds `next` (still
+    /// `CREATING`), `demo-sandbox` (excluded by name) and `untagged` (without the tag),
+    /// none of which any user sees.
+    pub discovery: bool,
+}
+
+/// The tag every cluster of a stack carries, which its `[[discovery]]` blocks ask for.
+pub const DISCOVERY_TAG: (&str, &str) = ("rolesh-testkit", "stack");
+
+/// The clusters of a discovering stack's fake EKS that its blocks leave out, each for its
+/// own reason (none has an API server).
+fn add_undiscovered_clusters(aws: &FakeAws) {
+    let nowhere = ("https://127.0.0.1:1", "bm93aGVyZQ==");
+    let tagged = |name: &str| {
+        EksCluster::new(name, nowhere.0, nowhere.1).with_tag(DISCOVERY_TAG.0, DISCOVERY_TAG.1)
+    };
+    aws.handle()
+        .add_cluster(tagged("next").with_status("CREATING"));
+    aws.handle().add_cluster(tagged("demo-sandbox"));
+    aws.handle()
+        .add_cluster(EksCluster::new("untagged", nowhere.0, nowhere.1));
+}
+
+/// `[[discovery]]` for the stack's clusters: `demo` by its own block (the demo script makes
+/// it reached through the proxy), every other tagged cluster but the sandboxes by a second,
+/// with the namespace allowlists of [`clusters`].
+fn discovery_toml(specs: &[StackCluster]) -> String {
+    let regions: Vec<String> = specs.iter().map(|s| format!("{:?}", s.region)).collect();
+    let mut toml = String::new();
+    for (spec, names) in [
+        (&specs[0], "names = [\"demo\"]"),
+        (&specs[1], "exclude = [\"*-sandbox\"]"),
+    ] {
+        let _ = write!(
+            toml,
+            "\n[[discovery]]\nregions = [{}]\ntags = {{ {} = {:?} }}\n{names}\ndefault_namespace = \"{}\"\n",
+            regions.join(", "),
+            DISCOVERY_TAG.0,
+            DISCOVERY_TAG.1,
+            spec.namespaces[0].0
+        );
+        for (namespace, selectors) in &spec.namespaces {
+            let _ = write!(toml, "\n[[discovery.namespace]]\nname = \"{namespace}\"\n");
+            if !selectors.is_empty() {
+                let quoted: Vec<String> = selectors.iter().map(|s| format!("{s:?}")).collect();
+                let _ = writeln!(toml, "selectors = [{}]", quoted.join(", "));
+            }
+        }
+    }
+    toml
 }
 
 /// The `onprem` cluster and its token file.

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rolesh_testkit::fake_aws::{EksCluster, FakeAws, FakeAwsOptions};
-use rolesh_testkit::stack::Stack;
+use rolesh_testkit::stack::{Stack, StackOptions};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, ExitCode, Stdio};
@@ -73,6 +73,10 @@ struct UpArgs {
     /// Serve in this process until SIGINT/SIGTERM instead of in the background.
     #[arg(long)]
     foreground: bool,
+    /// Write `[[discovery]]` blocks that find the EKS clusters instead of `[[cluster]]`s
+    /// (the fake EKS also holds clusters they leave out).
+    #[arg(long)]
+    discovery: bool,
 }
 
 #[derive(clap::Args)]
@@ -94,9 +98,9 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::FakeAws(args) => runtime().and_then(|rt| rt.block_on(fake_aws(args))),
         Command::Up(args) if args.foreground => {
-            runtime().and_then(|rt| rt.block_on(up_foreground(&args.dir)))
+            runtime().and_then(|rt| rt.block_on(up_foreground(&args.dir, args.discovery)))
         }
-        Command::Up(args) => up_background(&args.dir),
+        Command::Up(args) => up_background(&args.dir, args.discovery),
         Command::Down(args) => down(&args.dir),
     };
     match result {
@@ -174,10 +178,14 @@ fn write_env(dir: &Path, fake: &FakeAws) -> std::io::Result<()> {
     std::fs::rename(partial, dir.join("env"))
 }
 
-async fn up_foreground(dir: &Path) -> std::io::Result<()> {
+async fn up_foreground(dir: &Path, discovery: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("pid"), format!("{}\n", std::process::id()))?;
-    let stack = Stack::start_with_onprem(dir)?;
+    let options = StackOptions {
+        onprem: true,
+        discovery,
+    };
+    let stack = Stack::start_with(dir, options)?;
     eprintln!(
         "rolesh-testkit: fake AWS on {}; clusters {}",
         stack.aws().endpoint(),
@@ -218,7 +226,7 @@ fn alive(pid: Pid) -> bool {
     kill(pid, None).is_ok() && !zombie
 }
 
-fn up_background(dir: &Path) -> std::io::Result<()> {
+fn up_background(dir: &Path, discovery: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     if let Some(pid) = read_pid(dir)?
         && alive(pid)
@@ -238,6 +246,7 @@ fn up_background(dir: &Path) -> std::io::Result<()> {
     let mut child = Process::new(std::env::current_exe()?)
         .args(["up", "--foreground", "--dir"])
         .arg(dir)
+        .args(discovery.then_some("--discovery"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -59,13 +59,13 @@ async fn call(state: &Arc<State>, req: &HttpRequest) -> Result<Value, AwsError> 
         Route::DescribeCluster(_) => state.count(|c| c.describe_cluster += 1),
     }
     state.before_answer(Api::Eks).await.map_err(fault_error)?;
-    let region = state
-        .authenticate(req, "eks", None)
-        .map_err(auth_error)?
-        .region;
+    let caller = state.authenticate(req, "eks", None).map_err(auth_error)?;
+    let region = caller.region;
     match route {
         Route::ListClusters => list_clusters(state, &region, req),
-        Route::DescribeCluster(name) => describe_cluster(state, &region, &name),
+        Route::DescribeCluster(name) => {
+            describe_cluster(state, &region, &name, &caller.caller.identity.arn)
+        }
     }
 }
 
@@ -118,7 +118,12 @@ fn list_clusters(state: &State, region: &str, req: &HttpRequest) -> Result<Value
     Ok(body)
 }
 
-fn describe_cluster(state: &State, region: &str, name: &str) -> Result<Value, AwsError> {
+fn describe_cluster(
+    state: &State,
+    region: &str,
+    name: &str,
+    caller_arn: &str,
+) -> Result<Value, AwsError> {
     let clusters = clusters_in(state, region);
     let cluster = clusters.iter().find(|c| c.name == name).ok_or_else(|| {
         AwsError::new(
@@ -127,7 +132,27 @@ fn describe_cluster(state: &State, region: &str, name: &str) -> Result<Value, Aw
             format!("No cluster found for name: {name}."),
         )
     })?;
+    if let Some(role) = assumed_role_arn(caller_arn)
+        && cluster.denied_roles.contains(&role)
+    {
+        let account = &state.options.account_id;
+        return Err(AwsError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            format!(
+                "User: {caller_arn} is not authorized to perform: eks:DescribeCluster on resource: arn:aws:eks:{region}:{account}:cluster/{name}"
+            ),
+        ));
+    }
     Ok(json!({ "cluster": cluster_json(state, region, cluster) }))
+}
+
+/// `arn:aws:iam::ACCOUNT:role/ROLE` of an `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
+fn assumed_role_arn(caller_arn: &str) -> Option<String> {
+    let (prefix, rest) = caller_arn.split_once(":assumed-role/")?;
+    let account = prefix.rsplit(':').next().filter(|a| !a.is_empty())?;
+    let role = rest.split('/').next()?;
+    Some(format!("arn:aws:iam::{account}:role/{role}"))
 }
 
 fn cluster_json(state: &State, region: &str, cluster: &EksCluster) -> Value {
@@ -158,7 +183,7 @@ fn cluster_json(state: &State, region: &str, cluster: &EksCluster) -> Value {
         "status": cluster.status,
         "certificateAuthority": { "data": cluster.certificate_authority_data },
         "platformVersion": "eks.1",
-        "tags": {},
+        "tags": cluster.tags,
         "accessConfig": { "authenticationMode": "API_AND_CONFIG_MAP" }
     })
 }

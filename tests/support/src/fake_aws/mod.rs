@@ -81,6 +81,11 @@ pub struct EksCluster {
     pub version: String,
     /// Cluster status, `ACTIVE` unless changed.
     pub status: String,
+    /// Its tags, as DescribeCluster reports them.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Role ARNs whose sessions DescribeCluster refuses (AccessDeniedException), as IAM
+    /// would for a role without `eks:DescribeCluster` on it.
+    pub denied_roles: Vec<String>,
 }
 
 impl EksCluster {
@@ -97,7 +102,27 @@ impl EksCluster {
             region: None,
             version: "1.31".to_owned(),
             status: "ACTIVE".to_owned(),
+            tags: std::collections::BTreeMap::new(),
+            denied_roles: Vec::new(),
         }
+    }
+
+    /// The same cluster, tagged `key = value`.
+    pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// The same cluster in another status (`CREATING`, …).
+    pub fn with_status(mut self, status: impl Into<String>) -> Self {
+        self.status = status.into();
+        self
+    }
+
+    /// The same cluster, which sessions of `role_arn` may not describe.
+    pub fn deny_describe_to(mut self, role_arn: impl Into<String>) -> Self {
+        self.denied_roles.push(role_arn.into());
+        self
     }
 
     /// The same cluster in `region`.
