@@ -77,7 +77,7 @@ fn main() {
     }
     let (lists, describes) = calls.unwrap_or_default();
     println!(
-        "{CLUSTERS} clusters in {} regions: first whoami naming them all, median of {ROUNDS}: discovered {:.1} ms vs written as [[cluster]] {:.1} ms ({:.2}×); {lists} ListClusters and {describes} DescribeCluster calls per discovery",
+        "{CLUSTERS} clusters in {} regions: first whoami naming them all, median of {ROUNDS}: discovered {:.1} ms vs written as [[cluster]] {:.1} ms ({:.2}×); {lists} ListClusters and {describes} DescribeCluster calls until then (the broker's, and the asking user's role checking each cluster once)",
         REGIONS.len(),
         ms(median(&mut found)),
         ms(median(&mut listed)),
