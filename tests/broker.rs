@@ -537,7 +537,7 @@ fn check_describe_lists_clusters_it_cannot_describe() {
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("cluster ghost (us-east-1): cannot describe: EKS DescribeCluster ghost failed: ResourceNotFoundException"), "{}", r.stdout);
+    assert!(r.stdout.contains("cluster ghost (us-east-1): cannot describe: EKS DescribeCluster ghost in us-east-1 failed: ResourceNotFoundException"), "{}", r.stdout);
     assert_eq!(r.stderr, "rolesh: 1 cluster cannot be described\n");
 }
 

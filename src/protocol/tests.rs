@@ -96,7 +96,7 @@ fn whoami_json() -> serde_json::Value {
         "tags": {"b": "2", "a": "1"},
         "clusters": [{"name": "demo", "region": "us-east-1", "default_namespace": "web",
                       "namespaces": [{"name": "web", "selectors": ["app=frontend"]}],
-                      "access": "direct"}],
+                      "access": "direct", "discovered": null}],
         "session": {"mode": "shell", "shell": "/bin/bash", "path": "/usr/bin:/bin",
                     "allowed_commands": ["kubectl"], "file_transfer": false,
                     "idle_timeout_secs": 1800, "max_duration_secs": 43200, "banner": null,
@@ -141,6 +141,7 @@ fn a_malformed_whoami_answer_is_an_error_not_a_default() {
             "/clusters/0/default_namespace",
             "missing field `default_namespace`",
         ),
+        ("/clusters/0/discovered", "missing field `discovered`"),
     ];
     for (pointer, why) in broken {
         let mut v = whoami_json();
