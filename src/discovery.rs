@@ -13,14 +13,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::broker::aws::{Aws, EksCluster, EksError};
+use crate::broker::aws::{Aws, EksCluster, EksError, RoleCredentials};
 use crate::config::{
     CertificateAuthority, ClusterKind, ClusterSettings, Config, Discovered, DiscoverySettings,
 };
 
-/// DescribeCluster calls in flight at once, per region.
+/// DescribeCluster calls in flight at once: per region for the broker, per user for a
+/// user's check.
 const DESCRIBE_CONCURRENCY: usize = 8;
+
+/// What EKS showed, per region.
+pub(crate) type Seen = BTreeMap<String, Vec<EksCluster>>;
 
 /// What one refresh saw in each region, or why it could not see it.
 pub(crate) type Fetched = BTreeMap<String, Result<Vec<EksCluster>, String>>;
@@ -55,12 +60,12 @@ pub(crate) fn regions(config: &Config) -> Vec<String> {
 /// take, with the broker's own credentials. A region that fails is an `Err` of its own;
 /// the others are still seen.
 pub(crate) async fn fetch(aws: &Arc<Aws>, config: &Config) -> Fetched {
+    let blocks: Arc<[DiscoverySettings]> = config.discovery.clone().into();
     let mut regions = tokio::task::JoinSet::new();
     for region in self::regions(config) {
-        let wanted: Vec<DiscoverySettings> = config.discovery.clone();
-        let aws = Arc::clone(aws);
+        let (aws, blocks) = (Arc::clone(aws), Arc::clone(&blocks));
         regions.spawn(async move {
-            let seen = fetch_region(&aws, &region, &wanted).await;
+            let seen = fetch_region(&aws, &region, &blocks).await;
             (region, seen)
         });
     }
@@ -78,37 +83,83 @@ async fn fetch_region(
     region: &str,
     blocks: &[DiscoverySettings],
 ) -> Result<Vec<EksCluster>, String> {
-    let names = aws.list_clusters_as_broker(region).await?;
-    let limit = Arc::new(tokio::sync::Semaphore::new(DESCRIBE_CONCURRENCY));
-    let mut described = tokio::task::JoinSet::new();
-    for (i, name) in names.into_iter().enumerate() {
-        if !blocks.iter().any(|b| b.takes_name(region, &name)) {
-            continue;
+    let wanted: Vec<EksKey> = aws
+        .list_clusters_as_broker(region)
+        .await?
+        .into_iter()
+        .filter(|name| blocks.iter().any(|b| b.takes_name(region, name)))
+        .map(|name| (name, region.to_string()))
+        .collect();
+    let mut clusters = Vec::new();
+    for (_, answer) in describe_each(aws, None, wanted, None).await {
+        match answer {
+            Ok(cluster) => clusters.push(cluster),
+            // Deleted between the list and the describe: not there.
+            Err(EksError::Refused(_)) => {}
+            Err(EksError::Failed(why)) => return Err(why),
         }
-        let (aws, limit, region) = (Arc::clone(aws), Arc::clone(&limit), region.to_string());
-        described.spawn(async move {
+    }
+    Ok(clusters)
+}
+
+/// A cluster as EKS names it: its name there and its region.
+pub(crate) type EksKey = (String, String);
+
+/// DescribeCluster for each of `clusters`, [`DESCRIBE_CONCURRENCY`] at once, with `role`'s
+/// credentials or (`None`) the broker's own; a call that takes longer than `within` (when
+/// given) failed. The answers come in the order asked.
+pub(crate) async fn describe_each(
+    aws: &Arc<Aws>,
+    role: Option<&RoleCredentials>,
+    clusters: Vec<EksKey>,
+    within: Option<Duration>,
+) -> Vec<(EksKey, Result<EksCluster, EksError>)> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(DESCRIBE_CONCURRENCY));
+    let mut asking = tokio::task::JoinSet::new();
+    for (i, key) in clusters.into_iter().enumerate() {
+        let (aws, limit, role) = (Arc::clone(aws), Arc::clone(&limit), role.cloned());
+        asking.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            (i, aws.describe_eks(None, &name, &region).await)
+            let call = aws.describe_eks(role.as_ref(), &key.0, &key.1);
+            let answer = match within {
+                None => call.await,
+                Some(within) => tokio::time::timeout(within, call)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(EksError::Failed(format!(
+                            "EKS DescribeCluster {} in {} took more than {}s",
+                            key.0,
+                            key.1,
+                            within.as_secs()
+                        )))
+                    }),
+            };
+            (i, key, answer)
         });
     }
-    let mut clusters = Vec::new();
-    while let Some(done) = described.join_next().await {
+    let mut answers = Vec::new();
+    while let Some(done) = asking.join_next().await {
         match done {
-            Ok((i, Ok(cluster))) => clusters.push((i, cluster)),
-            // Deleted between the list and the describe: not there.
-            Ok((_, Err(EksError::Refused(_)))) => {}
-            Ok((_, Err(EksError::Failed(why)))) => return Err(why),
-            Err(e) => return Err(format!("DescribeCluster in {region} did not finish: {e}")),
+            Ok(answer) => answers.push(answer),
+            Err(e) => answers.push((
+                usize::MAX,
+                (String::new(), String::new()),
+                Err(EksError::Failed(format!(
+                    "DescribeCluster did not finish: {e}"
+                ))),
+            )),
         }
     }
-    // ListClusters' order, whatever order the answers came in.
-    clusters.sort_by_key(|(i, _)| *i);
-    Ok(clusters.into_iter().map(|(_, c)| c).collect())
+    answers.sort_by_key(|(i, _, _)| *i);
+    answers
+        .into_iter()
+        .map(|(_, key, answer)| (key, answer))
+        .collect()
 }
 
 /// The clusters `config`'s blocks take from what EKS showed (`seen`, per region), named,
 /// and why each other listed cluster was left out.
-pub(crate) fn select(config: &Config, seen: &BTreeMap<String, Vec<EksCluster>>) -> Selection {
+pub(crate) fn select(config: &Config, seen: &Seen) -> Selection {
     let mut selection = Selection::default();
     let mut taken: Vec<(&EksCluster, &DiscoverySettings)> = Vec::new();
     for cluster in seen.values().flatten() {
@@ -224,11 +275,30 @@ fn settings(name: String, cluster: &EksCluster, block: &DiscoverySettings) -> Cl
     }
 }
 
-/// `config` with `found` after its own clusters: what the broker answers with.
-pub(crate) fn with_clusters(config: &Config, found: &[ClusterSettings]) -> Config {
+/// `config` with the clusters its blocks take from `seen` after its own: what the broker
+/// answers with; and the selection they came from.
+pub(crate) fn with_discovered(config: &Config, seen: &Seen) -> (Config, Selection) {
+    let selection = select(config, seen);
     let mut effective = config.clone();
-    effective.clusters.extend(found.iter().cloned());
     effective
+        .clusters
+        .extend(selection.clusters.iter().cloned());
+    (effective, selection)
+}
+
+/// The regions that answered, and why each other one did not.
+pub(crate) fn split(fetched: Fetched) -> (Seen, Vec<(String, String)>) {
+    let mut answered = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (region, answer) in fetched {
+        match answer {
+            Ok(clusters) => {
+                answered.insert(region, clusters);
+            }
+            Err(why) => failures.push((region, why)),
+        }
+    }
+    (answered, failures)
 }
 
 /// `[[cluster]]` blocks that a `[[discovery]]` would also take by name and region: the

@@ -50,10 +50,7 @@ fn with_discovered(config: &Config) -> Config {
     }
     let socket = crate::client::socket_path(false);
     match crate::client::call::<DiscoverySeen>(&socket, &Request::Discovered {}) {
-        Ok(seen) => {
-            let selection = discovery::select(config, &seen.regions);
-            discovery::with_clusters(config, &selection.clusters)
-        }
+        Ok(seen) => discovery::with_discovered(config, &seen.regions).0,
         Err(e) => {
             eprintln!(
                 "rolesh: discovered clusters are not shown: the broker did not say what [[discovery]] found: {}",
@@ -81,14 +78,6 @@ fn to_text(d: &Decision, config: &Config) -> String {
         Ok(g) => out.push_str(&grant_text(g, config)),
     }
     out
-}
-
-/// How a session reaches a cluster, in `explain`'s words.
-fn route_text(route: crate::config::ClusterRoute) -> &'static str {
-    match route {
-        crate::config::ClusterRoute::Direct => "direct",
-        crate::config::ClusterRoute::Proxy => "through the API proxy",
-    }
 }
 
 fn grant_text(g: &Grant, config: &Config) -> String {
@@ -130,7 +119,7 @@ fn grant_text(g: &Grant, config: &Config) -> String {
             true => format!(
                 "  {} (kubernetes, {}, as {} in {}){default_ns}\n",
                 c.name,
-                route_text(c.access),
+                c.access.in_words(),
                 g.session_name,
                 mapping::kube_group(&g.rule).unwrap_or_default()
             ),
@@ -138,7 +127,7 @@ fn grant_text(g: &Grant, config: &Config) -> String {
                 "  {} ({}, {}){default_ns}\n",
                 c.name,
                 c.region,
-                route_text(c.access)
+                c.access.in_words()
             ),
         };
         out.push_str(&line);

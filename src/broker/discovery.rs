@@ -2,15 +2,14 @@
 //! the last good answer of each region, whether the first refresh is done, and which
 //! discovered clusters each user's own role may describe, asked once per user and refresh.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
-use super::aws::EksCluster;
 use crate::config::Config;
-use crate::discovery::Fetched;
+use crate::discovery::{EksKey, Fetched, Seen};
 
 /// How long requests wait for the first discovery after the first of them arrives.
 pub(super) const FIRST_WAIT: Duration = Duration::from_secs(5);
@@ -18,11 +17,8 @@ pub(super) const FIRST_WAIT: Duration = Duration::from_secs(5);
 /// A user's role: who asks DescribeCluster for the user's verdicts.
 pub(super) type UserKey = (u32, String);
 
-/// A discovered cluster as EKS names it: its name there and its region.
-pub(super) type EksKey = (String, String);
-
 pub(super) struct Discovery {
-    seen: Mutex<Seen>,
+    seen: Mutex<LastSeen>,
     first_done: watch::Sender<bool>,
     /// When requests stop waiting for the first discovery: five seconds after the first one.
     first_wait_until: OnceLock<Instant>,
@@ -32,8 +28,8 @@ pub(super) struct Discovery {
 
 /// What the refreshes saw: per region, the last answer it gave.
 #[derive(Default)]
-struct Seen {
-    regions: BTreeMap<String, Vec<EksCluster>>,
+struct LastSeen {
+    regions: Seen,
     /// Bumped by every refresh: a user's verdicts are asked again after it.
     generation: u64,
 }
@@ -59,7 +55,7 @@ impl Default for Discovery {
 
 impl Discovery {
     /// The last good answer of each region.
-    pub(super) fn seen(&self) -> BTreeMap<String, Vec<EksCluster>> {
+    pub(super) fn seen(&self) -> Seen {
         self.seen.lock().expect("discovery lock").regions.clone()
     }
 
@@ -74,15 +70,8 @@ impl Discovery {
         let wanted = crate::discovery::regions(config);
         let mut seen = self.seen.lock().expect("discovery lock");
         seen.regions.retain(|region, _| wanted.contains(region));
-        let mut failures = Vec::new();
-        for (region, answer) in fetched {
-            match answer {
-                Ok(clusters) => {
-                    seen.regions.insert(region, clusters);
-                }
-                Err(why) => failures.push((region, why)),
-            }
-        }
+        let (answered, failures) = crate::discovery::split(fetched);
+        seen.regions.extend(answered);
         seen.generation += 1;
         failures
     }

@@ -14,13 +14,14 @@ use tracing::{info, warn};
 use super::aws::{Aws, ClusterInfo, RoleCredentials};
 use super::cache::{ClusterCache, CredentialCache, RoleKey, Source, TokenCache};
 use super::connections::Connections;
-use super::discovery::{Discovery, EksKey};
+use super::discovery::Discovery;
 use super::events::{EventLimits, Verdict};
 use super::quota::{DiskSpace, Quotas};
 use super::recording;
 use super::sessions;
 use crate::config::{CertificateAuthority, ClusterRoute, ClusterSettings, Config, StsEndpoint};
 use crate::discovery;
+use crate::discovery::EksKey;
 use crate::mapping::{self, ClusterView, DenialKind, Grant};
 use crate::protocol::{
     Ack, ClusterEndpoint, DiscoverySeen, ErrorCode, MAX_LINE, ProcessCredentials, RecordStart,
@@ -144,8 +145,7 @@ impl Broker {
     fn apply_discovery(&self) -> discovery::Selection {
         let _applying = self.applying.lock().expect("apply lock");
         let base = self.base_config();
-        let selection = discovery::select(&base, &self.discovery.seen());
-        let effective = discovery::with_clusters(&base, &selection.clusters);
+        let (effective, selection) = discovery::with_discovered(&base, &self.discovery.seen());
         let before = discovered_names(&self.config());
         for c in selection
             .clusters
@@ -730,30 +730,24 @@ impl Broker {
         ask: &[EksKey],
     ) -> Option<std::collections::HashMap<EksKey, Option<bool>>> {
         let (_, creds) = self.role_credentials(config, account, grant).await.ok()?;
-        let aws = self.aws();
-        let limit = Arc::new(tokio::sync::Semaphore::new(USER_DESCRIBE_CONCURRENCY));
-        let mut asking = tokio::task::JoinSet::new();
-        for key in ask.iter().cloned() {
-            let (aws, limit, creds) = (Arc::clone(&aws), Arc::clone(&limit), creds.clone());
-            asking.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let answer = tokio::time::timeout(
-                    USER_DESCRIBE_TIMEOUT,
-                    aws.describe_eks(Some(&creds), &key.0, &key.1),
-                )
-                .await;
+        let asked = discovery::describe_each(
+            &self.aws(),
+            Some(&creds),
+            ask.to_vec(),
+            Some(USER_DESCRIBE_TIMEOUT),
+        )
+        .await;
+        let answers: std::collections::HashMap<EksKey, Option<bool>> = asked
+            .into_iter()
+            .map(|(key, answer)| {
                 let verdict = match answer {
-                    Ok(Ok(_)) => Some(true),
-                    Ok(Err(super::aws::EksError::Refused(_))) => Some(false),
-                    Ok(Err(super::aws::EksError::Failed(_))) | Err(_) => None,
+                    Ok(_) => Some(true),
+                    Err(super::aws::EksError::Refused(_)) => Some(false),
+                    Err(super::aws::EksError::Failed(_)) => None,
                 };
                 (key, verdict)
-            });
-        }
-        let mut answers = std::collections::HashMap::new();
-        while let Some(Ok((key, verdict))) = asking.join_next().await {
-            answers.insert(key, verdict);
-        }
+            })
+            .collect();
         let shown = answers.values().filter(|v| **v == Some(true)).count();
         info!(user = %account.name, role_arn = %grant.role_arn, asked = answers.len(), shown,
             "discovered clusters checked with the user's role");
@@ -966,9 +960,6 @@ impl Peer {
         }
     }
 }
-
-/// DescribeCluster calls with one user's role in flight at once.
-const USER_DESCRIBE_CONCURRENCY: usize = 8;
 
 /// How long one of them may take, retries included: a login does not wait for an EKS that
 /// does not answer (the user's previous verdict stands).

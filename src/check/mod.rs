@@ -114,19 +114,9 @@ async fn discover(aws: &std::sync::Arc<Aws>, config: &Config) -> usize {
     if config.discovery.is_empty() {
         return 0;
     }
-    let fetched = discovery::fetch(aws, config).await;
-    let mut seen = std::collections::BTreeMap::new();
-    let mut failed = 0;
-    for (region, answer) in fetched {
-        match answer {
-            Ok(clusters) => {
-                seen.insert(region, clusters);
-            }
-            Err(why) => {
-                failed += 1;
-                println!("discovery in {region}: cannot list or describe its clusters: {why}");
-            }
-        }
+    let (seen, failures) = discovery::split(discovery::fetch(aws, config).await);
+    for (region, why) in &failures {
+        println!("discovery in {region}: cannot list or describe its clusters: {why}");
     }
     let selection = discovery::select(config, &seen);
     for c in &selection.clusters {
@@ -151,7 +141,7 @@ async fn discover(aws: &std::sync::Arc<Aws>, config: &Config) -> usize {
         },
         selection.left_out.len()
     );
-    failed
+    failures.len()
 }
 
 /// `PATH (+N drop-ins): N users, M group rules, K clusters, L namespaces`.

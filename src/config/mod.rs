@@ -329,6 +329,16 @@ word_enum! {
     }
 }
 
+impl ClusterRoute {
+    /// The route as `explain` and `check` say it.
+    pub fn in_words(self) -> &'static str {
+        match self {
+            ClusterRoute::Direct => "direct",
+            ClusterRoute::Proxy => "through the API proxy",
+        }
+    }
+}
+
 word_enum! {
     /// Which requests through the API proxy are audited (`[audit] api`).
     pub enum ApiAudit {

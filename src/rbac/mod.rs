@@ -656,8 +656,7 @@ fn iam(config: &Config, rules: &[Rule], bastion_role: &str) -> Vec<RolePolicies>
     by_role
         .into_iter()
         .map(|(arn, rules)| {
-            let account = arn.split(':').nth(4).unwrap_or_default().to_string();
-            let partition = arn.split(':').nth(1).unwrap_or("aws").to_string();
+            let (partition, account) = partition_and_account(&arn);
             let mut clusters: Vec<String> = rules
                 .iter()
                 .flat_map(|r| r.clusters.iter())
@@ -668,7 +667,7 @@ fn iam(config: &Config, rules: &[Rule], bastion_role: &str) -> Vec<RolePolicies>
                     rules
                         .iter()
                         .flat_map(|r| &r.discovery)
-                        .flat_map(|d| discovery_arns(d, &partition, &account)),
+                        .flat_map(|d| discovery_arns(d, partition, account)),
                 )
                 .collect();
             clusters.sort();
@@ -685,6 +684,12 @@ fn iam(config: &Config, rules: &[Rule], bastion_role: &str) -> Vec<RolePolicies>
             }
         })
         .collect()
+}
+
+/// An ARN's partition (`aws` if it has none) and account.
+fn partition_and_account(arn: &str) -> (&str, &str) {
+    let field = |n: usize| arn.split(':').nth(n);
+    (field(1).unwrap_or("aws"), field(4).unwrap_or_default())
 }
 
 /// The clusters a `[[discovery]]` may take, as IAM resource ARNs: each region, each name
@@ -734,8 +739,7 @@ fn discovery_policy(config: &Config, bastion_role: &str) -> Option<PolicyDocumen
     if config.discovery.is_empty() {
         return None;
     }
-    let account = bastion_role.split(':').nth(4).unwrap_or_default();
-    let partition = bastion_role.split(':').nth(1).unwrap_or("aws");
+    let (partition, account) = partition_and_account(bastion_role);
     let list = Statement::allow(
         "RoleshDiscoveryList",
         &["eks:ListClusters"],

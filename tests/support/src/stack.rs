@@ -232,13 +232,7 @@ impl Stack {
                 k8s.ca_data(),
                 spec.namespaces[0].0
             );
-            for (namespace, selectors) in &spec.namespaces {
-                let _ = write!(toml, "\n[[cluster.namespace]]\nname = \"{namespace}\"\n");
-                if !selectors.is_empty() {
-                    let quoted: Vec<String> = selectors.iter().map(|s| format!("{s:?}")).collect();
-                    let _ = writeln!(toml, "selectors = [{}]", quoted.join(", "));
-                }
-            }
+            namespaces_toml(&mut toml, "cluster", spec);
         }
         toml
     }
@@ -291,15 +285,20 @@ fn discovery_toml(specs: &[StackCluster]) -> String {
             DISCOVERY_TAG.1,
             spec.namespaces[0].0
         );
-        for (namespace, selectors) in &spec.namespaces {
-            let _ = write!(toml, "\n[[discovery.namespace]]\nname = \"{namespace}\"\n");
-            if !selectors.is_empty() {
-                let quoted: Vec<String> = selectors.iter().map(|s| format!("{s:?}")).collect();
-                let _ = writeln!(toml, "selectors = [{}]", quoted.join(", "));
-            }
-        }
+        namespaces_toml(&mut toml, "discovery", spec);
     }
     toml
+}
+
+/// `[[TABLE.namespace]]` for each of `spec`'s namespaces, with its selectors.
+fn namespaces_toml(toml: &mut String, table: &str, spec: &StackCluster) {
+    for (namespace, selectors) in &spec.namespaces {
+        let _ = write!(toml, "\n[[{table}.namespace]]\nname = \"{namespace}\"\n");
+        if !selectors.is_empty() {
+            let quoted: Vec<String> = selectors.iter().map(|s| format!("{s:?}")).collect();
+            let _ = writeln!(toml, "selectors = [{}]", quoted.join(", "));
+        }
+    }
 }
 
 /// The `onprem` cluster and its token file.
