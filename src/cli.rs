@@ -145,7 +145,14 @@ pub(crate) enum Command {
     },
     /// Play back a session recording (asciicast v2)
     Replay {
-        file: PathBuf,
+        /// A recording: a file, or `s3://BUCKET/KEY` (read with your own AWS credentials)
+        file: String,
+        /// For s3://: the bucket's region [default: AWS_REGION, the profile's]
+        #[arg(long)]
+        region: Option<String>,
+        /// For s3://: an S3 endpoint (a VPC endpoint), addressed path-style
+        #[arg(long, value_name = "URL")]
+        endpoint_url: Option<String>,
         /// Playback speed (2 plays twice as fast)
         #[arg(long, default_value = "1", value_parser = positive)]
         speed: f64,
@@ -170,6 +177,9 @@ pub(crate) enum Command {
         /// The user the broker runs as: its journal entries (and root's) are believed
         #[arg(long, value_name = "USER", default_value = crate::audit::query::BROKER_USER)]
         broker_user: String,
+        /// One line per recorded session: where its recording is, on this bastion or in S3
+        #[arg(long)]
+        recordings: bool,
     },
     /// Testing aid: record stdin's scripted events through the broker (hidden)
     #[cfg(feature = "test-hooks")]
@@ -215,6 +225,8 @@ pub(crate) enum RbacPart {
     Impersonation,
     /// What the bastion's own role needs for `[[discovery]]` (ListClusters, DescribeCluster)
     Discovery,
+    /// What the bastion's own role needs for `[audit.s3]` (multipart uploads, retention)
+    Recordings,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -411,6 +423,7 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
                 RbacPart::AccessEntries => rbac::Part::AccessEntries,
                 RbacPart::Impersonation => rbac::Part::Impersonation,
                 RbacPart::Discovery => rbac::Part::Discovery,
+                RbacPart::Recordings => rbac::Part::Recordings,
             }),
             identity: match identity {
                 IdentityArg::AwsAuth => rbac::Identity::AwsAuth,
@@ -420,21 +433,28 @@ fn run(argv0: &OsString, cli: Cli) -> Result<u8, Failure> {
         }),
         Command::Replay {
             file,
+            region,
+            endpoint_url,
             speed,
             idle_limit,
-        } => crate::replay::run(&file, &crate::replay::Options { speed, idle_limit }),
+        } => crate::replay::run(
+            &crate::replay::Source::parse(&file, region, endpoint_url)?,
+            &crate::replay::Options { speed, idle_limit },
+        ),
         Command::Audit {
             user,
             since,
             json,
             file,
             broker_user,
+            recordings,
         } => crate::audit::query::run(&crate::audit::query::Query {
             user,
             since,
             json,
             file,
             broker_user,
+            recordings,
         }),
         #[cfg(feature = "test-hooks")]
         Command::TestRecord { session_id, input } => crate::testing::record(&session_id, input),

@@ -30,6 +30,7 @@ mod rbac;
 mod record;
 mod redact;
 mod replay;
+mod s3;
 mod session;
 mod session_id;
 mod standalone;

@@ -3,7 +3,7 @@
 //! reported (`FILE:LINE: message`, exit 2) before anything is played.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{EXIT_OK, EXIT_USAGE, Failure};
@@ -17,13 +17,111 @@ pub(crate) struct Options {
     pub idle_limit: Option<f64>,
 }
 
-pub(crate) fn run(file: &Path, options: &Options) -> Result<u8, Failure> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Failure::runtime(format!("cannot read {}: {e}", file.display())))?;
+/// Where a recording is read from.
+pub(crate) enum Source {
+    File(PathBuf),
+    S3 {
+        url: String,
+        region: Option<String>,
+        endpoint: Option<String>,
+    },
+}
+
+impl Source {
+    pub(crate) fn parse(
+        text: &str,
+        region: Option<String>,
+        endpoint: Option<String>,
+    ) -> Result<Source, Failure> {
+        if !text.starts_with("s3://") {
+            if region.is_some() || endpoint.is_some() {
+                return Err(Failure::usage(
+                    "--region and --endpoint-url are for s3:// recordings",
+                ));
+            }
+            return Ok(Source::File(PathBuf::from(text)));
+        }
+        if crate::s3::parse_url(text).is_none() {
+            return Err(Failure::usage(format!("{text:?} is not s3://BUCKET/KEY")));
+        }
+        if let Some(e) = &endpoint {
+            crate::config::values::endpoint_url(e)
+                .map_err(|why| Failure::usage(format!("--endpoint-url: {why}")))?;
+        }
+        Ok(Source::S3 {
+            url: text.to_string(),
+            region,
+            endpoint,
+        })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::S3 { url, .. } => url.clone(),
+        }
+    }
+
+    /// The recording's text: the file, or the object read with the caller's credentials.
+    fn read(&self) -> Result<String, Failure> {
+        match self {
+            Source::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| Failure::runtime(format!("cannot read {}: {e}", path.display()))),
+            Source::S3 {
+                url,
+                region,
+                endpoint,
+            } => read_s3(url, region.as_deref(), endpoint.as_deref()),
+        }
+    }
+}
+
+/// GetObject of `url` with the caller's own credentials (the auditor's, never the
+/// broker's).
+fn read_s3(url: &str, region: Option<&str>, endpoint: Option<&str>) -> Result<String, Failure> {
+    let (bucket, key) = crate::s3::parse_url(url).expect("checked when parsed");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the AWS client: {e}")))?;
+    let bytes = runtime.block_on(async {
+        let sdk = crate::s3::callers_config().await;
+        let region = region
+            .map(str::to_string)
+            .or_else(|| sdk.region().map(|r| r.to_string()))
+            .ok_or_else(|| Failure::usage("no AWS region: set --region or AWS_REGION"))?;
+        let client = crate::s3::client_in(&sdk, &region, endpoint);
+        let out = client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                use aws_sdk_s3::error::ProvideErrorMetadata;
+                let why = match (e.code(), e.message()) {
+                    (Some(c), Some(m)) => format!("{c}: {m}"),
+                    (Some(c), None) => c.to_string(),
+                    _ => crate::error::error_chain(&e),
+                };
+                Failure::runtime(format!("cannot read {url}: {why}"))
+            })?;
+        out.body
+            .collect()
+            .await
+            .map(|b| b.into_bytes())
+            .map_err(|e| Failure::runtime(format!("cannot read {url}: {e}")))
+    })?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| Failure::runtime(format!("{url} is not UTF-8 text: not a recording")))
+}
+
+pub(crate) fn run(source: &Source, options: &Options) -> Result<u8, Failure> {
+    let text = source.read()?;
     let (idle_limit, events) = match load(&text) {
         Ok(loaded) => loaded,
         Err((line, message)) => {
-            eprintln!("{}:{line}: {message}", file.display());
+            eprintln!("{}:{line}: {message}", source.name());
             return Ok(EXIT_USAGE);
         }
     };

@@ -5,15 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::broker::BrokerProc;
 use common::journal::unique_session_id;
+use common::recorder::{finish, recorder, script};
 use common::*;
 use serde_json::Value;
 
@@ -84,44 +85,6 @@ fn audit_records(path: &Path, event: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|r| r["event"] == event)
         .collect()
-}
-
-/// `rolesh __record` as `uid`, stdin and stdout piped.
-fn recorder(b: &BrokerProc, uid: u32, session_id: &str, input: bool) -> Child {
-    let mut cmd = rolesh();
-    cmd.arg("__record")
-        .args(["--session-id", session_id])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("ROLESH_BROKER_SOCKET", b.socket())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .uid(uid);
-    if input {
-        cmd.arg("--input");
-    }
-    cmd.spawn().unwrap()
-}
-
-fn script(child: &mut Child, lines: &str) {
-    child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-}
-
-fn finish(mut child: Child) -> std::process::Output {
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn cast_path(dir: &Path, user: &str, id: &str) -> PathBuf {

@@ -64,6 +64,7 @@ common::harness::tests!(
         dropped_connection_in_a_pod_is_audited_as_a_hangup,
         // record = "all"
         record_all_records_a_command,
+        a_recorded_ssh_session_is_streamed_to_s3,
         record_all_records_an_interactive_login,
         killed_session_monitor_leaves_an_abnormally_ended_recording,
         // The audit trail
@@ -755,6 +756,59 @@ fn record_all_records_a_command() {
     assert_eq!((r.code, r.stdout.as_str()), (0, "demo\n"), "{}", r.stderr);
     let cast = new_recording(&fx, REC, &before, "\"demo\\n\"");
     assert_clean_recording(&cast);
+}
+
+/// `[audit.s3]` against moto's S3: the recording of `ssh bastion CMD` under
+/// `record = "all"` becomes an object byte-identical to the bastion's copy.
+fn a_recorded_ssh_session_is_streamed_to_s3() {
+    require("moto[server] and boto3", common::moto::moto_available());
+    let moto = common::moto::Moto::start();
+    let s3 = |code: &str| {
+        let script = format!(
+            "import boto3, sys\ns3 = boto3.client('s3', region_name='us-east-1', endpoint_url='{}', aws_access_key_id='t', aws_secret_access_key='t')\n{code}\n",
+            moto.url()
+        );
+        stdout_of_success(std::process::Command::new("python3").args(["-c", &script]))
+    };
+    s3("s3.create_bucket(Bucket='rse-recordings')");
+    let fx = fixture();
+    let drop_in = format!(
+        "[audit.s3]\nbucket = \"rse-recordings\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\nkeep_local = \"always\"\n",
+        moto.url()
+    );
+    fx.with_drop_in(&drop_in, || {
+        let mark = fx.audit_mark();
+        let before = fx.recordings(REC);
+        let r = run(&mut fx.ssh(REC, &[], &["kubectl", "config", "current-context"]));
+        assert_eq!((r.code, r.stdout.as_str()), (0, "demo\n"), "{}", r.stderr);
+        let cast = new_recording(&fx, REC, &before, "\"demo\\n\"");
+        let audit = fx.wait_for_audit(mark, "the recording uploaded", |es| {
+            es.iter().any(|e| e["event"] == "recording" && e["upload"] == "uploaded")
+        });
+        let uploaded = audit
+            .iter()
+            .find(|e| e["event"] == "recording" && e["upload"] == "uploaded")
+            .unwrap();
+        assert_eq!(uploaded["user"], REC);
+        let key = uploaded["location"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("s3://rse-recordings/")
+            .unwrap()
+            .to_string();
+        assert!(key.starts_with(&format!("{}/{REC}/", rolesh_hostname())), "{key}");
+        let object = s3(&format!(
+            "sys.stdout.buffer.write(s3.get_object(Bucket='rse-recordings', Key='{key}')['Body'].read())"
+        ));
+        assert_eq!(String::from_utf8(object).unwrap(), cast);
+    });
+}
+
+/// The short host name, as the broker's `{hostname}` says it.
+fn rolesh_hostname() -> String {
+    let out = stdout_of_success(&mut std::process::Command::new("hostname"));
+    let name = String::from_utf8(out).unwrap();
+    name.trim().split('.').next().unwrap().to_string()
 }
 
 fn record_all_records_an_interactive_login() {

@@ -30,6 +30,8 @@ pub(crate) struct Query {
     pub file: Option<std::path::PathBuf>,
     /// The broker's user (default [`BROKER_USER`]).
     pub broker_user: String,
+    /// One line per recording (its `recording` events merged) instead of every event.
+    pub recordings: bool,
 }
 
 /// The system user the broker runs as (packaging/systemd/rolesh.sysusers).
@@ -39,6 +41,10 @@ pub(crate) fn run(query: &Query) -> Result<u8, Failure> {
     let (records, ignored) = match &query.file {
         Some(path) => (from_file(path, query)?, 0),
         None => from_journal(query)?,
+    };
+    let records = match query.recordings {
+        true => recordings(records),
+        false => records,
     };
     for r in &records {
         if query.json {
@@ -226,6 +232,31 @@ fn parse_time(text: &str) -> Option<jiff::Timestamp> {
     })
 }
 
+/// The `recording` events (from the broker alone: a session cannot report them), one
+/// per session: when it started, and where the recording is now (its S3 object once
+/// uploaded; else the bastion's file, with the upload's last state).
+fn recordings(records: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
+    let mut merged: Vec<Map<String, Value>> = Vec::new();
+    for r in records.into_iter().filter(|r| {
+        r.get("event").and_then(Value::as_str) == Some("recording")
+            && r.get("source").and_then(Value::as_str) != Some("self-reported")
+    }) {
+        let id = r.get("session_id").cloned();
+        match merged
+            .iter_mut()
+            .find(|m| m.get("session_id") == id.as_ref())
+        {
+            Some(m) => {
+                for (k, v) in r.into_iter().filter(|(k, _)| k != "ts") {
+                    m.insert(k, v);
+                }
+            }
+            None => merged.push(r),
+        }
+    }
+    merged
+}
+
 /// `TIME  USER  EVENT  WHAT`, where WHAT is what matters for the event.
 pub(crate) fn table_row(r: &Map<String, Value>) -> String {
     let s = |k: &str| match r.get(k) {
@@ -245,6 +276,20 @@ pub(crate) fn table_row(r: &Map<String, Value>) -> String {
         "exec" => format!("{target} {} (exit {})", s("command"), s("exit_code")),
         "command" => format!("{} (exit {})", s("command"), s("exit_code")),
         "denied" | "error" => s("reason"),
+        "recording" => match s("upload").as_str() {
+            "uploaded" => format!("{} {}", s("session_id"), s("location")),
+            "" => format!("{} {}", s("session_id"), s("path")),
+            state => format!(
+                "{} {} (S3 {state}{}: {})",
+                s("session_id"),
+                s("path"),
+                match s("reason").as_str() {
+                    "" => String::new(),
+                    why => format!(", {why}"),
+                },
+                s("location")
+            ),
+        },
         _ => [s("role_arn"), target].join(" "),
     };
     let mut row = format!(

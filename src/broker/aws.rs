@@ -73,6 +73,11 @@ impl Aws {
         }
     }
 
+    /// An S3 client for `[audit.s3]` with the broker's own credentials.
+    pub(crate) fn s3(&self, settings: &crate::config::S3Settings) -> aws_sdk_s3::Client {
+        crate::s3::client(&self.sdk, settings)
+    }
+
     pub(crate) async fn assume_role(
         &self,
         grant: &Grant,

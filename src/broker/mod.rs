@@ -17,6 +17,7 @@ mod quota;
 mod recording;
 mod server;
 mod sessions;
+mod upload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -86,6 +87,7 @@ async fn serve(
     let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_failure)?;
     let broker = Arc::new(Broker::new(config).await);
     tokio::spawn(discover(Arc::clone(&broker)));
+    broker.resume_uploads();
     start_proxy(&broker).await.map_err(Failure::runtime)?;
     let (listener, bound) = listen(socket)?;
     let mut connections = tokio::task::JoinSet::new();

@@ -276,15 +276,60 @@ impl Broker {
                 return;
             }
         };
+        let upload = match self.begin_upload(peer.uid, &user, &start, &recording.path) {
+            Ok(upload) => upload,
+            Err(e) => {
+                warn!(uid = peer.uid, session_id = %start.session_id, "recording refused: {}", e.message);
+                let _ = send(write, &e.to_line()).await;
+                return;
+            }
+        };
         let answer = line(&Recorded {
             ok: true,
             path: recording.path.display().to_string(),
         });
-        info!(user = %user, uid = peer.uid, path = %recording.path.display(), "recording started");
+        info!(target: "rolesh::audit", event = "recording", user = %user, uid = peer.uid,
+            session_id = %start.session_id, path = %recording.path.display());
         if send(write, &answer).await.is_err() {
             return;
         }
         recording::stream(recording, reader, write).await;
+        if let Some(upload) = upload {
+            upload.finish();
+        }
+    }
+
+    /// With `[audit.s3]`: the recording at `path` spooled and its upload started.
+    fn begin_upload(
+        &self,
+        uid: u32,
+        user: &str,
+        start: &RecordStart,
+        path: &std::path::Path,
+    ) -> Result<Option<super::upload::Upload>, WireError> {
+        let config = self.config();
+        let Some(s3) = &config.audit.s3 else {
+            return Ok(None);
+        };
+        super::upload::begin(
+            self.aws().s3(s3),
+            s3,
+            &config.audit.recordings_dir,
+            &self.hostname,
+            (user, uid),
+            start.session_id.as_str(),
+            path,
+        )
+        .map(Some)
+    }
+
+    /// With `[audit.s3]`: every recording left in the spool (by a broker that stopped)
+    /// is uploaded.
+    pub(super) fn resume_uploads(&self) {
+        let config = self.config();
+        if let Some(s3) = &config.audit.s3 {
+            super::upload::resume(&self.aws().s3(s3), s3, &config.audit.recordings_dir);
+        }
     }
 
     fn open_recording(

@@ -68,15 +68,21 @@ fn describe_clusters(config: &Config) -> Result<u8, Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the AWS client: {e}")))?;
-    let failed = runtime.block_on(async {
+    let (failed, bucket_ready) = runtime.block_on(async {
         let aws = std::sync::Arc::new(Aws::new(config).await);
-        describe_listed(&aws, config).await + discover(&aws, config).await
+        let failed = describe_listed(&aws, config).await + discover(&aws, config).await;
+        (failed, recordings_bucket(&aws, config).await)
     });
     if failed > 0 {
         eprintln!(
             "rolesh: {failed} cluster{} cannot be described",
             if failed == 1 { "" } else { "s" }
         );
+    }
+    if !bucket_ready {
+        eprintln!("rolesh: the recordings bucket is not ready ([audit.s3])");
+    }
+    if failed > 0 || !bucket_ready {
         return Ok(EXIT_RUNTIME);
     }
     Ok(EXIT_OK)
@@ -142,6 +148,54 @@ async fn discover(aws: &std::sync::Arc<Aws>, config: &Config) -> usize {
         selection.left_out.len()
     );
     failures.len()
+}
+
+/// `[audit.s3]`: the bucket is there and, when retention is asked for, has object lock
+/// enabled (with the caller's credentials: on the bastion, the broker's).
+async fn recordings_bucket(aws: &Aws, config: &Config) -> bool {
+    let Some(s3) = &config.audit.s3 else {
+        return true;
+    };
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let client = aws.s3(s3);
+    let bucket = &s3.bucket;
+    if let Err(e) = client.head_bucket().bucket(bucket).send().await {
+        let why = e
+            .code()
+            .map_or_else(|| crate::error::error_chain(&e), str::to_string);
+        println!("recordings bucket {bucket}: cannot reach it: {why}");
+        return false;
+    }
+    let Some(lock) = &s3.object_lock else {
+        println!("recordings bucket {bucket}: reachable");
+        return true;
+    };
+    let enabled = client
+        .get_object_lock_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.object_lock_configuration)
+        .and_then(|c| c.object_lock_enabled)
+        .is_some_and(|e| e.as_str() == "Enabled");
+    match enabled {
+        true => {
+            println!(
+                "recordings bucket {bucket}: reachable, object lock enabled ({} days, {})",
+                lock.days,
+                lock.mode.as_str()
+            );
+            true
+        }
+        false => {
+            println!(
+                "recordings bucket {bucket}: object lock is not enabled, but [audit.s3] asks for {} days of retention: create the bucket with object lock",
+                lock.days
+            );
+            false
+        }
+    }
 }
 
 /// `PATH (+N drop-ins): N users, M group rules, K clusters, L namespaces`.

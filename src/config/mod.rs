@@ -533,6 +533,72 @@ pub struct AuditSettings {
     /// Session events per second one uid may report (bursts of twice that); the excess
     /// is dropped and counted.
     pub event_rate_per_uid: u32,
+    /// `[audit.s3]`: recordings streamed to S3 as well.
+    pub s3: Option<S3Settings>,
+}
+
+/// `[audit.s3]`: where recordings are streamed, and how they are kept there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub region: String,
+    /// The key prefix, `{hostname}` standing for the bastion's short host name.
+    pub prefix: String,
+    /// An S3 endpoint (a VPC endpoint; `http://` to loopback in tests).
+    pub endpoint: Option<String>,
+    pub object_lock: Option<ObjectLock>,
+    /// SSE-KMS with this key (its ARN, id or alias).
+    pub kms_key_id: Option<String>,
+    pub storage_class: Option<StorageClass>,
+    pub keep_local: KeepLocal,
+    /// Where `[audit.s3]` is written (`PATH:LINE:COL`).
+    pub origin: String,
+}
+
+impl S3Settings {
+    /// The prefix for this host.
+    pub fn prefix_for(&self, hostname: &str) -> String {
+        self.prefix.replace("{hostname}", hostname)
+    }
+}
+
+/// Object lock retention of each recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLock {
+    pub days: u32,
+    pub mode: ObjectLockMode,
+}
+
+word_enum! {
+    /// `[audit.s3] object_lock_mode`, as S3 spells it.
+    pub enum ObjectLockMode {
+        /// Users with `s3:BypassGovernanceRetention` may still shorten or remove it.
+        Governance = "GOVERNANCE",
+        /// Nobody, the account's root user included, until it expires.
+        Compliance = "COMPLIANCE",
+    }
+}
+
+word_enum! {
+    /// `[audit.s3] storage_class`, as S3 spells it.
+    pub enum StorageClass {
+        Standard = "STANDARD",
+        StandardIa = "STANDARD_IA",
+        OnezoneIa = "ONEZONE_IA",
+        IntelligentTiering = "INTELLIGENT_TIERING",
+        GlacierIr = "GLACIER_IR",
+        Glacier = "GLACIER",
+        DeepArchive = "DEEP_ARCHIVE",
+    }
+}
+
+word_enum! {
+    /// `[audit.s3] keep_local`: what becomes of the local copy of a recording.
+    pub enum KeepLocal {
+        /// Removed once S3 has the whole recording.
+        UntilUploaded = "until_uploaded",
+        Always = "always",
+    }
 }
 
 impl Default for AuditSettings {
@@ -546,6 +612,7 @@ impl Default for AuditSettings {
             min_free: values::MinFree::Percent(5),
             exempt_groups: Vec::new(),
             event_rate_per_uid: 10,
+            s3: None,
         }
     }
 }

@@ -47,6 +47,7 @@ pub(crate) enum Part {
     AccessEntries,
     Impersonation,
     Discovery,
+    Recordings,
 }
 
 pub(crate) fn run(request: &Request) -> Result<u8, Failure> {
@@ -85,6 +86,14 @@ pub(crate) fn run(request: &Request) -> Result<u8, Failure> {
                 .collect();
             print!("{}", kubernetes_text(&objects, json));
         }
+        Some(Part::Recordings) => match &generated.recordings {
+            Some(policy) => print!("{}", document_text(policy, json)),
+            None => {
+                return Err(Failure::usage(
+                    "no [audit.s3] in the configuration: the bastion's role needs no recordings policy",
+                ));
+            }
+        },
         Some(Part::Discovery) => match &generated.discovery {
             Some(policy) => print!("{}", document_text(policy, json)),
             None => {
@@ -138,6 +147,9 @@ fn left_out(g: &Generated) -> Option<String> {
     }
     if g.discovery.is_some() {
         parts.push("the bastion role's [[discovery]] policy (--only discovery)".to_string());
+    }
+    if g.recordings.is_some() {
+        parts.push("the bastion role's [audit.s3] policy (--only recordings)".to_string());
     }
     if !g.impersonation.is_empty() {
         let clusters: Vec<&str> = g.impersonation.iter().map(|i| i.cluster.as_str()).collect();
@@ -259,6 +271,8 @@ pub(crate) struct Generated {
     pub(crate) impersonation: Vec<impersonation::Impersonation>,
     /// What the bastion's own role needs for `[[discovery]]`.
     pub(crate) discovery: Option<PolicyDocument>,
+    /// What the bastion's own role needs for `[audit.s3]`.
+    pub(crate) recordings: Option<PolicyDocument>,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -282,6 +296,7 @@ pub(crate) fn generate(config: &Config, identity: Identity, bastion_role: &str) 
         iam,
         impersonation,
         discovery: discovery_policy(config, bastion_role),
+        recordings: recordings_policy(config, bastion_role),
         warnings,
     }
 }
@@ -764,6 +779,37 @@ fn discovery_policy(config: &Config, bastion_role: &str) -> Option<PolicyDocumen
     Some(PolicyDocument::new(statements))
 }
 
+/// What the bastion's own role needs for `[audit.s3]`: multipart uploads under its
+/// prefix (any host's, `{hostname}` being `*`), with retention when object lock is asked
+/// for; the bucket's existence and lock configuration for `check --describe`; the KMS key
+/// for SSE-KMS. No read or delete: a bastion cannot take back what it recorded.
+fn recordings_policy(config: &Config, bastion_role: &str) -> Option<PolicyDocument> {
+    let s3 = config.audit.s3.as_ref()?;
+    let (partition, _) = partition_and_account(bastion_role);
+    let prefix = s3.prefix.replace("{hostname}", "*");
+    let mut write = vec!["s3:PutObject", "s3:AbortMultipartUpload"];
+    if s3.object_lock.is_some() {
+        write.push("s3:PutObjectRetention");
+    }
+    let objects = format!("arn:{partition}:s3:::{}/{prefix}*", s3.bucket);
+    let mut statements = vec![
+        Statement::allow("RoleshRecordingsWrite", &write, Some(vec![objects])),
+        Statement::allow(
+            "RoleshRecordingsBucket",
+            &["s3:ListBucket", "s3:GetBucketObjectLockConfiguration"],
+            Some(vec![format!("arn:{partition}:s3:::{}", s3.bucket)]),
+        ),
+    ];
+    if let Some(key) = &s3.kms_key_id {
+        statements.push(Statement::allow(
+            "RoleshRecordingsKms",
+            &["kms:GenerateDataKey", "kms:Decrypt"],
+            Some(vec![key.clone()]),
+        ));
+    }
+    Some(PolicyDocument::new(statements))
+}
+
 /// The bastion's role may assume this role, set the source identity and tag the session;
 /// a per-user role only under that user's name, any other only with a source identity set.
 fn trust_policy(rules: &[&Rule], bastion_role: &str, tag_keys: &[&str]) -> PolicyDocument {
@@ -862,6 +908,9 @@ pub(crate) fn files(g: &Generated) -> Vec<(String, String)> {
     }
     if let Some(policy) = &g.discovery {
         files.push(("iam/bastion.discovery.json".into(), pretty(policy)));
+    }
+    if let Some(policy) = &g.recordings {
+        files.push(("iam/bastion.recordings.json".into(), pretty(policy)));
     }
     for role in &g.iam {
         let name = values::role_name(&role.role_arn).to_string();

@@ -210,6 +210,7 @@ pub mod harness;
 pub mod journal;
 pub mod monitor;
 pub mod moto;
+pub mod recorder;
 pub mod tmux;
 
 /// A temporary directory that login sessions can see: outside /tmp, which they get a

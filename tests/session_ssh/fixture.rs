@@ -336,6 +336,33 @@ impl Fixture {
         result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
+    /// Runs `f` with `[audit.s3]` (`s3`, the table's lines) in the broker's configuration
+    /// (a drop-in, then SIGHUP), taken out again afterwards.
+    pub(crate) fn with_drop_in<R>(&self, text: &str, f: impl FnOnce() -> R) -> R {
+        let path = self.broker.config_path().join("config.d/60-extra.toml");
+        let reload = |present: bool| {
+            let before = self.broker.log().matches("configuration reloaded").count();
+            match present {
+                true => std::fs::write(&path, text).unwrap(),
+                false => std::fs::remove_file(&path).unwrap(),
+            }
+            self.broker.signal(nix::sys::signal::Signal::SIGHUP);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.broker.log().matches("configuration reloaded").count() == before {
+                assert!(
+                    Instant::now() < deadline,
+                    "no reload: {}",
+                    self.broker.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        reload(true);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        reload(false);
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
     /// The pid of the monitor daemon.
     pub(crate) fn monitor_pid(&self) -> u32 {
         self.monitor.pid().expect("the monitor runs")
