@@ -68,6 +68,10 @@ struct Spooled {
     completed: bool,
     /// The whole parts S3 has, in order (part N holds bytes (N-1)·PART_SIZE..N·PART_SIZE).
     parts: Vec<UploadedPart>,
+    /// The recording's size when its tail was last uploaded (an idle session's tail is
+    /// not uploaded again).
+    #[serde(skip)]
+    tail_uploaded_at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +159,7 @@ pub(super) fn begin(
         }),
         completed: false,
         parts: Vec::new(),
+        tail_uploaded_at: 0,
     };
     let unavailable = |e: std::io::Error| {
         WireError::new(
@@ -305,8 +310,9 @@ async fn step(
     let tail = size - whole;
     let number = spooled.parts.len() as i32 + 1;
     if !done {
-        if checkpoint && tail > 0 {
+        if checkpoint && tail > 0 && size != spooled.tail_uploaded_at {
             upload_part(client, spooled, &upload_id, number, whole, tail).await?;
+            spooled.tail_uploaded_at = size;
         }
         return Ok(false);
     }

@@ -182,8 +182,9 @@ async fn recordings_bucket(aws: &Aws, config: &Config) -> bool {
     match enabled {
         true => {
             println!(
-                "recordings bucket {bucket}: reachable, object lock enabled ({} days, {})",
+                "recordings bucket {bucket}: reachable, object lock enabled ({} day{}, {})",
                 lock.days,
+                if lock.days == 1 { "" } else { "s" },
                 lock.mode.as_str()
             );
             true
