@@ -30,6 +30,8 @@ common::harness::tests!(
         a_broker_killed_mid_upload_finishes_it_when_started_again,
         two_bastions_share_a_bucket_and_never_replace_an_object,
         with_no_room_for_the_spool_a_recorded_session_is_refused,
+        a_recording_whose_client_goes_away_is_still_uploaded,
+        two_users_with_one_session_id_are_each_uploaded,
         check_describe_wants_the_bucket_and_its_object_lock,
     ],
     plain: [bad_audit_s3_settings_are_reported_at_their_position, rbac_emits_the_recordings_policy],
@@ -587,6 +589,84 @@ fn with_no_room_for_the_spool_a_recorded_session_is_refused() {
     assert!(!b.local("rs3fay", &id).exists());
 }
 
+/// A `record` request whose connection closes at once (a hostile client, or a session
+/// killed as it started): the recording ends abnormally, and its upload still finishes.
+fn a_recording_whose_client_goes_away_is_still_uploaded() {
+    let moto = moto_with_bucket(false);
+    let gus = TestUser::create("rs3gus", &[]);
+    let brk = TestUser::create("rs3brk9", &[]);
+    let b = Bastion::start("rs3gus", &brk, &moto.url(), "keep_local = \"always\"", "");
+    let id = unique_session_id();
+    let start = format!(
+        r#"{{"v":1,"op":"record","session_id":"{id}","cols":80,"rows":24,"command":null,"term":null,"record_input":false}}"#
+    );
+    let answers = b.broker.raw(gus.uid(), &[&start]);
+    assert_eq!(answers[0]["ok"], true, "{:?}", answers);
+    let events = b.wait_for_upload(&id, "uploaded", Duration::from_secs(30));
+    let key = location_key(events.last().unwrap());
+    let local = std::fs::read(b.local("rs3gus", &id)).unwrap();
+    assert!(String::from_utf8_lossy(&local).contains("abnormal end"));
+    assert_eq!(object(&moto, &key), local);
+}
+
+/// Session ids are the recorder's to choose: two users choosing the same one get two
+/// recordings, two spool entries and two objects, neither in the way of the other.
+fn two_users_with_one_session_id_are_each_uploaded() {
+    let moto = moto_with_bucket(false);
+    let relay = Relay::start(moto.port);
+    let (hana, ivan) = (
+        TestUser::create("rs3hana", &[]),
+        TestUser::create("rs3ivan", &[]),
+    );
+    let brk = TestUser::create("rs3brk10", &[]);
+    let b = Bastion::start("rs3hana", &brk, &relay.url(), "keep_local = \"always\"", "");
+    // Both spooled at once, S3 down: neither entry may take the other's place.
+    relay.down();
+    let id = unique_session_id();
+    let config = std::fs::read_to_string(b.broker.config_path()).unwrap();
+    std::fs::write(
+        b.broker.config_path(),
+        config.replace(
+            "[mapping.users]\n",
+            "[mapping.users]\nrs3ivan = \"arn:aws:iam::123456789012:role/rs3ivan\"\n",
+        ),
+    )
+    .unwrap();
+    b.broker.signal(nix::sys::signal::Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.broker.log().contains("configuration reloaded") {
+        assert!(Instant::now() < deadline, "{}", b.broker.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    record(&b, &hana, &id, "o hana's\\r\\n\n");
+    record(&b, &ivan, &id, "o ivan's\\r\\n\n");
+    b.wait_for_upload(&id, "pending", Duration::from_secs(30));
+    assert_eq!(std::fs::read_dir(b.spool()).unwrap().count(), 2);
+    relay.up();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while keys(&moto).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}\n{}",
+            keys(&moto),
+            b.broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (user, said) in [("rs3hana", "hana's"), ("rs3ivan", "ivan's")] {
+        let key = keys(&moto)
+            .into_iter()
+            .find(|k| k.contains(&format!("/{user}/")))
+            .unwrap();
+        let text = String::from_utf8(object(&moto, &key)).unwrap();
+        assert!(text.contains(said), "{key}: {text}");
+        assert_eq!(
+            text.into_bytes(),
+            std::fs::read(b.local(user, &id)).unwrap()
+        );
+    }
+}
+
 fn check_describe_wants_the_bucket_and_its_object_lock() {
     let moto = moto_with_bucket(false);
     let dir = tempfile::tempdir().unwrap();
@@ -659,7 +739,9 @@ fn bad_audit_s3_settings_are_reported_at_their_position() {
         format!("{p}:10:20: `object_lock_mode` must be \"GOVERNANCE\" or \"COMPLIANCE\""),
         format!("{p}:11:17: `storage_class` must be"),
         format!("{p}:12:14: `keep_local` must be \"until_uploaded\" or \"always\""),
-        format!("{p}:13:14: `kms_key_id` must be a KMS key's ARN, id or alias"),
+        format!(
+            "{p}:13:14: `kms_key_id` must be a KMS key's ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not \"\""
+        ),
     ] {
         assert!(
             r.stderr.contains(&expected),

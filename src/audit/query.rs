@@ -237,21 +237,23 @@ fn parse_time(text: &str) -> Option<jiff::Timestamp> {
 /// uploaded; else the bastion's file, with the upload's last state).
 fn recordings(records: Vec<Map<String, Value>>) -> Vec<Map<String, Value>> {
     let mut merged: Vec<Map<String, Value>> = Vec::new();
+    // A session id is the user's to choose: a recording is its user's and its id's.
+    let mut index: HashMap<(Option<Value>, Option<Value>), usize> = HashMap::new();
     for r in records.into_iter().filter(|r| {
         r.get("event").and_then(Value::as_str) == Some("recording")
             && r.get("source").and_then(Value::as_str) != Some("self-reported")
     }) {
-        let id = r.get("session_id").cloned();
-        match merged
-            .iter_mut()
-            .find(|m| m.get("session_id") == id.as_ref())
-        {
-            Some(m) => {
+        let key = (r.get("user").cloned(), r.get("session_id").cloned());
+        match index.get(&key) {
+            Some(&i) => {
                 for (k, v) in r.into_iter().filter(|(k, _)| k != "ts") {
-                    m.insert(k, v);
+                    merged[i].insert(k, v);
                 }
             }
-            None => merged.push(r),
+            None => {
+                index.insert(key, merged.len());
+                merged.push(r);
+            }
         }
     }
     merged

@@ -294,9 +294,8 @@ impl Broker {
             return;
         }
         recording::stream(recording, reader, write).await;
-        if let Some(upload) = upload {
-            upload.finish();
-        }
+        // The recording is complete: its upload finishes (as it would if dropped earlier).
+        drop(upload);
     }
 
     /// With `[audit.s3]`: the recording at `path` spooled and its upload started.
@@ -327,8 +326,9 @@ impl Broker {
     /// is uploaded.
     pub(super) fn resume_uploads(&self) {
         let config = self.config();
-        if let Some(s3) = &config.audit.s3 {
-            super::upload::resume(&self.aws().s3(s3), s3, &config.audit.recordings_dir);
+        match &config.audit.s3 {
+            Some(s3) => super::upload::resume(&self.aws().s3(s3), s3, &config.audit.recordings_dir),
+            None => super::upload::left_in_spool(&config.audit.recordings_dir),
         }
     }
 

@@ -29,17 +29,23 @@ pub(super) fn check(peer: &Peer) -> Result<SessionId, Refusal> {
         .and_then(|p| u32::try_from(p).ok())
         .ok_or(outside.clone())?;
     let (id, cgroup) = live::session_of(pid).ok_or(outside.clone())?;
-    // What was read belongs to the process that connected only if it is still alive.
-    if let Some(pidfd) = &peer.pidfd
-        && !crate::system::pidfd_alive(pidfd)
-    {
-        return Err(outside);
-    }
     let ended = Refusal {
         reason: "session_ended",
         session: Some(id.clone()),
     };
-    let record = live::read(&id).ok_or(ended.clone())?;
+    let record = live::read(&id);
+    // What was read belongs to the process that connected only if it is still alive. A
+    // process gone since (killed as its session ended) is refused either way; the audit
+    // trail says the session ended when the cgroup read names one that did.
+    if let Some(pidfd) = &peer.pidfd
+        && !crate::system::pidfd_alive(pidfd)
+    {
+        let over = record
+            .as_ref()
+            .is_none_or(|r| r.over(SystemTime::now()).is_some());
+        return Err(if over { ended } else { outside });
+    }
+    let record = record.ok_or(ended.clone())?;
     let own = record.cgroup == cgroup && record.uid == peer.uid;
     if !own || record.over(SystemTime::now()).is_some() {
         return Err(ended);

@@ -70,10 +70,8 @@ impl Reader {
             .filter(|e| self.checked(&e.loc, values::endpoint_url(e)).is_some());
         let object_lock = self.object_lock(&f);
         let kms_key_id = f.string("kms_key_id");
-        if let Some(k) = &kms_key_id
-            && (k.is_empty() || k.chars().any(|c| c.is_whitespace() || c.is_control()))
-        {
-            self.error(&k.loc, "`kms_key_id` must be a KMS key's ARN, id or alias");
+        if let Some(k) = &kms_key_id {
+            self.checked(&k.loc, kms_key_arn(k));
         }
         let storage_class = f.word("storage_class", StorageClass::parse, StorageClass::choices);
         let keep_local = f
@@ -113,6 +111,27 @@ impl Reader {
             (None, _) if f.get("object_lock_days").is_some() => None,
             (None, _) => Some(None),
         }
+    }
+}
+
+/// `kms_key_id`: a key's ARN, which the IAM policy `rolesh rbac` writes can name (an id or
+/// an alias would be a resource IAM does not know the key by).
+fn kms_key_arn(arn: &str) -> Result<(), String> {
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = fields.len() == 6
+        && fields[0] == "arn"
+        && fields[2] == "kms"
+        && !fields[3].is_empty()
+        && fields[4].len() == 12
+        && fields[4].bytes().all(|b| b.is_ascii_digit())
+        && fields[5].strip_prefix("key/").is_some_and(|id| {
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "`kms_key_id` must be a KMS key's ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not {arn:?}: the bastion's IAM policy names the key by it"
+        )),
     }
 }
 
