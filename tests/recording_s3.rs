@@ -27,6 +27,7 @@ common::harness::tests!(
         a_recording_is_uploaded_with_its_retention_and_replays_from_s3,
         a_recording_longer_than_a_part_is_uploaded_in_parts,
         s3_down_at_the_start_and_back_later_leaves_a_complete_object,
+        s3_stopped_mid_session_and_started_again_leaves_a_complete_object,
         a_broker_killed_mid_upload_finishes_it_when_started_again,
         two_bastions_share_a_bucket_and_never_replace_an_object,
         with_no_room_for_the_spool_a_recorded_session_is_refused,
@@ -301,20 +302,12 @@ fn a_recording_longer_than_a_part_is_uploaded_in_parts() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let uploads = || {
-        python(
-            &moto,
-            &format!(
-                "u = s3.list_multipart_uploads(Bucket='{BUCKET}').get('Uploads', [])\nprint(sum(len(s3.list_parts(Bucket='{BUCKET}', Key=x['Key'], UploadId=x['UploadId']).get('Parts', [])) for x in u))"
-            ),
-        )
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while uploads().trim() != "2" {
+    while parts_in_progress(&moto) != "2" {
         assert!(
             Instant::now() < deadline,
             "no two parts while the session runs: {}",
-            uploads()
+            parts_in_progress(&moto)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -453,6 +446,53 @@ fn s3_down_at_the_start_and_back_later_leaves_a_complete_object() {
     );
 }
 
+/// How many parts the bucket's incomplete uploads hold.
+fn parts_in_progress(moto: &Moto) -> String {
+    python(
+        moto,
+        &format!("u = s3.list_multipart_uploads(Bucket='{BUCKET}').get('Uploads', [])\nprint(sum(len(s3.list_parts(Bucket='{BUCKET}', Key=x['Key'], UploadId=x['UploadId']).get('Parts', [])) for x in u))"),
+    )
+    .trim()
+    .to_string()
+}
+
+fn s3_stopped_mid_session_and_started_again_leaves_a_complete_object() {
+    let moto = moto_with_bucket(false);
+    let relay = Relay::start(moto.port);
+    let jade = TestUser::create("rs3jade", &[]);
+    let brk = TestUser::create("rs3brk11", &[]);
+    let b = Bastion::start("rs3jade", &brk, &relay.url(), "keep_local = \"always\"", "");
+    let id = unique_session_id();
+    // 9 MiB: one whole part reaches S3; then S3 stops while the session goes on and ends.
+    let lines: String = (0..576).map(|_| output_line(16 << 10)).collect();
+    let mut child = recording(&b, &jade, &id);
+    script(&mut child, &lines);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while parts_in_progress(&moto) != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "no part uploaded: {}",
+            b.broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    relay.down();
+    script(
+        &mut child,
+        &(0..64).map(|_| output_line(16 << 10)).collect::<String>(),
+    );
+    script(&mut child, "o said while S3 was away\\r\\n\nfinish 0\n");
+    finish(child);
+    b.wait_for_upload(&id, "pending", Duration::from_secs(60));
+    relay.up();
+    let events = b.wait_for_upload(&id, "uploaded", Duration::from_secs(90));
+    let key = location_key(events.last().unwrap());
+    let local = std::fs::read(b.local("rs3jade", &id)).unwrap();
+    assert!(local.len() > 10 << 20);
+    assert_eq!(object(&moto, &key), local);
+    assert!(String::from_utf8_lossy(&local).contains("said while S3 was away"));
+}
+
 fn a_broker_killed_mid_upload_finishes_it_when_started_again() {
     let moto = moto_with_bucket(false);
     let relay = Relay::start(moto.port);
@@ -464,16 +504,8 @@ fn a_broker_killed_mid_upload_finishes_it_when_started_again() {
     let lines: String = (0..576).map(|_| output_line(16 << 10)).collect();
     let mut child = recording(&b, &dave, &id);
     script(&mut child, &lines);
-    let parts = || {
-        python(
-            &moto,
-            &format!(
-                "u = s3.list_multipart_uploads(Bucket='{BUCKET}').get('Uploads', [])\nprint(sum(len(s3.list_parts(Bucket='{BUCKET}', Key=x['Key'], UploadId=x['UploadId']).get('Parts', [])) for x in u))"
-            ),
-        )
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while parts().trim() != "1" {
+    while parts_in_progress(&moto) != "1" {
         assert!(
             Instant::now() < deadline,
             "no part uploaded: {}",
