@@ -456,19 +456,20 @@ fn parts_in_progress(moto: &Moto) -> String {
     .to_string()
 }
 
-fn s3_stopped_mid_session_and_started_again_leaves_a_complete_object() {
-    let moto = moto_with_bucket(false);
-    let relay = Relay::start(moto.port);
-    let jade = TestUser::create("rs3jade", &[]);
-    let brk = TestUser::create("rs3brk11", &[]);
-    let b = Bastion::start("rs3jade", &brk, &relay.url(), "keep_local = \"always\"", "");
-    let id = unique_session_id();
-    // 9 MiB: one whole part reaches S3; then S3 stops while the session goes on and ends.
-    let lines: String = (0..576).map(|_| output_line(16 << 10)).collect();
-    let mut child = recording(&b, &jade, &id);
-    script(&mut child, &lines);
+/// A session of `user` that has recorded 9 MiB, once S3 has its first whole part.
+fn session_with_a_part_in_s3(
+    b: &Bastion,
+    user: &TestUser,
+    id: &str,
+    moto: &Moto,
+) -> std::process::Child {
+    let mut child = recording(b, user, id);
+    script(
+        &mut child,
+        &(0..576).map(|_| output_line(16 << 10)).collect::<String>(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while parts_in_progress(&moto) != "1" {
+    while parts_in_progress(moto) != "1" {
         assert!(
             Instant::now() < deadline,
             "no part uploaded: {}",
@@ -476,6 +477,18 @@ fn s3_stopped_mid_session_and_started_again_leaves_a_complete_object() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    child
+}
+
+fn s3_stopped_mid_session_and_started_again_leaves_a_complete_object() {
+    let moto = moto_with_bucket(false);
+    let relay = Relay::start(moto.port);
+    let jade = TestUser::create("rs3jade", &[]);
+    let brk = TestUser::create("rs3brk11", &[]);
+    let b = Bastion::start("rs3jade", &brk, &relay.url(), "keep_local = \"always\"", "");
+    let id = unique_session_id();
+    // One whole part reaches S3; then S3 stops while the session goes on and ends.
+    let mut child = session_with_a_part_in_s3(&b, &jade, &id, &moto);
     relay.down();
     script(
         &mut child,
@@ -500,19 +513,8 @@ fn a_broker_killed_mid_upload_finishes_it_when_started_again() {
     let brk = TestUser::create("rs3brk4", &[]);
     let mut b = Bastion::start("rs3dave", &brk, &relay.url(), "keep_local = \"always\"", "");
     let id = unique_session_id();
-    // 9 MiB: one whole part reaches S3, then S3 goes away before the rest.
-    let lines: String = (0..576).map(|_| output_line(16 << 10)).collect();
-    let mut child = recording(&b, &dave, &id);
-    script(&mut child, &lines);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while parts_in_progress(&moto) != "1" {
-        assert!(
-            Instant::now() < deadline,
-            "no part uploaded: {}",
-            b.broker.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // One whole part reaches S3, then S3 goes away before the rest.
+    let mut child = session_with_a_part_in_s3(&b, &dave, &id, &moto);
     relay.down();
     script(&mut child, "o the last words\\r\\n\n");
     std::thread::sleep(Duration::from_millis(500));
